@@ -1,0 +1,403 @@
+//! The config file: cluster defaults, exemptions, cache, TLS and scanner routing.
+//!
+//! Every struct denies unknown keys, so a typo stops start-up with a message that
+//! names the key instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pattern::ImagePattern;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Plain-HTTP port for /healthz, /readyz and /metrics.
+    #[serde(default = "default_ops_listen")]
+    pub ops_listen: SocketAddr,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// One review never takes longer than this.
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Policies from a file instead of the cluster's Namespaces.
+    #[serde(default)]
+    pub namespaces_file: Option<PathBuf>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub registries: Vec<RegistryRoute>,
+    /// Credentials and platforms used when resolving tags on registries.
+    #[serde(default)]
+    pub resolution: ResolutionConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serving certificate and key (PEM); reloaded when they change on disk.
+    /// When both are absent, vulngate generates a CA and certificate into `generateDir`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Where a generated CA and certificate are written.
+    pub generate_dir: Option<PathBuf>,
+    /// Extra DNS names for a generated certificate (localhost is always in it).
+    #[serde(default)]
+    pub generate_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Enforce,
+    Warn,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnscannedRule {
+    Deny,
+    Warn,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    Deny,
+    Allow,
+}
+
+/// Limits by key: `critical`, `high`, `medium`, `low`, `unknown`, `total`, and the
+/// extra counts some scanners have (`malicious-files`, `baseline-risks`, ...).
+pub type LimitsConfig = std::collections::BTreeMap<String, u64>;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyDefaults {
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    #[serde(default = "default_limits")]
+    pub limits: LimitsConfig,
+    #[serde(default = "default_unscanned")]
+    pub unscanned: UnscannedRule,
+    #[serde(default = "default_on_error")]
+    pub on_error: OnError,
+}
+
+impl Default for PolicyDefaults {
+    fn default() -> Self {
+        PolicyDefaults {
+            mode: default_mode(),
+            limits: default_limits(),
+            unscanned: default_unscanned(),
+            on_error: default_on_error(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default)]
+    pub defaults: PolicyDefaults,
+    #[serde(default = "default_exempt_namespaces")]
+    pub exempt_namespaces: Vec<String>,
+    #[serde(default)]
+    pub exempt_images: Vec<ImagePattern>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            defaults: PolicyDefaults::default(),
+            exempt_namespaces: default_exempt_namespaces(),
+            exempt_images: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long a finished scan summary is kept.
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long a summary of an unfinished scan (scanning, not scanned) is kept.
+    #[serde(default = "default_pending_ttl", with = "humantime_serde")]
+    pub pending_ttl: Duration,
+    #[serde(default = "default_max_entries")]
+    pub max_entries: u64,
+    /// How long a tag -> digest resolution is kept.
+    #[serde(default = "default_tag_ttl", with = "humantime_serde")]
+    pub tag_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: default_cache_ttl(),
+            pending_ttl: default_pending_ttl(),
+            max_entries: default_max_entries(),
+            tag_ttl: default_tag_ttl(),
+        }
+    }
+}
+
+/// Which scanner holds the summaries of images from registries matching `match`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryRoute {
+    /// Registry host pattern: `*`, `*.cr.aliyuncs.com`, `swr.*.myhuaweicloud.com`, `localhost:5000`.
+    #[serde(rename = "match")]
+    pub host_match: HostPattern,
+    pub scanner: ScannerConfig,
+    /// How to reach the registry for tag resolution; `None` means defaults (HTTPS).
+    #[serde(default)]
+    pub registry: Option<RegistryAccess>,
+}
+
+/// Connection settings of one registry, for tag -> digest resolution.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryAccess {
+    /// Resolve tags on this registry at all (off: only digests and scanner tag maps).
+    #[serde(default = "default_true")]
+    pub resolve: bool,
+    /// Plain HTTP instead of HTTPS (a local registry).
+    #[serde(default)]
+    pub plain_http: bool,
+    /// PEM CA bundle trusted for this registry.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Ask this host instead (as containerd's hosts.toml does), e.g. `mirror.local:5000`.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResolutionConfig {
+    /// A docker `config.json` (the content of a dockerconfigjson Secret, mounted).
+    #[serde(default)]
+    pub docker_config_file: Option<PathBuf>,
+    /// Also use the pod's and its ServiceAccount's imagePullSecrets (needs RBAC on Secrets).
+    #[serde(default)]
+    pub use_image_pull_secrets: bool,
+    /// Platforms judged for multi-arch images when the index itself has no summary.
+    #[serde(default = "default_platforms")]
+    pub platforms: Vec<String>,
+}
+
+impl Default for ResolutionConfig {
+    fn default() -> Self {
+        ResolutionConfig {
+            docker_config_file: None,
+            use_image_pull_secrets: false,
+            platforms: default_platforms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum ScannerConfig {
+    File(FileScannerConfig),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileScannerConfig {
+    /// A summaries file, a Trivy JSON report, or a directory of them.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` or `text`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter such as `info` or `vulngate=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+/// A registry host pattern where `*` stands for any run of characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct HostPattern(pub String);
+
+impl HostPattern {
+    pub fn matches(&self, host: &str) -> bool {
+        crate::pattern::wildcard_match(&self.0, host)
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.contains(['/', ' ', '@']) {
+            return Err(serde::de::Error::custom(format!(
+                "registry pattern {s:?} must be a host name pattern such as \"*.example.com\" or \"*\""
+            )));
+        }
+        Ok(HostPattern(s.to_ascii_lowercase()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads and validates a config file. Relative paths inside it are taken
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_yaml(&text, base).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses config text; errors name the offending key (`policy.defaults.limits: ...`).
+    pub fn from_yaml(text: &str, base: &Path) -> Result<Config, String> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let mut config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| match e.path().to_string() {
+                p if p == "." => e.inner().to_string(),
+                p => format!("{p}: {}", e.inner()),
+            })?;
+        config.validate()?;
+        config.rebase_paths(base);
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for key in self.policy.defaults.limits.keys() {
+            if !crate::policy::LimitKey::is_known(key) {
+                return Err(format!(
+                    "policy.defaults.limits.{key}: unknown limit; use one of {}",
+                    crate::policy::LimitKey::known_list()
+                ));
+            }
+        }
+        if self.deadline.is_zero() {
+            return Err("deadline: must be greater than zero".into());
+        }
+        if self.cache.max_entries == 0 {
+            return Err("cache.maxEntries: must be greater than zero".into());
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err("tls: certFile and keyFile go together".into());
+        }
+        if self.registries.is_empty() {
+            return Err("registries: at least one route is needed (match: \"*\" for all)".into());
+        }
+        Ok(())
+    }
+
+    fn rebase_paths(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.tls.cert_file.as_mut().map(rebase);
+        self.tls.key_file.as_mut().map(rebase);
+        self.tls.generate_dir.as_mut().map(rebase);
+        self.namespaces_file.as_mut().map(rebase);
+        self.resolution.docker_config_file.as_mut().map(rebase);
+        for route in &mut self.registries {
+            match &mut route.scanner {
+                ScannerConfig::File(f) => rebase(&mut f.path),
+            }
+            if let Some(ca) = route.registry.as_mut().and_then(|r| r.ca_file.as_mut()) {
+                rebase(ca);
+            }
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_ops_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_deadline() -> Duration {
+    Duration::from_secs(8)
+}
+fn default_mode() -> Mode {
+    Mode::Enforce
+}
+fn default_limits() -> LimitsConfig {
+    [("critical".to_string(), 0), ("high".to_string(), 0)]
+        .into_iter()
+        .collect()
+}
+fn default_unscanned() -> UnscannedRule {
+    UnscannedRule::Deny
+}
+fn default_on_error() -> OnError {
+    OnError::Deny
+}
+fn default_exempt_namespaces() -> Vec<String> {
+    vec!["kube-system".to_string()]
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_pending_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_entries() -> u64 {
+    100_000
+}
+fn default_tag_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_platforms() -> Vec<String> {
+    vec!["linux/amd64".to_string(), "linux/arm64".to_string()]
+}
+fn default_true() -> bool {
+    true
+}
+fn default_log_format() -> String {
+    "json".to_string()
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}

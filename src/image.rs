@@ -1,0 +1,118 @@
+//! Image references, normalized the way the container runtime reads them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use oci_client::Reference;
+
+/// A parsed, normalized image reference (`nginx` is `docker.io/library/nginx:latest`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    /// Registry host as written, normalized (`docker.io` for Docker Hub).
+    pub registry: String,
+    pub repository: String,
+    /// The tag; `latest` when neither tag nor digest was written.
+    pub tag: Option<String>,
+    /// `sha256:<hex>` when the reference carries one (it then wins over the tag).
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid image reference {reference:?}: {reason}")]
+pub struct InvalidImage {
+    pub reference: String,
+    pub reason: String,
+}
+
+impl ImageRef {
+    pub fn parse(written: &str) -> Result<ImageRef, InvalidImage> {
+        let invalid = |reason: String| InvalidImage {
+            reference: written.to_string(),
+            reason,
+        };
+        if written.is_empty() {
+            return Err(invalid("empty".into()));
+        }
+        if written.trim() != written {
+            return Err(invalid("surrounding white space".into()));
+        }
+        let parsed = Reference::from_str(written).map_err(|e| invalid(e.to_string()))?;
+        // The distribution grammar allows only lower case in repository paths.
+        if let Some(c) = parsed
+            .repository()
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-' | '/'))
+        {
+            return Err(invalid(format!("character {c:?} in the repository name")));
+        }
+        let digest = parsed.digest().map(str::to_string);
+        let tag = match (parsed.tag(), &digest) {
+            (Some(t), _) => Some(t.to_string()),
+            (None, None) => Some("latest".to_string()),
+            (None, Some(_)) => None,
+        };
+        Ok(ImageRef {
+            registry: parsed.registry().to_string(),
+            repository: parsed.repository().to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    /// `registry/repository`, the form exemption patterns match.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The registry host without a port.
+    pub fn host(&self) -> &str {
+        self.registry
+            .rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(&self.registry, |(host, _)| host)
+    }
+}
+
+impl fmt::Display for ImageRef {
+    /// The fully normalized form: `registry/repository[:tag][@digest]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_docker_hub_names_are_normalized() {
+        let r = ImageRef::parse("nginx").unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/nginx:latest");
+        let r = ImageRef::parse("jmalloc/echo-server:v1").unwrap();
+        assert_eq!(r.to_string(), "docker.io/jmalloc/echo-server:v1");
+    }
+
+    #[test]
+    fn registry_with_port_and_digest() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = ImageRef::parse(&format!("localhost:5000/app:1@{d}")).unwrap();
+        assert_eq!(r.registry, "localhost:5000");
+        assert_eq!(r.host(), "localhost");
+        assert_eq!(r.repository, "app");
+        assert_eq!(r.digest.as_deref(), Some(d.as_str()));
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        for bad in ["", "UPPER/case", "nginx@sha256:abc", " nginx", "a:b:c:d"] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Wildcard patterns for image names and registry hosts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::image::ImageRef;
+
+/// `*` matches any run of characters (including `/`), everything else matches itself.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// An image exemption pattern such as `registry.k8s.io/*` or `docker.io/library/nginx`.
+/// It is matched against the normalized image (`nginx:1.25` is
+/// `docker.io/library/nginx:1.25`), with and without its tag and digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ImagePattern(String);
+
+impl ImagePattern {
+    pub fn parse(s: &str) -> Result<ImagePattern, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty image pattern".into());
+        }
+        if s.contains(char::is_whitespace) {
+            return Err(format!("image pattern {s:?} contains white space"));
+        }
+        // A pattern written in short form (`nginx`, `library/*`) is normalized the
+        // way the image itself is, so it matches what the runtime pulls.
+        let normalized = if s.contains('*') {
+            s.to_string()
+        } else {
+            ImageRef::parse(s)
+                .map(|r| {
+                    let mut n = r.name();
+                    if s.contains('@') || s.rsplit('/').next().is_some_and(|l| l.contains(':')) {
+                        n = r.to_string();
+                    }
+                    n
+                })
+                .map_err(|e| format!("image pattern: {e}"))?
+        };
+        Ok(ImagePattern(normalized))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn matches(&self, image: &ImageRef) -> bool {
+        let name = image.name();
+        if wildcard_match(&self.0, &name) {
+            return true;
+        }
+        wildcard_match(&self.0, &image.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ImagePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ImagePattern::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(s: &str) -> ImageRef {
+        ImageRef::parse(s).unwrap()
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*", "anything"));
+        assert!(wildcard_match("*.cr.aliyuncs.com", "shop-registry.cn-hangzhou.cr.aliyuncs.com"));
+        assert!(!wildcard_match("*.cr.aliyuncs.com", "cr.aliyuncs.com.evil.io"));
+        assert!(wildcard_match("swr.*.myhuaweicloud.com", "swr.cn-north-4.myhuaweicloud.com"));
+        assert!(!wildcard_match("a*b", "ac"));
+    }
+
+    #[test]
+    fn exemptions_match_the_normalized_form() {
+        let p = ImagePattern::parse("docker.io/library/*").unwrap();
+        assert!(p.matches(&img("nginx:1.25")));
+        assert!(!p.matches(&img("quay.io/nginx/nginx:1.25")));
+        let p = ImagePattern::parse("nginx").unwrap();
+        assert!(p.matches(&img("docker.io/library/nginx:1.0")));
+        let p = ImagePattern::parse("registry.k8s.io/*").unwrap();
+        assert!(p.matches(&img("registry.k8s.io/pause:3.9")));
+        assert!(!p.matches(&img("registry.k8s.io.evil.com/pause:3.9")));
+    }
+}
