@@ -54,7 +54,11 @@ impl Webhook {
     /// Writes `files` (path relative to a temp dir -> content) and `config.yaml`,
     /// starts `vulngate serve --config`, and waits until it is ready.
     pub fn start(config: &str, files: &[(&str, String)]) -> Webhook {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Webhook::start_in(tempfile::tempdir().expect("temp dir"), config, files)
+    }
+
+    /// Like `start`, in a directory the test has prepared.
+    pub fn start_in(dir: tempfile::TempDir, config: &str, files: &[(&str, String)]) -> Webhook {
         for (name, content) in files {
             let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
