@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub mod cluster;
+
 pub type Annotations = Arc<BTreeMap<String, String>>;
 
 #[derive(Debug, Clone, thiserror::Error)]
