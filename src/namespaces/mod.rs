@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 pub mod cluster;
+pub mod file;
+
+use async_trait::async_trait;
 
 pub type Annotations = Arc<BTreeMap<String, String>>;
 
@@ -21,4 +22,13 @@ pub trait NamespaceSource: Send + Sync {
 
     /// True once the source can answer (the cluster cache has synced).
     fn is_ready(&self) -> bool;
+}
+
+/// Namespaces from the cluster: a watch-backed cache (in-cluster config or kubeconfig).
+/// Returns at once; the source reports ready when its first list has synced.
+pub async fn cluster_source() -> Result<Arc<dyn NamespaceSource>, String> {
+    let cache = cluster::ClusterNamespaces::try_default()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(cache))
 }

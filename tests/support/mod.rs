@@ -1,2 +1,5 @@
-//! Test peers shared by the integration tests; each test file takes what it needs.
+//! Helpers shared by the integration tests. Each test file uses only some of them.
+#![allow(dead_code)]
+
 pub mod apiserver;
+pub mod webhook;
