@@ -210,10 +210,51 @@ impl Default for ResolutionConfig {
     }
 }
 
+/// One scanner, written as a one-key map: `{file: {...}}`, `{hss: {...}}`, `{harbor: {...}}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "ScannerConfigMap"
+)]
 pub enum ScannerConfig {
     File(FileScannerConfig),
+    /// Huawei Cloud HSS, for SWR images (`docs/scanners-huawei-harbor.md`).
+    Hss(crate::scan::hss::HssConfig),
+    /// Harbor v2.0 scan overviews (`docs/scanners-huawei-harbor.md`).
+    Harbor(crate::scan::harbor::HarborConfig),
+}
+
+/// The map form of [`ScannerConfig`]. serde_yaml 0.9 reads externally tagged
+/// enums only from `!tag` syntax, so the one-key map is read as a struct.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ScannerConfigMap {
+    file: Option<FileScannerConfig>,
+    hss: Option<crate::scan::hss::HssConfig>,
+    harbor: Option<crate::scan::harbor::HarborConfig>,
+}
+
+impl TryFrom<ScannerConfigMap> for ScannerConfig {
+    type Error = String;
+
+    fn try_from(m: ScannerConfigMap) -> Result<Self, String> {
+        let mut found = Vec::new();
+        if let Some(c) = m.file {
+            found.push(ScannerConfig::File(c));
+        }
+        if let Some(c) = m.hss {
+            found.push(ScannerConfig::Hss(c));
+        }
+        if let Some(c) = m.harbor {
+            found.push(ScannerConfig::Harbor(c));
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err("name one scanner: file, hss or harbor".into()),
+            _ => Err("name only one scanner (file, hss or harbor)".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -343,6 +384,8 @@ impl Config {
         for route in &mut self.registries {
             match &mut route.scanner {
                 ScannerConfig::File(f) => rebase(&mut f.path),
+                ScannerConfig::Hss(h) => h.rebase_paths(base),
+                ScannerConfig::Harbor(h) => h.rebase_paths(base),
             }
             if let Some(ca) = route.registry.as_mut().and_then(|r| r.ca_file.as_mut()) {
                 rebase(ca);
