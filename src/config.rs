@@ -38,6 +38,29 @@ pub struct Config {
     pub resolution: ResolutionConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// How a SIGTERM is handled.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Keep serving, with readiness false, this long so the Service stops sending here.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// Longest wait for in-flight reviews once the listener is closed.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_delay: Duration::ZERO,
+            grace: default_grace(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -160,6 +183,7 @@ pub struct RegistryRoute {
     /// Registry host pattern: `*`, `*.cr.aliyuncs.com`, `swr.*.myhuaweicloud.com`, `localhost:5000`.
     #[serde(rename = "match")]
     pub host_match: HostPattern,
+    #[serde(with = "serde_yaml::with::singleton_map")]
     pub scanner: ScannerConfig,
     /// How to reach the registry for tag resolution; `None` means defaults (HTTPS).
     #[serde(default)]
@@ -212,49 +236,13 @@ impl Default for ResolutionConfig {
 
 /// One scanner, written as a one-key map: `{file: {...}}`, `{hss: {...}}`, `{harbor: {...}}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(
-    rename_all = "camelCase",
-    deny_unknown_fields,
-    try_from = "ScannerConfigMap"
-)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum ScannerConfig {
     File(FileScannerConfig),
     /// Huawei Cloud HSS, for SWR images (`docs/scanners-huawei-harbor.md`).
     Hss(crate::scan::hss::HssConfig),
     /// Harbor v2.0 scan overviews (`docs/scanners-huawei-harbor.md`).
     Harbor(crate::scan::harbor::HarborConfig),
-}
-
-/// The map form of [`ScannerConfig`]. serde_yaml 0.9 reads externally tagged
-/// enums only from `!tag` syntax, so the one-key map is read as a struct.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ScannerConfigMap {
-    file: Option<FileScannerConfig>,
-    hss: Option<crate::scan::hss::HssConfig>,
-    harbor: Option<crate::scan::harbor::HarborConfig>,
-}
-
-impl TryFrom<ScannerConfigMap> for ScannerConfig {
-    type Error = String;
-
-    fn try_from(m: ScannerConfigMap) -> Result<Self, String> {
-        let mut found = Vec::new();
-        if let Some(c) = m.file {
-            found.push(ScannerConfig::File(c));
-        }
-        if let Some(c) = m.hss {
-            found.push(ScannerConfig::Hss(c));
-        }
-        if let Some(c) = m.harbor {
-            found.push(ScannerConfig::Harbor(c));
-        }
-        match found.len() {
-            1 => Ok(found.remove(0)),
-            0 => Err("name one scanner: file, hss or harbor".into()),
-            _ => Err("name only one scanner (file, hss or harbor)".into()),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -336,11 +324,14 @@ impl Config {
     /// Parses config text; errors name the offending key (`policy.defaults.limits: ...`).
     pub fn from_yaml(text: &str, base: &Path) -> Result<Config, String> {
         let de = serde_yaml::Deserializer::from_str(text);
-        let mut config: Config =
-            serde_path_to_error::deserialize(de).map_err(|e| match e.path().to_string() {
-                p if p == "." => e.inner().to_string(),
-                p => format!("{p}: {}", e.inner()),
-            })?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let (path, inner) = (e.path().to_string(), e.inner().to_string());
+            if path == "." || inner.starts_with(&path) {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            }
+        })?;
         config.validate()?;
         config.rebase_paths(base);
         Ok(config)
@@ -402,6 +393,9 @@ fn default_ops_listen() -> SocketAddr {
 }
 fn default_deadline() -> Duration {
     Duration::from_secs(8)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(20)
 }
 fn default_mode() -> Mode {
     Mode::Enforce
