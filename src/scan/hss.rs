@@ -141,6 +141,14 @@ const REPORT_STATISTIC: Op = Op {
     permission: "hss:image:list",
 };
 
+/// One HTTP answer, whatever its status.
+struct Reply {
+    status: u16,
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+    body: bytes::Bytes,
+}
+
 pub struct HssScanner {
     config: HssConfig,
     http: reqwest::Client,
@@ -292,12 +300,12 @@ impl HssScanner {
         backoff::retry_throttled(&self.config.retry, || async {
             let mut attempt = self.send_once(op, method, &path, &query, body).await;
             // A revoked token: fetch a new one and try once more.
-            if matches!(&attempt, Ok((401, _, _))) && self.auth.on_unauthorized().await {
+            if matches!(&attempt, Ok(r) if r.status == 401) && self.auth.on_unauthorized().await {
                 attempt = self.send_once(op, method, &path, &query, body).await;
             }
             match attempt {
                 Err(e) => Attempt::Done(Err(e)),
-                Ok((status, request_id, body)) => self.classify(op, status, request_id, &body),
+                Ok(reply) => self.classify(op, reply),
             }
         })
         .await
@@ -311,7 +319,7 @@ impl HssScanner {
         path: &str,
         query: &[(String, String)],
         body: Option<&[u8]>,
-    ) -> Result<(u16, Option<String>, bytes::Bytes), ScanError> {
+    ) -> Result<Reply, ScanError> {
         // Path segments are escaped as the signer escapes them, and the query is
         // sent in canonical form: what is signed is exactly what is sent.
         let wire_path = path
@@ -365,8 +373,14 @@ impl HssScanner {
         let resp = req.send().await.map_err(|e| self.transport(op, &e))?;
         let status = resp.status().as_u16();
         let request_id = crate::httputil::request_id(resp.headers());
+        let retry_after = backoff::retry_after(resp.headers());
         let body = resp.bytes().await.map_err(|e| self.transport(op, &e))?;
-        Ok((status, request_id, body))
+        Ok(Reply {
+            status,
+            request_id,
+            retry_after,
+            body,
+        })
     }
 
     /// Checks credentials, permission and endpoint without naming an image:
@@ -414,15 +428,15 @@ impl HssScanner {
         }
     }
 
-    fn classify<T: DeserializeOwned>(
-        &self,
-        op: Op,
-        status: u16,
-        request_id: Option<String>,
-        body: &[u8],
-    ) -> Attempt<T> {
+    fn classify<T: DeserializeOwned>(&self, op: Op, reply: Reply) -> Attempt<T> {
+        let Reply {
+            status,
+            request_id,
+            retry_after,
+            body,
+        } = reply;
         if (200..300).contains(&status) {
-            return Attempt::Done(serde_json::from_slice::<T>(body).map_err(|e| {
+            return Attempt::Done(serde_json::from_slice::<T>(&body).map_err(|e| {
                 ScanError::Unavailable {
                     scanner: KIND,
                     message: format!(
@@ -435,7 +449,7 @@ impl HssScanner {
                 }
             }));
         }
-        let err = ApiError::from_response(status, request_id, body);
+        let err = ApiError::from_response(status, request_id, &body);
         let described = err.describe();
         let config = |message: String| {
             Attempt::Done(Err(ScanError::Config {
@@ -449,7 +463,7 @@ impl HssScanner {
                     scanner: KIND,
                     message: format!("{}: throttled, {described}", op.name),
                 },
-                retry_after: None,
+                retry_after,
             };
         }
         match status {
