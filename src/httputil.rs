@@ -8,11 +8,11 @@ pub fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A transport error without the URL's query (which is harmless here, but
-/// messages stay short) and with the cause that says what happened.
-pub fn transport_error(e: &reqwest::Error) -> String {
+/// What went wrong on the way: `timed out after 5s`, `connection failed: ...`,
+/// with the causes that say what happened. `timeout` is the client's own.
+pub fn transport_error(e: &reqwest::Error, timeout: std::time::Duration) -> String {
     if e.is_timeout() {
-        return "timed out".to_string();
+        return format!("timed out after {}", humantime::format_duration(timeout));
     }
     let mut out = if e.is_connect() {
         "connection failed".to_string()

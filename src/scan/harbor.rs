@@ -316,14 +316,7 @@ impl HarborScanner {
     }
 
     fn transport(&self, e: &reqwest::Error) -> ScanError {
-        let what = if e.is_timeout() {
-            format!(
-                "timed out after {}",
-                humantime::format_duration(self.config.timeout)
-            )
-        } else {
-            crate::httputil::transport_error(e)
-        };
+        let what = crate::httputil::transport_error(e, self.config.timeout);
         self.unavailable(format!("{}: {what}", self.base))
     }
 }

@@ -246,6 +246,7 @@ impl HssScanner {
         let auth = Authenticator::new(
             &config.auth,
             http.clone(),
+            config.timeout,
             &config.region,
             &config.project_id,
         );
@@ -414,17 +415,14 @@ impl HssScanner {
     }
 
     fn transport(&self, op: Op, e: &reqwest::Error) -> ScanError {
-        let what = if e.is_timeout() {
-            format!(
-                "timed out after {}",
-                humantime::format_duration(self.config.timeout)
-            )
-        } else {
-            crate::httputil::transport_error(e)
-        };
         ScanError::Unavailable {
             scanner: KIND,
-            message: format!("{} at {}: {what}", op.name, self.base),
+            message: format!(
+                "{} at {}: {}",
+                op.name,
+                self.base,
+                crate::httputil::transport_error(e, self.config.timeout)
+            ),
         }
     }
 

@@ -144,6 +144,7 @@ impl Authenticator {
     pub fn new(
         config: &HuaweiAuthConfig,
         http: reqwest::Client,
+        timeout: std::time::Duration,
         region: &str,
         project_id: &str,
     ) -> Authenticator {
@@ -156,6 +157,7 @@ impl Authenticator {
                     .unwrap_or_else(|| format!("https://iam.{region}.myhuaweicloud.com"));
                 Authenticator::Token(Arc::new(IamTokens::new(
                     http,
+                    timeout,
                     &endpoint,
                     &c.domain,
                     &c.user,

@@ -16,6 +16,8 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(15 * 60);
 
 pub struct IamTokens {
     http: reqwest::Client,
+    /// The client's timeout, for messages.
+    timeout: Duration,
     /// `https://iam.<region>.myhuaweicloud.com`, no trailing slash.
     endpoint: String,
     domain: String,
@@ -34,6 +36,7 @@ struct CachedToken {
 impl IamTokens {
     pub fn new(
         http: reqwest::Client,
+        timeout: Duration,
         endpoint: &str,
         domain: &str,
         user: &str,
@@ -42,6 +45,7 @@ impl IamTokens {
     ) -> IamTokens {
         IamTokens {
             http,
+            timeout,
             endpoint: endpoint.trim_end_matches('/').to_string(),
             domain: domain.to_string(),
             user: user.to_string(),
@@ -97,7 +101,7 @@ impl IamTokens {
             .map_err(|e| {
                 unavailable(format!(
                     "IAM token request to {url} failed: {}",
-                    crate::httputil::transport_error(&e)
+                    crate::httputil::transport_error(&e, self.timeout)
                 ))
             })?;
         let status = resp.status().as_u16();
@@ -110,7 +114,7 @@ impl IamTokens {
         let bytes = resp.bytes().await.map_err(|e| {
             unavailable(format!(
                 "IAM token response: {}",
-                crate::httputil::transport_error(&e)
+                crate::httputil::transport_error(&e, self.timeout)
             ))
         })?;
         if !(200..300).contains(&status) {
