@@ -309,6 +309,24 @@ async fn config_errors_are_clear() {
         err.contains("password") && err.contains("VULNGATE_TEST_UNSET"),
         "{err}"
     );
+    let yaml = format!(
+        "url: \"{}\"\nusername: r\npassword: {{file: {}}}\ncaFile: /nonexistent/ca.pem\n",
+        server.url(),
+        robot.path.display()
+    );
+    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    let err = HarborScanner::new(&config).err().unwrap();
+    assert!(err.contains("caFile /nonexistent/ca.pem"), "{err}");
+    std::fs::write(robot.path.with_file_name("ca.pem"), "not a certificate").unwrap();
+    let yaml = yaml.replace(
+        "/nonexistent/ca.pem",
+        &robot.path.with_file_name("ca.pem").display().to_string(),
+    );
+    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    assert!(HarborScanner::new(&config)
+        .err()
+        .unwrap()
+        .contains("caFile"));
     let yaml = "url: x\nusername: r\npassword: hunter2\n";
     assert!(
         serde_yaml::from_str::<HarborConfig>(yaml).is_err(),

@@ -7,7 +7,8 @@ mod hss_server;
 use std::time::Duration;
 
 use hss_server::{
-    record, Fault, HssServer, AK, IAM_DOMAIN, IAM_PASSWORD, IAM_USER, PROJECT, REGION, SK,
+    record, Fault, HssServer, AK, IAM_DOMAIN, IAM_PASSWORD, IAM_USER, PROJECT, REGION,
+    SECURITY_TOKEN, SK,
 };
 use serde_json::json;
 use vulngate::config::{Config, ScannerConfig};
@@ -485,4 +486,68 @@ async fn access_check_posts_a_signed_json_body() {
     let err = s.check_access().await.unwrap_err();
     assert!(matches!(err, ScanError::Config { .. }), "{err}");
     assert_eq!(server.auth_failures(), 1);
+}
+
+#[tokio::test]
+async fn temporary_keys_send_and_sign_the_security_token() {
+    let server = HssServer::start().await;
+    server.add_image(record("org", "a", "1", D1, "unscan"), (0, 0, 0, 0));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [("ak", AK), ("sk", SK), ("token", SECURITY_TOKEN)] {
+        std::fs::write(dir.path().join(name), value).unwrap();
+    }
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let creds = Creds {
+        yaml_auth: format!(
+            "{{akSk: {{accessKey: {{file: {}}}, secretKey: {{file: {}}}, securityToken: {{file: {}}}}}}}",
+            p("ak"),
+            p("sk"),
+            p("token")
+        ),
+        _dir: dir,
+    };
+    let s = scanner(&server, &creds, "");
+    let got = summary(&s, "swr.cn-north-4.myhuaweicloud.com/org/a:1", D1)
+        .await
+        .unwrap();
+    assert_eq!(got.status, ScanStatus::NotScanned);
+    assert_eq!(server.auth_failures(), 0);
+
+    // A wrong token is refused by the server and reported as a credentials problem.
+    std::fs::write(creds._dir.path().join("token"), "stale-token-0000").unwrap();
+    let err = summary(&s, "swr.cn-north-4.myhuaweicloud.com/org/a:1", D1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScanError::Config { .. }), "{err}");
+    assert!(!err.to_string().contains("stale-token-0000"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_iam_endpoint_is_unavailable() {
+    // A port nothing listens on: bind one, then free it.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let server = HssServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), IAM_PASSWORD).unwrap();
+    let creds = Creds {
+        yaml_auth: format!(
+            "{{password: {{iamEndpoint: \"http://{closed}\", domain: {IAM_DOMAIN}, user: {IAM_USER}, password: {{file: {}}}}}}}",
+            dir.path().join("password").display()
+        ),
+        _dir: dir,
+    };
+    let s = scanner(&server, &creds, "");
+    let err = summary(&s, "swr.cn-north-4.myhuaweicloud.com/org/a:1", D1)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ScanError::Unavailable { .. }), "{msg}");
+    assert!(
+        msg.contains("IAM token request") && msg.contains("connection failed"),
+        "{msg}"
+    );
+    assert_no_secret(&msg);
 }

@@ -28,6 +28,8 @@ pub const REGION: &str = "cn-north-4";
 pub const IAM_DOMAIN: &str = "demo-domain";
 pub const IAM_USER: &str = "vulngate";
 pub const IAM_PASSWORD: &str = "iam-password-do-not-leak-42";
+/// The security token of temporary AK/SK, when a test uses them.
+pub const SECURITY_TOKEN: &str = "temporary-security-token-777";
 
 /// What the next HSS requests get instead of a normal answer.
 #[derive(Debug, Clone)]
@@ -454,6 +456,11 @@ fn check_auth(
     for needed in ["host", "x-sdk-date", "x-project-id"] {
         if !signed.contains(&needed) {
             return Err(format!("{needed} not signed"));
+        }
+    }
+    if let Some(t) = headers.get("x-security-token") {
+        if t.to_str().ok() != Some(SECURITY_TOKEN) || !signed.contains(&"x-security-token") {
+            return Err("X-Security-Token wrong or not signed".into());
         }
     }
     if headers.get("x-project-id").and_then(|v| v.to_str().ok()) != Some(PROJECT) {
