@@ -214,6 +214,10 @@ impl Default for ResolutionConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum ScannerConfig {
     File(FileScannerConfig),
+    /// Alibaba Cloud Container Registry EE (`scanner: {acr: {region: cn-hangzhou, ...}}`).
+    Acr(crate::scan::acr::AcrConfig),
+    /// Alibaba Cloud Security Center (`scanner: {sas: {region: cn-hangzhou, ...}}`).
+    Sas(crate::scan::sas::SasConfig),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -323,6 +327,13 @@ impl Config {
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err("tls: certFile and keyFile go together".into());
         }
+        for (i, route) in self.registries.iter().enumerate() {
+            match &route.scanner {
+                ScannerConfig::File(_) => {}
+                ScannerConfig::Acr(c) => c.validate(&format!("registries[{i}].scanner.acr"))?,
+                ScannerConfig::Sas(c) => c.validate(&format!("registries[{i}].scanner.sas"))?,
+            }
+        }
         if self.registries.is_empty() {
             return Err("registries: at least one route is needed (match: \"*\" for all)".into());
         }
@@ -343,6 +354,8 @@ impl Config {
         for route in &mut self.registries {
             match &mut route.scanner {
                 ScannerConfig::File(f) => rebase(&mut f.path),
+                ScannerConfig::Acr(c) => c.rebase_paths(base),
+                ScannerConfig::Sas(c) => c.rebase_paths(base),
             }
             if let Some(ca) = route.registry.as_mut().and_then(|r| r.ca_file.as_mut()) {
                 rebase(ca);

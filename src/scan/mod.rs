@@ -2,11 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::config::ScannerConfig;
 use crate::image::ImageRef;
+
+pub mod acr;
+pub mod sas;
 
 /// Severities in vulngate's own scale; every scanner maps onto it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -253,5 +258,34 @@ pub trait Scanner: Send + Sync {
     /// Used only when the tag is not resolved on a registry.
     fn digest_for_tag(&self, _image: &ImageRef) -> Option<String> {
         None
+    }
+}
+
+/// Builds the scanner a registry route names.
+pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String> {
+    match config {
+        ScannerConfig::Acr(c) => {
+            let scanner = acr::AcrScanner::new(c).map_err(|e| format!("acr scanner: {e}"))?;
+            tracing::info!(
+                credentials = scanner.credential_source(),
+                "acr scanner ready"
+            );
+            Ok(Arc::new(scanner))
+        }
+        ScannerConfig::Sas(c) => Ok(Arc::new(
+            sas::SasScanner::new(c).map_err(|e| format!("sas scanner: {e}"))?,
+        )),
+        // The file scanner is built by the engine's own code (on main).
+        ScannerConfig::File(_) => Err("the file scanner is not built here".to_string()),
+    }
+}
+
+/// The outcome label of one scanner call, for per-scanner metrics
+/// (`vulngate_scanner_calls_total{scanner, outcome}` and its timing histogram).
+pub fn outcome_label(result: &Result<ScanSummary, ScanError>) -> &'static str {
+    match result {
+        Ok(s) => s.status.as_str(),
+        Err(ScanError::Unavailable { .. }) => "unavailable",
+        Err(ScanError::Config { .. }) => "config_error",
     }
 }

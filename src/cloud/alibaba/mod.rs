@@ -63,3 +63,27 @@ mod tests {
         assert_eq!(nonce().len(), 32);
     }
 }
+
+/// A JSON field as text.
+pub fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(serde_json::Value::as_str)
+}
+
+/// A JSON count that may come as a number or as a numeric string (ACR's
+/// `ListRepoTag.TotalCount` is a string).
+pub fn json_u64(v: &serde_json::Value, key: &str) -> Option<u64> {
+    match v.get(key)? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `sha256:abc` and `abc` name the same digest (ACR examples use both forms).
+pub fn digest_hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+pub fn same_digest(a: &str, b: &str) -> bool {
+    digest_hex(a).eq_ignore_ascii_case(digest_hex(b))
+}
