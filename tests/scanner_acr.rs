@@ -156,8 +156,8 @@ async fn v1_signature_with_an_sts_security_token() {
     });
     std::fs::write(s.dir.path().join("id"), "STS.test").unwrap();
     std::fs::write(s.dir.path().join("token"), "CAIS-test-token/+==").unwrap();
-    let extra = format!("signatureVersion: v1\ninstanceId: cri-demo\n",);
-    let mut config = s.config(&extra);
+    let extra = "signatureVersion: v1\ninstanceId: cri-demo\n";
+    let mut config = s.config(extra);
     config.credentials.security_token_file = Some(s.dir.path().join("token"));
     let scanner = AcrScanner::with_env(&config, &|_| None).unwrap();
     let got = summary(&scanner, &tagged(), HEX).await.unwrap();

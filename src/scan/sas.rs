@@ -33,7 +33,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use super::{ExtraCount, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts};
+use super::{
+    ExtraCount, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
+};
 use crate::cloud::alibaba::client::{Api, Method, RpcClient};
 use crate::cloud::alibaba::config::{
     default_retry_budget, default_timeout, validate_endpoint, ClientSettings, CredentialsConfig,
@@ -134,10 +136,10 @@ static DESCRIBE_IMAGE_SECURITY_SCAN_COUNT: Api = Api {
 };
 
 /// Necessity level -> the severity slot it fills.
-const NECESSITY: [(&str, fn(&mut SeverityCounts) -> &mut Option<u64>); 3] = [
-    ("asap", |c| &mut c.high),
-    ("later", |c| &mut c.medium),
-    ("nntf", |c| &mut c.low),
+const NECESSITY: [(&str, Severity); 3] = [
+    ("asap", Severity::High),
+    ("later", Severity::Medium),
+    ("nntf", Severity::Low),
 ];
 
 #[derive(Debug)]
@@ -318,8 +320,8 @@ impl Scanner for SasScanner {
             self.call(&DESCRIBE_IMAGE_SECURITY_SCAN_COUNT, &count_params, deadline),
         )?;
         let mut counts = SeverityCounts::default();
-        for ((_, slot), n) in NECESSITY.iter().zip([asap, later, nntf]) {
-            *slot(&mut counts) = Some(n);
+        for ((_, severity), n) in NECESSITY.iter().zip([asap, later, nntf]) {
+            *counts.slot(*severity) = Some(n);
         }
         let mut summary = ScanSummary::status_only(KIND, ScanStatus::Complete);
         summary.counts = counts;

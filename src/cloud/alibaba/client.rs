@@ -547,7 +547,7 @@ pub fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(5))
         .min(Duration::from_secs(2));
     let half = base / 2;
-    let jitter_ms = (super::random_u64() % (half.as_millis() as u64 + 1)).min(u64::MAX);
+    let jitter_ms = super::random_u64() % (half.as_millis() as u64 + 1);
     let wait = half + Duration::from_millis(jitter_ms);
     match hint {
         Some(h) if h > wait => h.min(Duration::from_secs(10)),

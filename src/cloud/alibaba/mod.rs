@@ -47,23 +47,6 @@ pub fn nonce() -> String {
     format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamp_is_utc_second_precision() {
-        let t = time::macros::datetime!(2023-03-13 16:34:30.5 +8);
-        assert_eq!(timestamp(t), "2023-03-13T08:34:30Z");
-    }
-
-    #[test]
-    fn nonces_differ() {
-        assert_ne!(nonce(), nonce());
-        assert_eq!(nonce().len(), 32);
-    }
-}
-
 /// A JSON field as text.
 pub fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(serde_json::Value::as_str)
@@ -86,4 +69,21 @@ pub fn digest_hex(digest: &str) -> &str {
 
 pub fn same_digest(a: &str, b: &str) -> bool {
     digest_hex(a).eq_ignore_ascii_case(digest_hex(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_is_utc_second_precision() {
+        let t = time::macros::datetime!(2023-03-13 16:34:30.5 +8);
+        assert_eq!(timestamp(t), "2023-03-13T08:34:30Z");
+    }
+
+    #[test]
+    fn nonces_differ() {
+        assert_ne!(nonce(), nonce());
+        assert_eq!(nonce().len(), 32);
+    }
 }
