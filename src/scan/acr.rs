@@ -548,3 +548,55 @@ mod tests {
         assert!(err.to_string().contains("accessKeySecret"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod config_file_tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ScannerConfig};
+
+    #[test]
+    fn routes_in_the_config_file_are_validated_and_rebased() {
+        let yaml = r#"
+registries:
+  - match: "*.cr.aliyuncs.com"
+    scanner:
+      acr:
+        region: cn-hangzhou
+        credentials:
+          accessKeyIdFile: keys/id
+          accessKeySecretFile: keys/secret
+          rrsa: {tokenFile: tokens/rrsa}
+  - match: "*"
+    scanner: {sas: {region: ap-southeast-1, signatureVersion: v1}}
+"#;
+        let config = Config::from_yaml(yaml, Path::new("/etc/vulngate")).unwrap();
+        let ScannerConfig::Acr(acr) = &config.registries[0].scanner else {
+            panic!("acr route expected");
+        };
+        assert_eq!(
+            acr.credentials.access_key_id_file.as_deref(),
+            Some(Path::new("/etc/vulngate/keys/id"))
+        );
+        let rrsa = acr.credentials.rrsa.as_ref().unwrap();
+        assert_eq!(
+            rrsa.token_file.as_deref(),
+            Some(Path::new("/etc/vulngate/tokens/rrsa"))
+        );
+        // Files are read at call time, so the scanners build without them.
+        for route in &config.registries {
+            let scanner = crate::scan::build_scanner(&route.scanner).unwrap();
+            assert!(["acr", "sas"].contains(&scanner.kind()));
+        }
+
+        let half = "registries:\n  - match: \"*\"\n    scanner: {acr: {region: cn-hangzhou, credentials: {accessKeyIdFile: id}}}\n";
+        let err = Config::from_yaml(half, Path::new("/")).unwrap_err();
+        assert!(err.contains("registries[0].scanner.acr.credentials"), "{err}");
+        let inline = "registries:\n  - match: \"*\"\n    scanner: {sas: {region: cn-hangzhou, accessKeySecret: oops}}\n";
+        let err = Config::from_yaml(inline, Path::new("/")).unwrap_err();
+        assert!(err.contains("accessKeySecret"), "{err}");
+        let bad_endpoint = "registries:\n  - match: \"*\"\n    scanner: {acr: {region: cn-hangzhou, endpoint: \"ftp://x\"}}\n";
+        let err = Config::from_yaml(bad_endpoint, Path::new("/")).unwrap_err();
+        assert!(err.contains("registries[0].scanner.acr.endpoint"), "{err}");
+    }
+}
