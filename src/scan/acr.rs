@@ -568,7 +568,7 @@ registries:
           accessKeySecretFile: keys/secret
           rrsa: {tokenFile: tokens/rrsa}
   - match: "*"
-    scanner: {sas: {region: ap-southeast-1, signatureVersion: v1}}
+    scanner: {sas: {region: ap-southeast-1, signatureVersion: v1, credentials: {accessKeyIdFile: id, accessKeySecretFile: secret}}}
 "#;
         let config = Config::from_yaml(yaml, Path::new("/etc/vulngate")).unwrap();
         let ScannerConfig::Acr(acr) = &config.registries[0].scanner else {
@@ -591,7 +591,10 @@ registries:
 
         let half = "registries:\n  - match: \"*\"\n    scanner: {acr: {region: cn-hangzhou, credentials: {accessKeyIdFile: id}}}\n";
         let err = Config::from_yaml(half, Path::new("/")).unwrap_err();
-        assert!(err.contains("registries[0].scanner.acr.credentials"), "{err}");
+        assert!(
+            err.contains("registries[0].scanner.acr.credentials"),
+            "{err}"
+        );
         let inline = "registries:\n  - match: \"*\"\n    scanner: {sas: {region: cn-hangzhou, accessKeySecret: oops}}\n";
         let err = Config::from_yaml(inline, Path::new("/")).unwrap_err();
         assert!(err.contains("accessKeySecret"), "{err}");

@@ -1,5 +1,10 @@
 //! The normalized scan summary and the trait every scanner implements.
 
+pub mod acr;
+pub mod cache;
+pub mod file;
+pub mod sas;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -7,11 +12,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::config::ScannerConfig;
+use crate::config::{HostPattern, RegistryRoute, ScannerConfig};
 use crate::image::ImageRef;
-
-pub mod acr;
-pub mod sas;
 
 /// Severities in vulngate's own scale; every scanner maps onto it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -261,9 +263,12 @@ pub trait Scanner: Send + Sync {
     }
 }
 
-/// Builds the scanner a registry route names.
+/// Builds the scanner a route names.
 pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String> {
     match config {
+        ScannerConfig::File(f) => Ok(Arc::new(
+            file::FileScanner::load(&f.path).map_err(|e| e.to_string())?,
+        )),
         ScannerConfig::Acr(c) => {
             let scanner = acr::AcrScanner::new(c).map_err(|e| format!("acr scanner: {e}"))?;
             tracing::info!(
@@ -275,17 +280,46 @@ pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String>
         ScannerConfig::Sas(c) => Ok(Arc::new(
             sas::SasScanner::new(c).map_err(|e| format!("sas scanner: {e}"))?,
         )),
-        // The file scanner is built by the engine's own code (on main).
-        ScannerConfig::File(_) => Err("the file scanner is not built here".to_string()),
     }
 }
 
-/// The outcome label of one scanner call, for per-scanner metrics
-/// (`vulngate_scanner_calls_total{scanner, outcome}` and its timing histogram).
-pub fn outcome_label(result: &Result<ScanSummary, ScanError>) -> &'static str {
-    match result {
-        Ok(s) => s.status.as_str(),
-        Err(ScanError::Unavailable { .. }) => "unavailable",
-        Err(ScanError::Config { .. }) => "config_error",
+/// One route of the config: which scanner holds the images of matching registries.
+pub struct Route {
+    pub index: usize,
+    pub pattern: HostPattern,
+    pub scanner: Arc<dyn Scanner>,
+}
+
+/// Picks the scanner for an image by its registry host; the first match wins.
+pub struct ScannerRouter {
+    routes: Vec<Route>,
+}
+
+impl ScannerRouter {
+    pub fn from_config(routes: &[RegistryRoute]) -> Result<ScannerRouter, String> {
+        let mut built = Vec::with_capacity(routes.len());
+        for (index, route) in routes.iter().enumerate() {
+            let scanner = build_scanner(&route.scanner)
+                .map_err(|e| format!("registries[{index}] ({}): {e}", route.host_match.0))?;
+            built.push(Route {
+                index,
+                pattern: route.host_match.clone(),
+                scanner,
+            });
+        }
+        Ok(ScannerRouter { routes: built })
+    }
+
+    pub fn from_routes(routes: Vec<Route>) -> ScannerRouter {
+        ScannerRouter { routes }
+    }
+
+    /// The route for an image: matched on `host:port` as written, then on the host alone.
+    pub fn route(&self, image: &ImageRef) -> Option<&Route> {
+        let registry = image.registry.to_ascii_lowercase();
+        let host = image.host().to_ascii_lowercase();
+        self.routes
+            .iter()
+            .find(|r| r.pattern.matches(&registry) || r.pattern.matches(&host))
     }
 }
