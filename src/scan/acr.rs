@@ -603,3 +603,24 @@ registries:
         assert!(err.contains("registries[0].scanner.acr.endpoint"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    /// The example in docs/scanners-alibaba.md is a valid config.
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("../../docs/scanners-alibaba.md");
+        let start = doc.find("```yaml\n").expect("yaml example") + "```yaml\n".len();
+        let end = start + doc[start..].find("```").expect("end of the example");
+        let config =
+            crate::config::Config::from_yaml(&doc[start..end], std::path::Path::new("/")).unwrap();
+        assert_eq!(config.registries.len(), 2);
+        let crate::config::ScannerConfig::Acr(acr) = &config.registries[0].scanner else {
+            panic!("first route is acr");
+        };
+        assert!(acr.credentials.rrsa.is_some());
+        let sas = &config.registries[1].scanner;
+        assert!(matches!(sas, crate::config::ScannerConfig::Sas(_)));
+        assert_eq!(crate::scan::build_scanner(sas).unwrap().kind(), "sas");
+    }
+}
