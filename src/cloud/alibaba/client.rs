@@ -90,8 +90,10 @@ impl ApiError {
         if self.is_credential() {
             return false;
         }
+        // Business codes only (`REPO_NOT_EXIST`, `TAG_NOT_EXIST`): a bare 404 or
+        // `InvalidAction.NotFound` means a wrong endpoint, not a missing image.
         let c = self.code.to_ascii_lowercase().replace(['_', '.'], "");
-        self.http_status == 404 || c.contains("notexist") || c.contains("notfound")
+        !c.starts_with("invalid") && (c.contains("notexist") || c.contains("notfound"))
     }
 
     fn describe(&self) -> String {
@@ -708,6 +710,8 @@ mod tests {
         assert!(e(403, "SignatureDoesNotMatch").is_credential());
         assert!(!e(404, "InvalidAccessKeyId.NotFound").is_not_found());
         assert!(e(200, "REPO_NOT_EXIST").is_not_found());
+        assert!(!e(404, "").is_not_found(), "a wrong endpoint is not a missing image");
+        assert!(!e(404, "InvalidAction.NotFound").is_not_found());
         match RpcError::Api(e(403, "Forbidden.RAM")).into_scan_error("acr") {
             ScanError::Config { message, .. } => {
                 assert!(
