@@ -253,7 +253,19 @@ async fn a_dropped_watch_keeps_serving_from_the_cache_and_resumes() {
 
 #[tokio::test]
 async fn gone_forces_a_relist() {
+    gone_forces_a_relist_when(false).await;
+}
+
+#[tokio::test]
+async fn gone_as_an_http_status_also_forces_a_relist() {
+    gone_forces_a_relist_when(true).await;
+}
+
+/// The cache misses events while disconnected, and the apiserver has forgotten them: it
+/// answers the resumed watch with 410 Gone, as a watch event or (`http_410`) an HTTP status.
+async fn gone_forces_a_relist_when(http_410: bool) {
     let (server, cache) = synced().await;
+    server.expire_watches_with_http_410(http_410);
     server.upsert(namespace("old", &[("vulngate.io/mode", "warn")]));
     eventually("old is cached", || async { cache.len() == 2 }).await;
 

@@ -116,6 +116,7 @@ struct Inner {
     failures: VecDeque<FailRule>,
     requests: Vec<RequestRecord>,
     watches_paused: bool,
+    expired_watch_as_http: bool,
 }
 
 struct Shared {
@@ -235,6 +236,7 @@ impl FakeApiServer {
                 failures: VecDeque::new(),
                 requests: Vec::new(),
                 watches_paused: false,
+                expired_watch_as_http: false,
             }),
             changed,
             drops,
@@ -414,6 +416,13 @@ impl FakeApiServer {
         inner.history.clear();
         inner.snapshots.clear();
         inner.snapshot_order.clear();
+    }
+
+    /// Answers a watch from a forgotten resourceVersion with an HTTP `410 Expired` Status
+    /// instead of the usual `200` and one `ERROR` event (what the watch cache sends): the
+    /// other shape the API documents for the same condition.
+    pub fn expire_watches_with_http_410(&self, yes: bool) {
+        self.shared.lock().expired_watch_as_http = yes;
     }
 
     /// How many events are kept for watches to resume from (default 1000).
@@ -1693,6 +1702,18 @@ fn start_watch(shared: Arc<Shared>, target: Target, query: &HashMap<String, Stri
         Some(Ok(rv)) => Some(rv),
         Some(Err(_)) => return bad_request("invalid resourceVersion"),
     };
+    if let Some(rv) = requested {
+        let inner = shared.lock();
+        if inner.expired_watch_as_http && rv < inner.compacted {
+            let current = inner.rv;
+            return status(
+                410,
+                "Expired",
+                format!("too old resource version: {rv} ({current})"),
+                None,
+            );
+        }
+    }
     let mut cursor = WatchCursor {
         changed: shared.changed.subscribe(),
         drops: shared.drops.subscribe(),
