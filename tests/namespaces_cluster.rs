@@ -145,8 +145,17 @@ async fn a_namespace_the_watch_has_not_delivered_is_fetched_directly() {
     server.fail_next_matching(1, 500, |r| r.path == "/api/v1/namespaces/flaky");
     assert!(cache.annotations("flaky").await.is_err());
 
+    // An apiserver that does not answer makes a lookup error too, not a hung review.
+    server.upsert(namespace("silent", &[]));
+    server.fail_next_matching(1, 0, |r| r.path == "/api/v1/namespaces/silent");
+    let lookup = tokio::time::timeout(PATIENCE, cache.annotations("silent")).await;
+    assert!(
+        matches!(lookup, Ok(Err(_))),
+        "an unanswered fetch gives up with an error"
+    );
+
     server.resume_watches();
-    eventually("the watch catches up", || async { cache.len() == 3 }).await;
+    eventually("the watch catches up", || async { cache.len() == 4 }).await;
 }
 
 #[tokio::test]

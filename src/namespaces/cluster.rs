@@ -28,6 +28,9 @@ use crate::policy::ANNOTATION_PREFIX;
 /// namespace into one GET, short enough not to matter once the watch catches up.
 const FETCHED_TTL: Duration = Duration::from_secs(1);
 const FETCHED_CAPACITY: u64 = 1024;
+/// A direct fetch sits on the admission path: it must fail well inside a review's
+/// deadline rather than wait for the client's long read timeout.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause before starting a new watcher after an HTTP 410, so a server that keeps
 /// answering so is not listed in a tight loop.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -182,9 +185,11 @@ impl ClusterNamespaces {
         let owned = name.to_string();
         self.fetched
             .try_get_with(owned.clone(), async move {
-                api.get_opt(&owned)
-                    .await
-                    .map(|ns| ns.map(|ns| NamespaceEntry::from(ns).annotations))
+                match tokio::time::timeout(FETCH_TIMEOUT, api.get_opt(&owned)).await {
+                    Ok(Ok(ns)) => Ok(ns.map(|ns| NamespaceEntry::from(ns).annotations)),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {FETCH_TIMEOUT:?}")),
+                }
             })
             .await
             .map_err(|e| NamespaceError(format!("get namespace {name}: {e}")))

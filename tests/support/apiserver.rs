@@ -433,7 +433,8 @@ impl FakeApiServer {
     }
 
     /// The next `n` requests fail with `code` (500 `InternalError` or 429 `TooManyRequests`
-    /// with `Retry-After: 1`; any other code gets a generic Status).
+    /// with `Retry-After: 1`; any other code gets a generic Status). Code `0` means no
+    /// answer at all: the request hangs until the client gives up.
     pub fn fail_next(&self, n: usize, code: u16) {
         self.shared.lock().failures.push_back(FailRule {
             remaining: n,
@@ -825,9 +826,16 @@ async fn handle(
         query: uri.query().unwrap_or("").to_string(),
         watch: is_watch,
     };
-    let mut inner = shared.lock();
-    inner.requests.push(record.clone());
-    if let Some(code) = inner.failure_for(&record) {
+    let failure = {
+        let mut inner = shared.lock();
+        inner.requests.push(record.clone());
+        inner.failure_for(&record)
+    };
+    if let Some(code) = failure {
+        if code == 0 {
+            // A request the server never answers.
+            std::future::pending::<()>().await;
+        }
         return match code {
             429 => status(
                 429,
@@ -845,6 +853,7 @@ async fn handle(
             json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"}),
         );
     }
+    let mut inner = shared.lock();
     let target = match parse_path(&inner, &path) {
         Ok(t) => t,
         Err(r) => return *r,
