@@ -1,10 +1,11 @@
 //! vulngate: a Kubernetes validating admission webhook that denies images whose
 //! vulnerability scan summaries exceed the limits set on their namespace.
 
+pub mod config;
 pub mod image;
 pub mod namespaces;
-pub mod resolve;
-pub mod scan;
-pub mod config;
 pub mod pattern;
 pub mod policy;
+pub mod registry;
+pub mod resolve;
+pub mod scan;

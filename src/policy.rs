@@ -274,7 +274,10 @@ mod tests {
     #[test]
     fn bad_annotation_falls_back_to_default_and_is_reported() {
         let config = PolicyConfig::default();
-        let a = ann(&[("vulngate.io/max-critical", "-1"), ("vulngate.io/mode", "audit")]);
+        let a = ann(&[
+            ("vulngate.io/max-critical", "-1"),
+            ("vulngate.io/mode", "audit"),
+        ]);
         let p = NamespacePolicy::resolve(&config, "shop", Some(&a));
         assert_eq!(p.problems.len(), 2);
         assert_eq!(p.mode, Mode::Enforce);
@@ -289,7 +292,10 @@ mod tests {
         let j = judge(&p, &summary(None, 0));
         assert!(j.violations.is_empty());
         assert_eq!(j.unenforceable.len(), 1);
-        assert_eq!(j.unenforceable[0].key, LimitKey::Severity(Severity::Critical));
+        assert_eq!(
+            j.unenforceable[0].key,
+            LimitKey::Severity(Severity::Critical)
+        );
     }
 
     #[test]
@@ -298,7 +304,10 @@ mod tests {
         let a = ann(&[
             ("vulngate.io/max-total", "2"),
             ("vulngate.io/max-high", "10"),
-            ("vulngate.io/exempt-images", "docker.io/library/*, ,quay.io/x"),
+            (
+                "vulngate.io/exempt-images",
+                "docker.io/library/*, ,quay.io/x",
+            ),
         ]);
         let p = NamespacePolicy::resolve(&config, "shop", Some(&a));
         let j = judge(&p, &summary(Some(0), 3));
