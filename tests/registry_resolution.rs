@@ -381,6 +381,11 @@ async fn token_flow_works_and_no_secret_reaches_the_logs() {
     }
 }
 
+type ApiState = (
+    Arc<BTreeMap<String, serde_json::Value>>,
+    Arc<Mutex<Vec<String>>>,
+);
+
 /// A tiny stand-in for the Kubernetes API: Secrets and ServiceAccounts by name.
 async fn fake_api(
     objects: BTreeMap<String, serde_json::Value>,
@@ -389,10 +394,7 @@ async fn fake_api(
     let state = (Arc::new(objects), seen.clone());
     let app = axum::Router::new()
         .fallback(
-            |axum::extract::State((objects, seen)): axum::extract::State<(
-                Arc<BTreeMap<String, serde_json::Value>>,
-                Arc<Mutex<Vec<String>>>,
-            )>,
+            |axum::extract::State((objects, seen)): axum::extract::State<ApiState>,
              uri: axum::http::Uri| async move {
                 use axum::response::IntoResponse;
                 if let Ok(mut s) = seen.lock() {
@@ -563,5 +565,105 @@ async fn image_pull_secrets_are_read_through_the_kubernetes_api() {
         "/api/v1/namespaces/team-c/secrets/missing",
     ] {
         assert!(seen.iter().any(|s| s == path), "{path} not read: {seen:?}");
+    }
+}
+
+fn config_from(dir: &Path, text: &str) -> Config {
+    Config::from_yaml(text, dir).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+#[tokio::test]
+async fn without_a_digest_header_the_digest_is_the_hash_of_the_manifest() {
+    let registry = Registry::start(RegistryAuth::None).await;
+    let digest = registry.push_image("app", "1.0", "amd64").await;
+    let bare = Proxy::without_digest_header(registry.host()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = resolver(&config(dir.path(), "", ""));
+    let got = resolve(&r, &format!("{}/app:1.0", bare.host()))
+        .await
+        .expect("resolves");
+    assert_eq!(got.digest(), digest);
+    // HEAD had no header, so the manifest was fetched by tag.
+    assert!(
+        bare.seen().iter().any(|s| s == "GET /v2/app/manifests/1.0"),
+        "{:?}",
+        bare.seen()
+    );
+}
+
+#[tokio::test]
+async fn a_mirror_is_asked_with_the_same_repository_path() {
+    let registry = Registry::start(RegistryAuth::None).await;
+    let digest = registry.push_image("team/app", "1.0", "amd64").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config_from(
+        dir.path(),
+        &format!(
+            r#"
+registries:
+  - match: "upstream.example.com"
+    scanner: !file {{path: /dev/null}}
+    registry: {{plainHttp: true, mirror: "{}"}}
+"#,
+            registry.host()
+        ),
+    );
+    let r = resolver(&cfg);
+    let got = resolve(&r, "upstream.example.com/team/app:1.0")
+        .await
+        .expect("resolves on the mirror");
+    assert_eq!(got.digest(), digest);
+}
+
+#[tokio::test]
+async fn an_https_registry_is_trusted_through_its_ca_file() {
+    let registry = Registry::start_with(RegistryAuth::None, true).await;
+    let digest = registry.push_image("app", "1.0", "amd64").await;
+    let ca = registry.ca_file().expect("ca file");
+    let dir = tempfile::tempdir().expect("tmp");
+    let with_ca = config_from(
+        dir.path(),
+        &format!(
+            r#"
+registries:
+  - match: "127.0.0.1:*"
+    scanner: !file {{path: /dev/null}}
+    registry: {{caFile: {}}}
+"#,
+            ca.display()
+        ),
+    );
+    let name = format!("{}/app:1.0", registry.host());
+    let got = resolve(&resolver(&with_ca), &name).await.expect("resolves");
+    assert_eq!(got.digest(), digest);
+
+    let without_ca = config_from(
+        dir.path(),
+        "registries:\n  - match: \"127.0.0.1:*\"\n    scanner: !file {path: /dev/null}\n",
+    );
+    match resolve(&resolver(&without_ca), &name).await {
+        Err(ResolveError::Backend(msg)) => assert!(msg.contains(&registry.host()), "{msg}"),
+        other => panic!("an unknown CA must be a backend error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_registry_settings_are_start_up_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = "registries:\n  - match: \"*\"\n    scanner: !file {path: /dev/null}\n";
+    for (extra, expect) in [
+        ("    registry: {caFile: /no/such/ca.pem}\n", "caFile"),
+        ("    registry: {mirror: \"http://m/x\"}\n", "mirror"),
+        ("resolution: {platforms: [linux]}\n", "platforms"),
+        (
+            "resolution: {dockerConfigFile: /no/such/config.json}\n",
+            "dockerConfigFile",
+        ),
+    ] {
+        let cfg = config_from(dir.path(), &format!("{base}{extra}"));
+        match RegistryResolver::from_config(&cfg, None) {
+            Err(e) => assert!(e.contains(expect), "{e}"),
+            Ok(_) => panic!("{extra} should be refused"),
+        }
     }
 }

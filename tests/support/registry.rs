@@ -70,10 +70,19 @@ pub struct Registry {
     pub auth: RegistryAuth,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// PEM of the CA that signed the registry's certificate, when serving HTTPS.
+    ca_pem: Option<String>,
 }
 
 impl Registry {
+    /// A plain-HTTP registry.
     pub async fn start(auth: RegistryAuth) -> Registry {
+        Self::start_with(auth, false).await
+    }
+
+    /// With `tls`, the registry serves HTTPS with a certificate for 127.0.0.1 signed by
+    /// a CA made for it (`ca_file()`).
+    pub async fn start_with(auth: RegistryAuth, tls: bool) -> Registry {
         require_tools();
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = dir.path().join("storage");
@@ -102,8 +111,25 @@ impl Registry {
                 ts.cert_file.display()
             ),
         };
+        let (tls_yaml, ca_pem) = if tls {
+            let (ca_pem, cert_pem, key_pem) = ca_and_server_cert();
+            let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+            std::fs::write(&cert, cert_pem).expect("write cert");
+            std::fs::write(&key, key_pem).expect("write key");
+            std::fs::write(dir.path().join("ca.pem"), &ca_pem).expect("write ca");
+            (
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                ),
+                Some(ca_pem),
+            )
+        } else {
+            (String::new(), None)
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: vulngate-test-secret\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: vulngate-test-secret\n{tls_yaml}{auth_yaml}",
             storage.display()
         );
         let config_file = dir.path().join("config.yml");
@@ -121,6 +147,7 @@ impl Registry {
             auth,
             dir,
             child: Some(child),
+            ca_pem,
         };
         registry.wait_ready().await;
         registry
@@ -128,11 +155,8 @@ impl Registry {
 
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
         loop {
-            if http
-                .get(format!("http://{}/v2/", self.host()))
-                .send()
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
             {
@@ -167,6 +191,11 @@ impl Registry {
         self.dir.path()
     }
 
+    /// The CA bundle to trust for an HTTPS registry (`start_with(.., true)`).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.ca_pem.as_ref().map(|_| self.dir.path().join("ca.pem"))
+    }
+
     /// Stops the registry (the port then refuses connections).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -186,10 +215,22 @@ impl Registry {
     }
 
     fn client(&self) -> Client {
-        Client::new(ClientConfig {
-            protocol: ClientProtocol::Http,
+        let (protocol, extra_root_certificates) = match &self.ca_pem {
+            None => (ClientProtocol::Http, vec![]),
+            Some(pem) => (
+                ClientProtocol::Https,
+                vec![oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Pem,
+                    data: pem.as_bytes().to_vec(),
+                }],
+            ),
+        };
+        Client::try_from(ClientConfig {
+            protocol,
+            extra_root_certificates,
             ..ClientConfig::default()
         })
+        .expect("push client")
     }
 
     /// Pushes a single-platform image `repo:tag` (distinct content per call) and
@@ -322,6 +363,24 @@ impl Registry {
         .expect("manifest json");
         (manifest, config_digest)
     }
+}
+
+/// (CA PEM, server certificate PEM for 127.0.0.1, server key PEM).
+fn ca_and_server_cert() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "vulngate test registry CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("server params");
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
 
 static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -536,10 +595,21 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: String, delay: Duration) -> Proxy {
+        Self::start_with(upstream, delay, false).await
+    }
+
+    /// A proxy that drops `Docker-Content-Digest` from every answer, as some
+    /// registries do not send it.
+    pub async fn without_digest_header(upstream: String) -> Proxy {
+        Self::start_with(upstream, Duration::ZERO, true).await
+    }
+
+    async fn start_with(upstream: String, delay: Duration, strip_digest: bool) -> Proxy {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(ProxyState {
             upstream,
             delay,
+            strip_digest,
             requests: requests.clone(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -570,6 +640,7 @@ impl Proxy {
 struct ProxyState {
     upstream: String,
     delay: Duration,
+    strip_digest: bool,
     requests: Arc<Mutex<Vec<String>>>,
     http: reqwest::Client,
 }
@@ -610,7 +681,10 @@ async fn forward(
     let bytes = resp.bytes().await.unwrap_or_default();
     let mut builder = axum::http::Response::builder().status(status);
     for (name, value) in &headers {
-        if name != axum::http::header::TRANSFER_ENCODING && name != axum::http::header::CONNECTION {
+        let hop_by_hop =
+            name == axum::http::header::TRANSFER_ENCODING || name == axum::http::header::CONNECTION;
+        let stripped = state.strip_digest && name.as_str() == "docker-content-digest";
+        if !hop_by_hop && !stripped {
             builder = builder.header(name, value);
         }
     }
