@@ -1,3 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests. Each test file uses only some of them.
+#![allow(dead_code)]
 
 pub mod registry;
+pub mod webhook;
