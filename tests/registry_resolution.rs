@@ -23,7 +23,7 @@ fn config(dir: &Path, registry_extra: &str, resolution: &str) -> Config {
 deadline: 8s
 registries:
   - match: "127.0.0.1:*"
-    scanner: !file {{path: /dev/null}}
+    scanner: {{file: {{path: /dev/null}}}}
     registry: {{plainHttp: true, timeout: 3s{registry_extra}}}
 resolution: {{platforms: [linux/amd64, linux/arm64]{resolution}}}
 "#
@@ -602,7 +602,7 @@ async fn a_mirror_is_asked_with_the_same_repository_path() {
             r#"
 registries:
   - match: "upstream.example.com"
-    scanner: !file {{path: /dev/null}}
+    scanner: {{file: {{path: /dev/null}}}}
     registry: {{plainHttp: true, mirror: "{}"}}
 "#,
             registry.host()
@@ -627,7 +627,7 @@ async fn an_https_registry_is_trusted_through_its_ca_file() {
             r#"
 registries:
   - match: "127.0.0.1:*"
-    scanner: !file {{path: /dev/null}}
+    scanner: {{file: {{path: /dev/null}}}}
     registry: {{caFile: {}}}
 "#,
             ca.display()
@@ -639,7 +639,7 @@ registries:
 
     let without_ca = config_from(
         dir.path(),
-        "registries:\n  - match: \"127.0.0.1:*\"\n    scanner: !file {path: /dev/null}\n",
+        "registries:\n  - match: \"127.0.0.1:*\"\n    scanner: {file: {path: /dev/null}}\n",
     );
     match resolve(&resolver(&without_ca), &name).await {
         Err(ResolveError::Backend(msg)) => assert!(msg.contains(&registry.host()), "{msg}"),
@@ -650,7 +650,7 @@ registries:
 #[test]
 fn bad_registry_settings_are_start_up_errors() {
     let dir = tempfile::tempdir().expect("tmp");
-    let base = "registries:\n  - match: \"*\"\n    scanner: !file {path: /dev/null}\n";
+    let base = "registries:\n  - match: \"*\"\n    scanner: {file: {path: /dev/null}}\n";
     for (extra, expect) in [
         ("    registry: {caFile: /no/such/ca.pem}\n", "caFile"),
         ("    registry: {mirror: \"http://m/x\"}\n", "mirror"),
@@ -666,4 +666,25 @@ fn bad_registry_settings_are_start_up_errors() {
             Ok(_) => panic!("{extra} should be refused"),
         }
     }
+}
+
+#[tokio::test]
+async fn for_config_resolves_only_when_a_route_asks_for_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let off = config_from(
+        dir.path(),
+        "registries:\n  - match: \"*\"\n    scanner: {file: {path: /dev/null}}\n    registry: {resolve: false}\n",
+    );
+    assert!(RegistryResolver::for_config(&off)
+        .await
+        .expect("no error")
+        .is_none());
+    let on = config_from(
+        dir.path(),
+        "registries:\n  - match: \"*\"\n    scanner: {file: {path: /dev/null}}\n",
+    );
+    assert!(RegistryResolver::for_config(&on)
+        .await
+        .expect("no error")
+        .is_some());
 }
