@@ -32,7 +32,25 @@ resolution: {{platforms: [linux/amd64, linux/arm64]{resolution}}}
 }
 
 fn resolver(cfg: &Config) -> RegistryResolver {
+    logs();
     RegistryResolver::from_config(cfg, None).expect("resolver")
+}
+
+/// Every log line of this test binary, at TRACE. A process-wide subscriber, set up
+/// before any resolver exists: a per-thread one misses events of callsites that
+/// other test threads registered first.
+fn logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        logs
+    })
 }
 
 fn image(s: &str) -> ImageRef {
@@ -325,13 +343,7 @@ async fn token_flow_works_and_no_secret_reaches_the_logs() {
     let dir = tempfile::tempdir().expect("tmp");
     let pushed_tokens = tokens.issued.lock().map(|t| t.len()).unwrap_or(0);
 
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let logs = logs();
 
     let creds = docker_config_file(dir.path(), &registry.host(), "bob", "t0ken-user-pw");
     let r = resolver(&config(dir.path(), "", &creds));
@@ -342,7 +354,6 @@ async fn token_flow_works_and_no_secret_reaches_the_logs() {
     let wrong = docker_config_file(dir.path(), &registry.host(), "bob", "n0t-the-pw");
     let bad = resolver(&config(dir.path(), "", &wrong));
     let refused = resolve(&bad, &name).await;
-    drop(guard);
 
     assert_eq!(got.digest(), digest);
     assert_eq!(
@@ -360,7 +371,11 @@ async fn token_flow_works_and_no_secret_reaches_the_logs() {
     );
 
     let text = logs.text();
-    assert!(text.contains("resolved tag"), "logs were captured: {text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("resolved tag") && l.contains(&name) && l.contains(&digest)),
+        "logs were captured"
+    );
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     for secret in [
         "t0ken-user-pw".to_string(),
