@@ -703,3 +703,33 @@ async fn for_config_resolves_only_when_a_route_asks_for_it() {
         .expect("no error")
         .is_some());
 }
+
+#[tokio::test]
+async fn a_changed_docker_config_file_is_read_again() {
+    let registry = Registry::start(RegistryAuth::Basic {
+        username: "dave".into(),
+        password: "rotated-pw".into(),
+    })
+    .await;
+    let digest = registry.push_image("app", "1.0", "amd64").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let name = format!("{}/app:1.0", registry.host());
+    let old = docker_config_file(dir.path(), &registry.host(), "dave", "old-pw");
+    let r = resolver(&config(dir.path(), "", &old));
+    assert!(matches!(
+        resolve(&r, &name).await,
+        Err(ResolveError::Backend(_))
+    ));
+    // The mounted Secret is updated with the new password.
+    docker_config_file(dir.path(), &registry.host(), "dave", "rotated-pw");
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("config.json"))
+        .and_then(|f| f.set_modified(later))
+        .expect("touch config.json");
+    let got = resolve(&r, &name)
+        .await
+        .expect("resolves with the new password");
+    assert_eq!(got.digest(), digest);
+}

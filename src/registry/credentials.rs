@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -227,6 +229,56 @@ impl DockerConfig {
     }
 }
 
+/// A docker config file that is read again when it changes on disk (a mounted
+/// Secret is updated in place); a broken new version keeps the last good one.
+pub struct DockerConfigFile {
+    path: PathBuf,
+    state: RwLock<(Option<SystemTime>, Arc<DockerConfig>)>,
+}
+
+impl DockerConfigFile {
+    pub fn load(path: &Path) -> Result<DockerConfigFile, String> {
+        let modified = modified(path);
+        let config = DockerConfig::from_file(path)?;
+        Ok(DockerConfigFile {
+            path: path.to_path_buf(),
+            state: RwLock::new((modified, Arc::new(config))),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The config as it is on disk now (one `stat` when unchanged).
+    pub fn current(&self) -> Arc<DockerConfig> {
+        let now = modified(&self.path);
+        if let Ok(state) = self.state.read() {
+            if state.0 == now {
+                return state.1.clone();
+            }
+        }
+        let Ok(mut state) = self.state.write() else {
+            // Poisoned only by a panic elsewhere; keep serving what was read.
+            return Arc::new(DockerConfig::default());
+        };
+        if state.0 != now {
+            match DockerConfig::from_file(&self.path) {
+                Ok(config) => *state = (now, Arc::new(config)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "docker config file changed but cannot be used; keeping the previous one");
+                    state.0 = now;
+                }
+            }
+        }
+        state.1.clone()
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// serde_json errors can quote input (e.g. `invalid type: string "hunter2"`);
 /// keep only the position so a secret never reaches a message.
 fn redact_serde(e: &serde_json::Error) -> String {
@@ -339,5 +391,26 @@ mod tests {
         let no_colon = format!(r#"{{"auths": {{"h": {{"auth": "{}"}}}}}}"#, b64("hunter2"));
         let err = DockerConfig::from_config_json(no_colon.as_bytes()).unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_new_config_file_keeps_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"auths": {"h:1": {"username": "u", "password": "p"}}}"#,
+        )
+        .unwrap();
+        let file = DockerConfigFile::load(&path).unwrap();
+        assert!(file.current().lookup("h:1").is_some());
+        std::fs::write(&path, "{not json").unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(later))
+            .unwrap();
+        assert!(file.current().lookup("h:1").is_some());
     }
 }

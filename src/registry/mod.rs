@@ -22,7 +22,7 @@ use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
 
 use cache::{ResolutionCache, TagKey};
 use client::{Connection, Platform};
-use credentials::{DockerConfig, SourcedCredential};
+use credentials::{DockerConfigFile, SourcedCredential};
 use pull_secrets::PullSecrets;
 
 /// Used when a registry has no `timeout` of its own.
@@ -38,7 +38,7 @@ struct Route {
 /// `resolution`, caching for `cache.tagTtl`.
 pub struct RegistryResolver {
     routes: Vec<Route>,
-    docker_config: Option<(Arc<DockerConfig>, String)>,
+    docker_config: Option<DockerConfigFile>,
     pull_secrets: Option<PullSecrets>,
     platforms: Vec<Platform>,
     default_timeout: Duration,
@@ -90,13 +90,10 @@ impl RegistryResolver {
             });
         }
         let docker_config = match &config.resolution.docker_config_file {
-            Some(path) => Some((
-                Arc::new(
-                    DockerConfig::from_file(path)
-                        .map_err(|e| format!("resolution.dockerConfigFile: {e}"))?,
-                ),
-                format!("docker config file {}", path.display()),
-            )),
+            Some(path) => Some(
+                DockerConfigFile::load(path)
+                    .map_err(|e| format!("resolution.dockerConfigFile: {e}"))?,
+            ),
             None => None,
         };
         let pull_secrets = match (config.resolution.use_image_pull_secrets, kube) {
@@ -174,10 +171,10 @@ impl RegistryResolver {
                 }
             }
         }
-        Ok(self.docker_config.as_ref().and_then(|(cfg, source)| {
-            cfg.lookup(host).map(|c| SourcedCredential {
+        Ok(self.docker_config.as_ref().and_then(|file| {
+            file.current().lookup(host).map(|c| SourcedCredential {
                 credential: c.clone(),
-                source: source.clone(),
+                source: format!("docker config file {}", file.path().display()),
             })
         }))
     }
