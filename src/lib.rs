@@ -3,8 +3,10 @@
 
 pub mod admission;
 pub mod app;
+pub mod cloud;
 pub mod config;
 pub mod engine;
+pub mod httputil;
 pub mod image;
 pub mod metrics;
 pub mod namespaces;
@@ -13,5 +15,6 @@ pub mod policy;
 pub mod registry;
 pub mod resolve;
 pub mod scan;
+pub mod secret;
 pub mod server;
 pub mod tls;

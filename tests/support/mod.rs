@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests. Each test file uses only some of them.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod registry;
 pub mod webhook;
