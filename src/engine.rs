@@ -267,7 +267,14 @@ impl Engine {
         deadline: TokioInstant,
     ) -> Verdict {
         let now = time::OffsetDateTime::now_utc();
-        let policy = match self.namespaces.annotations(namespace).await {
+        let lookup = tokio::time::timeout_at(deadline, self.namespaces.annotations(namespace))
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::namespaces::NamespaceError(
+                    "no answer from the Kubernetes API within the review deadline".into(),
+                ))
+            });
+        let policy = match lookup {
             Ok(annotations) => NamespacePolicy::resolve(
                 &self.policy,
                 &self.accepted,
