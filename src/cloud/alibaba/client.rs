@@ -710,7 +710,10 @@ mod tests {
         assert!(e(403, "SignatureDoesNotMatch").is_credential());
         assert!(!e(404, "InvalidAccessKeyId.NotFound").is_not_found());
         assert!(e(200, "REPO_NOT_EXIST").is_not_found());
-        assert!(!e(404, "").is_not_found(), "a wrong endpoint is not a missing image");
+        assert!(
+            !e(404, "").is_not_found(),
+            "a wrong endpoint is not a missing image"
+        );
         assert!(!e(404, "InvalidAction.NotFound").is_not_found());
         match RpcError::Api(e(403, "Forbidden.RAM")).into_scan_error("acr") {
             ScanError::Config { message, .. } => {
