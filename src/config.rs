@@ -274,6 +274,7 @@ impl Default for ResolutionConfig {
     }
 }
 
+/// One scanner, written as a one-key map: `{file: {...}}`, `{hss: {...}}`, `{harbor: {...}}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum ScannerConfig {
@@ -282,6 +283,10 @@ pub enum ScannerConfig {
     Acr(crate::scan::acr::AcrConfig),
     /// Alibaba Cloud Security Center (`scanner: {sas: {region: cn-hangzhou, ...}}`).
     Sas(crate::scan::sas::SasConfig),
+    /// Huawei Cloud HSS, for SWR images (`docs/scanners-huawei-harbor.md`).
+    Hss(crate::scan::hss::HssConfig),
+    /// Harbor v2.0 scan overviews (`docs/scanners-huawei-harbor.md`).
+    Harbor(crate::scan::harbor::HarborConfig),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -400,7 +405,7 @@ impl Config {
         }
         for (i, route) in self.registries.iter().enumerate() {
             match &route.scanner {
-                ScannerConfig::File(_) => {}
+                ScannerConfig::File(_) | ScannerConfig::Hss(_) | ScannerConfig::Harbor(_) => {}
                 ScannerConfig::Acr(c) => c.validate(&format!("registries[{i}].scanner.acr"))?,
                 ScannerConfig::Sas(c) => c.validate(&format!("registries[{i}].scanner.sas"))?,
             }
@@ -428,6 +433,8 @@ impl Config {
                 ScannerConfig::File(f) => rebase(&mut f.path),
                 ScannerConfig::Acr(c) => c.rebase_paths(base),
                 ScannerConfig::Sas(c) => c.rebase_paths(base),
+                ScannerConfig::Hss(h) => h.rebase_paths(base),
+                ScannerConfig::Harbor(h) => h.rebase_paths(base),
             }
             if let Some(ca) = route.registry.as_mut().and_then(|r| r.ca_file.as_mut()) {
                 rebase(ca);

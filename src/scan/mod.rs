@@ -1,8 +1,11 @@
 //! The normalized scan summary and the trait every scanner implements.
 
 pub mod acr;
+pub mod backoff;
 pub mod cache;
 pub mod file;
+pub mod harbor;
+pub mod hss;
 pub mod sas;
 
 use std::collections::BTreeMap;
@@ -263,7 +266,8 @@ pub trait Scanner: Send + Sync {
     }
 }
 
-/// Builds the scanner a route names.
+/// Builds the scanner a route names. Errors say what to fix in the config
+/// (a missing credential file, a bad endpoint), prefixed by the kind.
 pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String> {
     match config {
         ScannerConfig::File(f) => Ok(Arc::new(
@@ -280,6 +284,12 @@ pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String>
         ScannerConfig::Sas(c) => Ok(Arc::new(
             sas::SasScanner::new(c).map_err(|e| format!("sas scanner: {e}"))?,
         )),
+        ScannerConfig::Hss(c) => hss::HssScanner::new(c)
+            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
+            .map_err(|e| format!("hss: {e}")),
+        ScannerConfig::Harbor(c) => harbor::HarborScanner::new(c)
+            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
+            .map_err(|e| format!("harbor: {e}")),
     }
 }
 
