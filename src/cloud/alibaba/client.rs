@@ -561,7 +561,7 @@ pub fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
 mod tests {
     use super::*;
     use crate::cloud::alibaba::config::CredentialsConfig;
-    use crate::cloud::alibaba::secret::Secret;
+    use crate::secret::Secret;
 
     static SUMMARY: Api = Api {
         action: "GetRepoTagScanSummary",

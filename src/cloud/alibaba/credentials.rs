@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::config::{normalize_endpoint, CredentialsConfig};
 use super::encode::percent_encode;
-use super::secret::Secret;
+use crate::secret::Secret;
 
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";

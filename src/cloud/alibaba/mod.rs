@@ -7,7 +7,6 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod encode;
-pub mod secret;
 pub mod sign_v1;
 pub mod sign_v3;
 
