@@ -279,14 +279,14 @@ impl Default for ResolutionConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum ScannerConfig {
     File(FileScannerConfig),
-    /// Alibaba Cloud Container Registry EE (`scanner: {acr: {region: cn-hangzhou, ...}}`).
-    Acr(crate::scan::acr::AcrConfig),
-    /// Alibaba Cloud Security Center (`scanner: {sas: {region: cn-hangzhou, ...}}`).
-    Sas(crate::scan::sas::SasConfig),
     /// Huawei Cloud HSS, for SWR images (`docs/scanners-huawei-harbor.md`).
     Hss(crate::scan::hss::HssConfig),
     /// Harbor v2.0 scan overviews (`docs/scanners-huawei-harbor.md`).
     Harbor(crate::scan::harbor::HarborConfig),
+    /// Alibaba Cloud Container Registry EE (`scanner: {acr: {region: cn-hangzhou, ...}}`).
+    Acr(crate::scan::acr::AcrConfig),
+    /// Alibaba Cloud Security Center (`scanner: {sas: {region: cn-hangzhou, ...}}`).
+    Sas(crate::scan::sas::SasConfig),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -405,6 +405,7 @@ impl Config {
         }
         for (i, route) in self.registries.iter().enumerate() {
             match &route.scanner {
+                // hss and harbor check their settings when the scanner is built.
                 ScannerConfig::File(_) | ScannerConfig::Hss(_) | ScannerConfig::Harbor(_) => {}
                 ScannerConfig::Acr(c) => c.validate(&format!("registries[{i}].scanner.acr"))?,
                 ScannerConfig::Sas(c) => c.validate(&format!("registries[{i}].scanner.sas"))?,
@@ -431,10 +432,10 @@ impl Config {
         for route in &mut self.registries {
             match &mut route.scanner {
                 ScannerConfig::File(f) => rebase(&mut f.path),
-                ScannerConfig::Acr(c) => c.rebase_paths(base),
-                ScannerConfig::Sas(c) => c.rebase_paths(base),
                 ScannerConfig::Hss(h) => h.rebase_paths(base),
                 ScannerConfig::Harbor(h) => h.rebase_paths(base),
+                ScannerConfig::Acr(c) => c.rebase_paths(base),
+                ScannerConfig::Sas(c) => c.rebase_paths(base),
             }
             if let Some(ca) = route.registry.as_mut().and_then(|r| r.ca_file.as_mut()) {
                 rebase(ca);

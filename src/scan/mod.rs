@@ -273,6 +273,12 @@ pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String>
         ScannerConfig::File(f) => Ok(Arc::new(
             file::FileScanner::load(&f.path).map_err(|e| e.to_string())?,
         )),
+        ScannerConfig::Hss(c) => hss::HssScanner::new(c)
+            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
+            .map_err(|e| format!("hss: {e}")),
+        ScannerConfig::Harbor(c) => harbor::HarborScanner::new(c)
+            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
+            .map_err(|e| format!("harbor: {e}")),
         ScannerConfig::Acr(c) => {
             let scanner = acr::AcrScanner::new(c).map_err(|e| format!("acr scanner: {e}"))?;
             tracing::info!(
@@ -284,12 +290,6 @@ pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String>
         ScannerConfig::Sas(c) => Ok(Arc::new(
             sas::SasScanner::new(c).map_err(|e| format!("sas scanner: {e}"))?,
         )),
-        ScannerConfig::Hss(c) => hss::HssScanner::new(c)
-            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
-            .map_err(|e| format!("hss: {e}")),
-        ScannerConfig::Harbor(c) => harbor::HarborScanner::new(c)
-            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
-            .map_err(|e| format!("harbor: {e}")),
     }
 }
 
