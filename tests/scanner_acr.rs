@@ -510,8 +510,24 @@ async fn rrsa_exchanges_the_token_file_and_refreshes_before_expiry() {
         s.server.with(|d| d.rejected.clone())
     );
 
-    // A refused token is an operator problem.
+    // A failed early refresh keeps the current, still valid credentials in use.
     std::fs::write(&token_file, "expired-token").unwrap();
+    let before = s.server.count("AssumeRoleWithOIDC");
+    assert_eq!(
+        summary(&scanner, &tagged(), HEX).await.unwrap().status,
+        ScanStatus::Complete
+    );
+    assert_eq!(
+        s.server.count("AssumeRoleWithOIDC"),
+        before,
+        "no new credentials"
+    );
+    assert!(
+        !s.server.with(|d| d.rejected.is_empty()),
+        "the refresh was tried"
+    );
+
+    // A refused token with no credentials to fall back on is an operator problem.
     let scanner = AcrScanner::with_env(&config, &env).unwrap();
     match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
         ScanError::Config { message, .. } => {

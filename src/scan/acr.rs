@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::{ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts};
 use crate::cloud::alibaba::client::{Api, Method, RpcClient, RpcError};
 use crate::cloud::alibaba::config::{
-    default_retry_budget, default_timeout, validate_endpoint, ClientSettings, CredentialsConfig,
+    default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
     SignatureVersion,
 };
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64, same_digest};
@@ -65,16 +65,13 @@ pub struct AcrConfig {
 
 impl AcrConfig {
     pub fn validate(&self, at: &str) -> Result<(), String> {
-        if self.region.trim().is_empty() {
-            return Err(format!("{at}.region: must not be empty"));
-        }
-        if let Some(e) = &self.endpoint {
-            validate_endpoint(&format!("{at}.endpoint"), e)?;
-        }
-        if self.timeout.is_zero() {
-            return Err(format!("{at}.timeout: must be greater than zero"));
-        }
-        self.credentials.validate(at)
+        validate_common(
+            at,
+            &self.region,
+            self.endpoint.as_deref(),
+            self.timeout,
+            &self.credentials,
+        )
     }
 
     pub fn rebase_paths(&mut self, base: &Path) {

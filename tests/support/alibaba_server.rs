@@ -745,6 +745,8 @@ fn sts(
     }
     let token = form["OIDCToken"].clone();
     if token.starts_with("expired") {
+        data.rejected
+            .push("AssumeRoleWithOIDC: expired token".into());
         return error(
             400,
             "AuthenticationFail.OIDCToken.Expired",

@@ -120,6 +120,26 @@ impl CredentialsConfig {
     }
 }
 
+/// Checks the keys `acr` and `sas` share; `at` is the config path for messages.
+pub fn validate_common(
+    at: &str,
+    region: &str,
+    endpoint: Option<&str>,
+    timeout: Duration,
+    credentials: &CredentialsConfig,
+) -> Result<(), String> {
+    if region.trim().is_empty() {
+        return Err(format!("{at}.region: must not be empty"));
+    }
+    if let Some(e) = endpoint {
+        validate_endpoint(&format!("{at}.endpoint"), e)?;
+    }
+    if timeout.is_zero() {
+        return Err(format!("{at}.timeout: must be greater than zero"));
+    }
+    credentials.validate(at)
+}
+
 /// Checks an endpoint override: `host[:port]` or `http(s)://host[:port]`.
 pub fn validate_endpoint(at: &str, endpoint: &str) -> Result<(), String> {
     normalize_endpoint(endpoint)
