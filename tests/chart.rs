@@ -740,7 +740,8 @@ fn defaults_are_safe_to_install() {
 #[test]
 fn helm_tls_mode_makes_a_certificate_for_the_service() {
     let docs = render(&["-f", chart_dir().join("ci/helm-tls-values.yaml").to_str().unwrap()]);
-    let secret = one(&installed(&docs), "Secret");
+    let docs = installed(&docs);
+    let secret = one(&docs, "Secret");
     assert_eq!(secret["type"], "kubernetes.io/tls");
     let dir = tempfile::tempdir().unwrap();
     for key in ["tls.crt", "tls.key", "ca.crt"] {
@@ -796,7 +797,7 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
     let mut full = ns_l.clone();
     full.insert("kubernetes.io/metadata.name".into(), ns_name.into());
     for h in webhooks(&docs) {
-        assert!(selector_matches(&h["namespaceSelector"], &full), "webhook {} must see {ns_name}", h["name"]);
+        assert!(selector_matches(&h["namespaceSelector"], &full), "webhook {:?} must see {ns_name}", h["name"]);
     }
 
     // The test may only create (dry-run) Pods there.
