@@ -38,6 +38,29 @@ pub struct Config {
     pub resolution: ResolutionConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// How a SIGTERM is handled.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Keep serving, with readiness false, this long so the Service stops sending here.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// Longest wait for in-flight reviews once the listener is closed.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_delay: Duration::ZERO,
+            grace: default_grace(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -160,6 +183,7 @@ pub struct RegistryRoute {
     /// Registry host pattern: `*`, `*.cr.aliyuncs.com`, `swr.*.myhuaweicloud.com`, `localhost:5000`.
     #[serde(rename = "match")]
     pub host_match: HostPattern,
+    #[serde(with = "serde_yaml::with::singleton_map")]
     pub scanner: ScannerConfig,
     /// How to reach the registry for tag resolution; `None` means defaults (HTTPS).
     #[serde(default)]
@@ -295,11 +319,14 @@ impl Config {
     /// Parses config text; errors name the offending key (`policy.defaults.limits: ...`).
     pub fn from_yaml(text: &str, base: &Path) -> Result<Config, String> {
         let de = serde_yaml::Deserializer::from_str(text);
-        let mut config: Config =
-            serde_path_to_error::deserialize(de).map_err(|e| match e.path().to_string() {
-                p if p == "." => e.inner().to_string(),
-                p => format!("{p}: {}", e.inner()),
-            })?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let (path, inner) = (e.path().to_string(), e.inner().to_string());
+            if path == "." || inner.starts_with(&path) {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            }
+        })?;
         config.validate()?;
         config.rebase_paths(base);
         Ok(config)
@@ -359,6 +386,9 @@ fn default_ops_listen() -> SocketAddr {
 }
 fn default_deadline() -> Duration {
     Duration::from_secs(8)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(20)
 }
 fn default_mode() -> Mode {
     Mode::Enforce

@@ -1,10 +1,16 @@
 //! vulngate: a Kubernetes validating admission webhook that denies images whose
 //! vulnerability scan summaries exceed the limits set on their namespace.
 
-pub mod image;
-pub mod namespaces;
-pub mod resolve;
-pub mod scan;
+pub mod admission;
+pub mod app;
 pub mod config;
+pub mod engine;
+pub mod image;
+pub mod metrics;
+pub mod namespaces;
 pub mod pattern;
 pub mod policy;
+pub mod resolve;
+pub mod scan;
+pub mod server;
+pub mod tls;

@@ -92,9 +92,18 @@ mod tests {
     #[test]
     fn wildcards() {
         assert!(wildcard_match("*", "anything"));
-        assert!(wildcard_match("*.cr.aliyuncs.com", "shop-registry.cn-hangzhou.cr.aliyuncs.com"));
-        assert!(!wildcard_match("*.cr.aliyuncs.com", "cr.aliyuncs.com.evil.io"));
-        assert!(wildcard_match("swr.*.myhuaweicloud.com", "swr.cn-north-4.myhuaweicloud.com"));
+        assert!(wildcard_match(
+            "*.cr.aliyuncs.com",
+            "shop-registry.cn-hangzhou.cr.aliyuncs.com"
+        ));
+        assert!(!wildcard_match(
+            "*.cr.aliyuncs.com",
+            "cr.aliyuncs.com.evil.io"
+        ));
+        assert!(wildcard_match(
+            "swr.*.myhuaweicloud.com",
+            "swr.cn-north-4.myhuaweicloud.com"
+        ));
         assert!(!wildcard_match("a*b", "ac"));
     }
 

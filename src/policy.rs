@@ -106,6 +106,7 @@ pub struct NamespacePolicy {
     pub mode: Mode,
     pub limits: Vec<Limit>,
     pub unscanned: UnscannedRule,
+    pub unscanned_source: Source,
     pub exempt_images: Vec<ImagePattern>,
     /// Bad annotation values: reported, and the cluster default used instead.
     pub problems: Vec<String>,
@@ -124,6 +125,7 @@ impl NamespacePolicy {
             mode: defaults.mode,
             limits: Vec::new(),
             unscanned: defaults.unscanned,
+            unscanned_source: Source::ClusterDefault,
             exempt_images: config.exempt_images.clone(),
             problems: Vec::new(),
         };
@@ -174,9 +176,14 @@ impl NamespacePolicy {
         }
         if let Some(raw) = annotations.get(UNSCANNED_ANNOTATION) {
             match raw.trim() {
-                "deny" => policy.unscanned = UnscannedRule::Deny,
-                "warn" => policy.unscanned = UnscannedRule::Warn,
-                "allow" => policy.unscanned = UnscannedRule::Allow,
+                "deny" | "warn" | "allow" => {
+                    policy.unscanned = match raw.trim() {
+                        "deny" => UnscannedRule::Deny,
+                        "warn" => UnscannedRule::Warn,
+                        _ => UnscannedRule::Allow,
+                    };
+                    policy.unscanned_source = source(UNSCANNED_ANNOTATION);
+                }
                 _ => policy.problems.push(format!(
                     "annotation {UNSCANNED_ANNOTATION}={raw:?} on namespace {namespace} is not one of deny, warn, allow; the cluster default applies"
                 )),
@@ -274,7 +281,10 @@ mod tests {
     #[test]
     fn bad_annotation_falls_back_to_default_and_is_reported() {
         let config = PolicyConfig::default();
-        let a = ann(&[("vulngate.io/max-critical", "-1"), ("vulngate.io/mode", "audit")]);
+        let a = ann(&[
+            ("vulngate.io/max-critical", "-1"),
+            ("vulngate.io/mode", "audit"),
+        ]);
         let p = NamespacePolicy::resolve(&config, "shop", Some(&a));
         assert_eq!(p.problems.len(), 2);
         assert_eq!(p.mode, Mode::Enforce);
@@ -289,7 +299,10 @@ mod tests {
         let j = judge(&p, &summary(None, 0));
         assert!(j.violations.is_empty());
         assert_eq!(j.unenforceable.len(), 1);
-        assert_eq!(j.unenforceable[0].key, LimitKey::Severity(Severity::Critical));
+        assert_eq!(
+            j.unenforceable[0].key,
+            LimitKey::Severity(Severity::Critical)
+        );
     }
 
     #[test]
@@ -298,7 +311,10 @@ mod tests {
         let a = ann(&[
             ("vulngate.io/max-total", "2"),
             ("vulngate.io/max-high", "10"),
-            ("vulngate.io/exempt-images", "docker.io/library/*, ,quay.io/x"),
+            (
+                "vulngate.io/exempt-images",
+                "docker.io/library/*, ,quay.io/x",
+            ),
         ]);
         let p = NamespacePolicy::resolve(&config, "shop", Some(&a));
         let j = judge(&p, &summary(Some(0), 3));

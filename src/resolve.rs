@@ -53,3 +53,10 @@ pub trait DigestResolver: Send + Sync {
         ctx: &PullContext,
     ) -> Result<Option<Resolved>, ResolveError>;
 }
+
+/// The tag resolver the config asks for; `None` when no route resolves tags.
+pub async fn from_config(
+    _config: &crate::config::Config,
+) -> Result<Option<std::sync::Arc<dyn DigestResolver>>, String> {
+    Ok(None)
+}

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod file;
+
 use async_trait::async_trait;
 
 pub type Annotations = Arc<BTreeMap<String, String>>;
@@ -19,4 +21,12 @@ pub trait NamespaceSource: Send + Sync {
 
     /// True once the source can answer (the cluster cache has synced).
     fn is_ready(&self) -> bool;
+}
+
+/// Namespaces from the cluster: a watch-backed cache (in-cluster config or kubeconfig).
+pub async fn cluster_source() -> Result<Arc<dyn NamespaceSource>, String> {
+    Err(
+        "namespace policies from the cluster are not available in this build; set namespacesFile"
+            .into(),
+    )
 }

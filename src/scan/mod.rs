@@ -1,11 +1,16 @@
 //! The normalized scan summary and the trait every scanner implements.
 
+pub mod cache;
+pub mod file;
+
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::config::{HostPattern, RegistryRoute, ScannerConfig};
 use crate::image::ImageRef;
 
 /// Severities in vulngate's own scale; every scanner maps onto it.
@@ -253,5 +258,55 @@ pub trait Scanner: Send + Sync {
     /// Used only when the tag is not resolved on a registry.
     fn digest_for_tag(&self, _image: &ImageRef) -> Option<String> {
         None
+    }
+}
+
+/// Builds the scanner a route names.
+pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String> {
+    match config {
+        ScannerConfig::File(f) => Ok(Arc::new(
+            file::FileScanner::load(&f.path).map_err(|e| e.to_string())?,
+        )),
+    }
+}
+
+/// One route of the config: which scanner holds the images of matching registries.
+pub struct Route {
+    pub index: usize,
+    pub pattern: HostPattern,
+    pub scanner: Arc<dyn Scanner>,
+}
+
+/// Picks the scanner for an image by its registry host; the first match wins.
+pub struct ScannerRouter {
+    routes: Vec<Route>,
+}
+
+impl ScannerRouter {
+    pub fn from_config(routes: &[RegistryRoute]) -> Result<ScannerRouter, String> {
+        let mut built = Vec::with_capacity(routes.len());
+        for (index, route) in routes.iter().enumerate() {
+            let scanner = build_scanner(&route.scanner)
+                .map_err(|e| format!("registries[{index}] ({}): {e}", route.host_match.0))?;
+            built.push(Route {
+                index,
+                pattern: route.host_match.clone(),
+                scanner,
+            });
+        }
+        Ok(ScannerRouter { routes: built })
+    }
+
+    pub fn from_routes(routes: Vec<Route>) -> ScannerRouter {
+        ScannerRouter { routes }
+    }
+
+    /// The route for an image: matched on `host:port` as written, then on the host alone.
+    pub fn route(&self, image: &ImageRef) -> Option<&Route> {
+        let registry = image.registry.to_ascii_lowercase();
+        let host = image.host().to_ascii_lowercase();
+        self.routes
+            .iter()
+            .find(|r| r.pattern.matches(&registry) || r.pattern.matches(&host))
     }
 }

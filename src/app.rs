@@ -1,0 +1,125 @@
+//! Wiring: the config file turned into a running engine, certificate and logger.
+//! Shared by every command so `serve`, `review` and `check` decide alike.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{Config, LogConfig};
+use crate::engine::{Engine, EngineParts};
+use crate::metrics::Metrics;
+use crate::namespaces::file::FileNamespaces;
+use crate::namespaces::NamespaceSource;
+use crate::scan::ScannerRouter;
+use crate::tls::{GeneratedTls, ReloadingCert};
+
+/// The files of the embedded default, written out so users can read and edit them.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("config.yaml", include_str!("embedded/config.yaml")),
+    ("namespaces.yaml", include_str!("embedded/namespaces.yaml")),
+    (
+        "example-review.json",
+        include_str!("embedded/example-review.json"),
+    ),
+    (
+        "scans/nginx-1.25.json",
+        include_str!("embedded/scans/nginx-1.25.json"),
+    ),
+    (
+        "scans/nginx-1.27-alpine.json",
+        include_str!("embedded/scans/nginx-1.27-alpine.json"),
+    ),
+    (
+        "scans/redis-7.2.json",
+        include_str!("embedded/scans/redis-7.2.json"),
+    ),
+    (
+        "scans/summaries.yaml",
+        include_str!("embedded/scans/summaries.yaml"),
+    ),
+];
+
+/// Writes the embedded default into `dir` (keeping files already there) and
+/// returns the path of its config file.
+pub fn write_embedded(dir: &Path) -> Result<PathBuf, String> {
+    for (name, content) in EMBEDDED {
+        let path = dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, content)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(dir.join("config.yaml"))
+}
+
+/// The config named on the command line, or the embedded default written to `state_dir`.
+pub fn load_config(path: Option<&Path>, state_dir: &Path) -> Result<Config, String> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => write_embedded(state_dir)?,
+    };
+    Config::load(&path).map_err(|e| e.to_string())
+}
+
+pub async fn namespace_source(config: &Config) -> Result<Arc<dyn NamespaceSource>, String> {
+    match &config.namespaces_file {
+        Some(path) => Ok(Arc::new(FileNamespaces::load(path)?)),
+        None => crate::namespaces::cluster_source().await,
+    }
+}
+
+pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, String> {
+    let namespaces = namespace_source(config).await?;
+    let router = ScannerRouter::from_config(&config.registries)?;
+    let resolver = crate::resolve::from_config(config).await?;
+    Ok(Engine::new(
+        config,
+        EngineParts {
+            namespaces,
+            router,
+            resolver,
+            metrics,
+        },
+    ))
+}
+
+/// The serving certificate: the configured files, or a generated CA and certificate.
+pub fn serving_cert(
+    config: &Config,
+    state_dir: &Path,
+) -> Result<(Arc<ReloadingCert>, Option<GeneratedTls>), String> {
+    match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => Ok((ReloadingCert::load(cert, key)?, None)),
+        _ => {
+            let dir = config
+                .tls
+                .generate_dir
+                .clone()
+                .unwrap_or_else(|| state_dir.join("tls"));
+            let generated = crate::tls::generate(&dir, &config.tls.generate_names)?;
+            let cert = ReloadingCert::load(&generated.cert_file, &generated.key_file)?;
+            Ok((cert, Some(generated)))
+        }
+    }
+}
+
+/// Logs go to stderr, so `review` and `check` keep stdout for their answer.
+/// `level` overrides the config's level (the one-shot commands log only warnings);
+/// `VULNGATE_LOG` overrides both.
+pub fn init_logging(log: &LogConfig, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let level = level.unwrap_or(log.level.as_str());
+    let filter = EnvFilter::try_from_env("VULNGATE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log.format == "json" {
+        let _ = builder.json().flatten_event(true).try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}

@@ -1,0 +1,670 @@
+//! The decision: a decoded review -> policy of its namespace -> every image's digest
+//! and scan summary, concurrently under one deadline -> allowed, warned or denied.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::time::Instant as TokioInstant;
+
+use crate::admission::{self, BadReview, ContainerImage, PodSpecPath, Request, Verdict};
+use crate::config::{Config, Mode, OnError, PolicyConfig, UnscannedRule};
+use crate::image::ImageRef;
+use crate::metrics::Metrics;
+use crate::namespaces::NamespaceSource;
+use crate::policy::{judge, Limit, NamespacePolicy, Violation};
+use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
+use crate::scan::cache::SummaryCache;
+use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter};
+
+/// Longest list of offending images spelled out in one message.
+const MAX_LISTED: usize = 20;
+
+pub struct Engine {
+    policy: PolicyConfig,
+    exempt_namespaces: HashSet<String>,
+    deadline: Duration,
+    namespaces: Arc<dyn NamespaceSource>,
+    router: ScannerRouter,
+    resolver: Option<Arc<dyn DigestResolver>>,
+    cache: SummaryCache,
+    metrics: Arc<Metrics>,
+}
+
+/// What became of one image.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Exempt {
+        pattern: String,
+    },
+    Passed {
+        digest: String,
+        unenforceable: Vec<Unenforceable>,
+    },
+    OverLimit {
+        digest: String,
+        violations: Vec<PlatformViolation>,
+        unenforceable: Vec<Unenforceable>,
+    },
+    Unscanned {
+        digest: Option<String>,
+        reason: String,
+    },
+    NotFound {
+        message: String,
+    },
+    BackendError {
+        message: String,
+    },
+    Invalid {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PlatformViolation {
+    pub violation: Violation,
+    /// For a multi-arch image judged by its platform manifests: the platform whose count this is.
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Unenforceable {
+    pub limit: Limit,
+    pub scanner: &'static str,
+}
+
+/// The effect of an outcome under the namespace's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Allow,
+    Warn,
+    Deny,
+}
+
+pub struct EngineParts {
+    pub namespaces: Arc<dyn NamespaceSource>,
+    pub router: ScannerRouter,
+    pub resolver: Option<Arc<dyn DigestResolver>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    pub fn new(config: &Config, parts: EngineParts) -> Engine {
+        Engine {
+            policy: config.policy.clone(),
+            exempt_namespaces: config.policy.exempt_namespaces.iter().cloned().collect(),
+            deadline: config.deadline,
+            namespaces: parts.namespaces,
+            router: parts.router,
+            resolver: parts.resolver,
+            cache: SummaryCache::new(&config.cache, parts.metrics.clone()),
+            metrics: parts.metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn cache(&self) -> &SummaryCache {
+        &self.cache
+    }
+
+    pub fn namespaces_ready(&self) -> bool {
+        self.namespaces.is_ready()
+    }
+
+    /// Decides one AdmissionReview body; `deadline` (from the apiserver's `?timeout=`)
+    /// shortens the configured one.
+    pub async fn review(
+        &self,
+        body: &[u8],
+        deadline: Option<Duration>,
+    ) -> Result<Vec<u8>, BadReview> {
+        let started = Instant::now();
+        let _in_flight = self.metrics.in_flight();
+        let request = admission::decode(body)?;
+        let budget = deadline.map_or(self.deadline, |d| d.min(self.deadline));
+        let verdict = self.decide(&request, TokioInstant::now() + budget).await;
+        let result = result_label(&verdict);
+        self.metrics
+            .review(&request.kind.kind, result, started.elapsed());
+        tracing::info!(
+            uid = %request.uid,
+            kind = %request.kind.kind,
+            namespace = request.namespace.as_deref().unwrap_or(""),
+            name = request.name.as_deref().unwrap_or(""),
+            operation = %request.operation,
+            result,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            message = verdict.message.as_deref().unwrap_or(""),
+            "review"
+        );
+        Ok(admission::encode(
+            &request.api_version,
+            &request.uid,
+            &verdict,
+        ))
+    }
+
+    pub async fn decide(&self, request: &Request, deadline: TokioInstant) -> Verdict {
+        let kind = request.kind.kind.as_str();
+        let Some(path) = PodSpecPath::for_kind(kind) else {
+            return allow_unjudged(format!("kind {kind:?} carries no pod spec"));
+        };
+        match request.operation.as_str() {
+            "CREATE" | "UPDATE" => {}
+            other => return allow_unjudged(format!("operation {other} is not judged")),
+        }
+        if let Some(sub) = &request.sub_resource {
+            if !(kind == "Pod" && sub == "ephemeralcontainers") {
+                return allow_unjudged(format!("subresource {sub} is not judged"));
+            }
+        }
+        let object = match &request.object {
+            Ok(Some(o)) => o,
+            Ok(None) => return deny_plain(format!("{kind} review has no object to judge")),
+            Err(e) => return deny_plain(format!("vulngate could not read this {kind}: {e}")),
+        };
+        let namespace = request
+            .namespace
+            .clone()
+            .or_else(|| object.metadata.namespace.clone())
+            .unwrap_or_else(|| "default".to_string());
+        if self.exempt_namespaces.contains(&namespace) {
+            return allow_unjudged(format!("namespace {namespace} is exempt"));
+        }
+        let Some(spec) = path.pod_spec(object) else {
+            return deny_plain(format!("{kind} has no pod template to judge"));
+        };
+        let mut containers = spec.images();
+        if request.operation == "UPDATE" {
+            if let Some(old_spec) = request.old_object.as_ref().and_then(|o| path.pod_spec(o)) {
+                let old: HashSet<(String, String)> = old_spec
+                    .images()
+                    .into_iter()
+                    .map(|c| (c.name, c.image))
+                    .collect();
+                containers.retain(|c| !old.contains(&(c.name.clone(), c.image.clone())));
+            }
+            if containers.is_empty() {
+                return allow_unjudged("the update adds or changes no image".into());
+            }
+        }
+        let pull = PullContext {
+            namespace: namespace.clone(),
+            service_account: spec.service_account_name.clone(),
+            image_pull_secrets: spec
+                .image_pull_secrets
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+        };
+        let subject = match request.name.as_deref().or(object.metadata.name.as_deref()) {
+            Some(name) => format!("{kind} {namespace}/{name}"),
+            None => format!("{kind} in namespace {namespace}"),
+        };
+        self.judge_containers(&subject, &namespace, &containers, &pull, deadline)
+            .await
+    }
+
+    /// Decides bare image references as if they were one pod's containers (`vulngate check`).
+    pub async fn check_images(&self, namespace: &str, images: &[String]) -> Verdict {
+        let containers: Vec<ContainerImage> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| ContainerImage {
+                kind: admission::ContainerKind::Container,
+                name: format!("image-{}", i + 1),
+                image: image.clone(),
+            })
+            .collect();
+        let pull = PullContext {
+            namespace: namespace.to_string(),
+            ..PullContext::default()
+        };
+        let deadline = TokioInstant::now() + self.deadline;
+        let subject = format!("images for namespace {namespace}");
+        self.judge_containers(&subject, namespace, &containers, &pull, deadline)
+            .await
+    }
+
+    async fn judge_containers(
+        &self,
+        subject: &str,
+        namespace: &str,
+        containers: &[ContainerImage],
+        pull: &PullContext,
+        deadline: TokioInstant,
+    ) -> Verdict {
+        let policy = match self.namespaces.annotations(namespace).await {
+            Ok(annotations) => {
+                NamespacePolicy::resolve(&self.policy, namespace, annotations.as_deref())
+            }
+            Err(e) => {
+                // Without the namespace's annotations its limits are unknown: a backend error.
+                let policy = NamespacePolicy::resolve(&self.policy, namespace, None);
+                return self.on_error_verdict(&policy, subject, &e.to_string());
+            }
+        };
+        if policy.mode == Mode::Off {
+            let mut v = allow_unjudged(format!("mode off in namespace {namespace}"));
+            v.warnings.extend(policy.problems.iter().cloned());
+            return v;
+        }
+
+        let distinct: Vec<&str> = {
+            let mut seen = HashSet::new();
+            containers
+                .iter()
+                .map(|c| c.image.as_str())
+                .filter(|i| seen.insert(*i))
+                .collect()
+        };
+        let policy_ref = &policy;
+        let outcomes = join_all(distinct.iter().map(|image| async move {
+            let outcome = tokio::time::timeout_at(deadline, self.evaluate(image, policy_ref, pull))
+                .await
+                .unwrap_or_else(|_| Outcome::BackendError {
+                    message: "no answer from the registry or scanner within the review deadline"
+                        .into(),
+                });
+            (*image, outcome)
+        }))
+        .await;
+        let by_image: HashMap<&str, Outcome> = outcomes.into_iter().collect();
+
+        let mut denials = Vec::new();
+        let mut warnings: Vec<String> = policy.problems.clone();
+        let mut audit = BTreeMap::new();
+        for container in containers {
+            let Some(outcome) = by_image.get(container.image.as_str()) else {
+                continue;
+            };
+            let (effect, text) = self.effect(&policy, outcome);
+            let Some(text) = text else { continue };
+            let line = format!(
+                "{} {:?} (image {:?}{}): {text}",
+                container.kind.describe(),
+                container.name,
+                container.image,
+                digest_of(outcome)
+                    .map(|d| format!(", {d}"))
+                    .unwrap_or_default()
+            );
+            match effect {
+                Effect::Deny => denials.push(line),
+                Effect::Warn | Effect::Allow => warnings.push(line),
+            }
+        }
+        let decision = if !denials.is_empty() {
+            "denied"
+        } else if warnings.is_empty() {
+            "allowed"
+        } else {
+            "warned"
+        };
+        audit.insert("decision".to_string(), decision.to_string());
+        if denials.is_empty() {
+            if !warnings.is_empty() && policy.mode == Mode::Warn {
+                audit.insert("mode".into(), "warn".into());
+            }
+            return Verdict {
+                allowed: true,
+                message: None,
+                warnings,
+                audit_annotations: audit,
+            };
+        }
+        audit.insert("denied-containers".into(), denials.len().to_string());
+        let mut message = format!("vulngate denied {subject}: ");
+        let listed = denials.len().min(MAX_LISTED);
+        message.push_str(&denials[..listed].join("; "));
+        if denials.len() > listed {
+            let _ = write!(message, "; and {} more", denials.len() - listed);
+        }
+        Verdict {
+            allowed: false,
+            message: Some(message),
+            warnings,
+            audit_annotations: audit,
+        }
+    }
+
+    /// What one image's outcome means under the namespace's mode and rules.
+    fn effect(&self, policy: &NamespacePolicy, outcome: &Outcome) -> (Effect, Option<String>) {
+        let enforce = |strict: bool| match (strict, policy.mode) {
+            (true, Mode::Enforce) => Effect::Deny,
+            _ => Effect::Warn,
+        };
+        match outcome {
+            Outcome::Exempt { .. } => (Effect::Allow, None),
+            Outcome::Passed { unenforceable, .. } => {
+                if unenforceable.is_empty() {
+                    (Effect::Allow, None)
+                } else {
+                    (Effect::Warn, Some(describe_unenforceable(unenforceable)))
+                }
+            }
+            Outcome::OverLimit {
+                violations,
+                unenforceable,
+                ..
+            } => {
+                let mut text = describe_violations(violations);
+                if !unenforceable.is_empty() {
+                    let _ = write!(text, "; {}", describe_unenforceable(unenforceable));
+                }
+                (enforce(true), Some(text))
+            }
+            Outcome::Unscanned { reason, .. } => match policy.unscanned {
+                UnscannedRule::Deny => (
+                    enforce(true),
+                    Some(format!(
+                        "{reason}; unscanned images are denied ({})",
+                        unscanned_source(policy)
+                    )),
+                ),
+                UnscannedRule::Warn => (Effect::Warn, Some(reason.clone())),
+                UnscannedRule::Allow => (Effect::Allow, None),
+            },
+            Outcome::BackendError { message } => match self.policy.defaults.on_error {
+                OnError::Deny => (enforce(true), Some(format!("{message} (onError: deny)"))),
+                OnError::Allow => (Effect::Warn, Some(format!("{message} (onError: allow)"))),
+            },
+            Outcome::NotFound { message } | Outcome::Invalid { message } => {
+                (enforce(true), Some(message.clone()))
+            }
+        }
+    }
+
+    fn on_error_verdict(&self, policy: &NamespacePolicy, subject: &str, message: &str) -> Verdict {
+        let text = format!("vulngate could not judge {subject}: {message}");
+        let deny = self.policy.defaults.on_error == OnError::Deny && policy.mode == Mode::Enforce;
+        if deny {
+            deny_plain(text)
+        } else {
+            Verdict {
+                allowed: true,
+                message: None,
+                warnings: vec![text],
+                audit_annotations: [("decision".to_string(), "warned".to_string())].into(),
+            }
+        }
+    }
+
+    /// Reference -> digest -> summary -> judgement, for one distinct image.
+    pub async fn evaluate(
+        &self,
+        written: &str,
+        policy: &NamespacePolicy,
+        pull: &PullContext,
+    ) -> Outcome {
+        let image = match ImageRef::parse(written) {
+            Ok(i) => i,
+            Err(e) => {
+                return Outcome::Invalid {
+                    message: e.to_string(),
+                }
+            }
+        };
+        if let Some(p) = policy.exempt_images.iter().find(|p| p.matches(&image)) {
+            return Outcome::Exempt {
+                pattern: p.as_str().to_string(),
+            };
+        }
+        let Some(route) = self.router.route(&image) else {
+            return Outcome::Unscanned {
+                digest: image.digest.clone(),
+                reason: format!("no scanner is configured for registry {}", image.registry),
+            };
+        };
+        let resolved = match &image.digest {
+            Some(d) => Resolved::Manifest { digest: d.clone() },
+            None => match self.resolve_tag(&image, pull, route.scanner.as_ref()).await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return Outcome::Unscanned {
+                        digest: None,
+                        reason: format!(
+                            "tag {} is not mapped to a digest by any registry or scan report",
+                            image.tag.as_deref().unwrap_or("latest")
+                        ),
+                    }
+                }
+                Err(ResolveError::NotFound(m)) => return Outcome::NotFound { message: m },
+                Err(ResolveError::Backend(m)) => return Outcome::BackendError { message: m },
+            },
+        };
+        let digest = resolved.digest().to_string();
+        let summary = match self
+            .summary(route.index, &route.scanner, &image, &digest)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::BackendError {
+                    message: e.to_string(),
+                }
+            }
+        };
+        let judged = match (&resolved, summary.status) {
+            (Resolved::Index { platforms, .. }, ScanStatus::NotScanned)
+                if !platforms.is_empty() =>
+            {
+                match self
+                    .platform_summaries(route.index, &route.scanner, &image, platforms)
+                    .await
+                {
+                    Ok(Some(per_platform)) => per_platform,
+                    Ok(None) => return unscanned(&digest, &summary),
+                    Err(e) => {
+                        return Outcome::BackendError {
+                            message: e.to_string(),
+                        }
+                    }
+                }
+            }
+            (_, ScanStatus::Complete) => vec![(None, summary)],
+            _ => return unscanned(&digest, &summary),
+        };
+        judge_platforms(policy, digest, &judged)
+    }
+
+    async fn resolve_tag(
+        &self,
+        image: &ImageRef,
+        pull: &PullContext,
+        scanner: &dyn crate::scan::Scanner,
+    ) -> Result<Option<Resolved>, ResolveError> {
+        if let Some(resolver) = &self.resolver {
+            if let Some(r) = resolver.resolve(image, pull).await? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(scanner
+            .digest_for_tag(image)
+            .map(|digest| Resolved::Manifest { digest }))
+    }
+
+    async fn summary(
+        &self,
+        route: usize,
+        scanner: &Arc<dyn crate::scan::Scanner>,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<Arc<ScanSummary>, Arc<ScanError>> {
+        let target = ScanTarget { image, digest };
+        self.cache.get_or_fetch(route, scanner, &target).await
+    }
+
+    /// Summaries of an index's platform manifests; `None` when any is unfinished.
+    async fn platform_summaries(
+        &self,
+        route: usize,
+        scanner: &Arc<dyn crate::scan::Scanner>,
+        image: &ImageRef,
+        platforms: &[(String, String)],
+    ) -> Result<Option<Vec<(Option<String>, Arc<ScanSummary>)>>, Arc<ScanError>> {
+        let fetched = join_all(
+            platforms
+                .iter()
+                .map(|(_, digest)| self.summary(route, scanner, image, digest)),
+        )
+        .await;
+        let mut out = Vec::with_capacity(platforms.len());
+        for ((platform, _), summary) in platforms.iter().zip(fetched) {
+            let summary = summary?;
+            if summary.status != ScanStatus::Complete {
+                return Ok(None);
+            }
+            out.push((Some(platform.clone()), summary));
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Judges one summary, or the worst of several platform summaries, keeping for
+/// each violated limit the platform that set it.
+fn judge_platforms(
+    policy: &NamespacePolicy,
+    digest: String,
+    judged: &[(Option<String>, Arc<ScanSummary>)],
+) -> Outcome {
+    let mut worst: BTreeMap<crate::policy::LimitKey, PlatformViolation> = BTreeMap::new();
+    let mut unenforceable = Vec::new();
+    for (platform, summary) in judged {
+        let j = judge(policy, summary);
+        for violation in j.violations {
+            let replace = worst
+                .get(&violation.key)
+                .is_none_or(|w| w.violation.count < violation.count);
+            if replace {
+                worst.insert(
+                    violation.key,
+                    PlatformViolation {
+                        violation,
+                        platform: platform.clone(),
+                    },
+                );
+            }
+        }
+        for limit in j.unenforceable {
+            if !unenforceable
+                .iter()
+                .any(|u: &Unenforceable| u.limit.key == limit.key)
+            {
+                unenforceable.push(Unenforceable {
+                    limit,
+                    scanner: summary.scanner,
+                });
+            }
+        }
+    }
+    if worst.is_empty() {
+        Outcome::Passed {
+            digest,
+            unenforceable,
+        }
+    } else {
+        Outcome::OverLimit {
+            digest,
+            violations: worst.into_values().collect(),
+            unenforceable,
+        }
+    }
+}
+
+fn unscanned(digest: &str, summary: &ScanSummary) -> Outcome {
+    let reason = match summary.status {
+        ScanStatus::Scanning => format!(
+            "the {} scan of this image is not finished yet",
+            summary.scanner
+        ),
+        ScanStatus::Failed => format!("the {} scan of this image failed", summary.scanner),
+        _ => format!("{} has no scan of this image", summary.scanner),
+    };
+    Outcome::Unscanned {
+        digest: Some(digest.to_string()),
+        reason,
+    }
+}
+
+fn digest_of(outcome: &Outcome) -> Option<&str> {
+    match outcome {
+        Outcome::Passed { digest, .. } | Outcome::OverLimit { digest, .. } => Some(digest),
+        Outcome::Unscanned { digest, .. } => digest.as_deref(),
+        _ => None,
+    }
+}
+
+fn describe_violations(violations: &[PlatformViolation]) -> String {
+    violations
+        .iter()
+        .map(|pv| {
+            let v = &pv.violation;
+            let platform = pv
+                .platform
+                .as_ref()
+                .map(|p| format!(" on platform {p}"))
+                .unwrap_or_default();
+            format!(
+                "{} {} vulnerabilities{platform}, over the limit of {} set by {}",
+                v.count, v.key, v.limit.max, v.limit.source
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_unenforceable(list: &[Unenforceable]) -> String {
+    list.iter()
+        .map(|u| {
+            format!(
+                "limit max-{} (set by {}) cannot be enforced: the {} scanner does not report {} counts",
+                u.limit.key, u.limit.source, u.scanner, u.limit.key
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn unscanned_source(policy: &NamespacePolicy) -> String {
+    match &policy.unscanned_source {
+        crate::policy::Source::ClusterDefault => "the cluster default unscanned: deny".into(),
+        source => source.to_string(),
+    }
+}
+
+fn allow_unjudged(reason: String) -> Verdict {
+    Verdict {
+        allowed: true,
+        message: None,
+        warnings: Vec::new(),
+        audit_annotations: [
+            ("decision".to_string(), "allowed".to_string()),
+            ("reason".to_string(), reason),
+        ]
+        .into(),
+    }
+}
+
+fn deny_plain(message: String) -> Verdict {
+    Verdict {
+        allowed: false,
+        message: Some(message),
+        warnings: Vec::new(),
+        audit_annotations: [("decision".to_string(), "denied".to_string())].into(),
+    }
+}
+
+fn result_label(verdict: &Verdict) -> &'static str {
+    match (verdict.allowed, verdict.warnings.is_empty()) {
+        (false, _) => "denied",
+        (true, true) => "allowed",
+        (true, false) => "warned",
+    }
+}

@@ -1,0 +1,194 @@
+//! Prometheus metrics. Label values come from small fixed sets (kinds, results,
+//! scanner kinds, outcomes): never image names or digests.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::scan::ScanError;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScannerLabels {
+    scanner: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScannerKindLabel {
+    scanner: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reviews: Family<ReviewLabels, Counter>,
+    decision_seconds: Histogram,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    scanner_calls: Family<ScannerLabels, Counter>,
+    scanner_seconds: Family<ScannerKindLabel, Histogram>,
+    tls_reloads: Counter,
+    in_flight: Gauge<i64, AtomicI64Wrapper>,
+}
+
+type AtomicI64Wrapper = std::sync::atomic::AtomicI64;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vulngate");
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        registry.register(
+            "reviews",
+            "Admission reviews by object kind and result (allowed, denied, warned, invalid)",
+            reviews.clone(),
+        );
+        let decision_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 18));
+        registry.register(
+            "decision_duration_seconds",
+            "Time from a decoded review to its response",
+            decision_seconds.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "summary_cache_hits",
+            "Scan summary cache hits",
+            cache_hits.clone(),
+        );
+        let cache_misses = Counter::default();
+        registry.register(
+            "summary_cache_misses",
+            "Scan summary cache misses",
+            cache_misses.clone(),
+        );
+        let scanner_calls = Family::<ScannerLabels, Counter>::default();
+        registry.register(
+            "scanner_calls",
+            "Scanner calls by scanner kind and outcome (ok, unavailable, config_error)",
+            scanner_calls.clone(),
+        );
+        let scanner_seconds = Family::<ScannerKindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        registry.register(
+            "scanner_call_duration_seconds",
+            "Scanner call latency by scanner kind",
+            scanner_seconds.clone(),
+        );
+        let tls_reloads = Counter::default();
+        registry.register(
+            "tls_certificate_reloads",
+            "Serving certificate reloads from disk",
+            tls_reloads.clone(),
+        );
+        let in_flight = Gauge::<i64, AtomicI64Wrapper>::default();
+        registry.register(
+            "reviews_in_flight",
+            "Reviews being decided",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            reviews,
+            decision_seconds,
+            cache_hits,
+            cache_misses,
+            scanner_calls,
+            scanner_seconds,
+            tls_reloads,
+            in_flight,
+        }
+    }
+
+    pub fn review(&self, kind: &str, result: &'static str, elapsed: Duration) {
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                kind: kind_label(kind),
+                result,
+            })
+            .inc();
+        self.decision_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn cache_hit(&self) {
+        self.cache_hits.inc();
+    }
+
+    pub fn cache_miss(&self) {
+        self.cache_misses.inc();
+    }
+
+    pub fn scanner_call<T>(
+        &self,
+        scanner: &'static str,
+        result: &Result<T, ScanError>,
+        elapsed: Duration,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(ScanError::Unavailable { .. }) => "unavailable",
+            Err(ScanError::Config { .. }) => "config_error",
+        };
+        self.scanner_calls
+            .get_or_create(&ScannerLabels { scanner, outcome })
+            .inc();
+        self.scanner_seconds
+            .get_or_create(&ScannerKindLabel { scanner })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn tls_reloaded(&self) {
+        self.tls_reloads.inc();
+    }
+
+    /// Counts a review in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub struct InFlight<'a>(&'a Gauge<i64, AtomicI64Wrapper>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Bounded label values for object kinds.
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "Pod" => "Pod",
+        "Deployment" => "Deployment",
+        "ReplicaSet" => "ReplicaSet",
+        "StatefulSet" => "StatefulSet",
+        "DaemonSet" => "DaemonSet",
+        "Job" => "Job",
+        "CronJob" => "CronJob",
+        "ReplicationController" => "ReplicationController",
+        _ => "other",
+    }
+}

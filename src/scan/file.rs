@@ -1,0 +1,389 @@
+//! The `file` scanner: scan results that CI pipelines already produce, read from a
+//! file or a directory. Two formats: a plain summaries file keyed by digest, and
+//! Trivy's JSON report (`trivy image --format json`, SchemaVersion 2).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{
+    ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
+    Vulnerability,
+};
+use crate::image::ImageRef;
+
+pub const KIND: &str = "file";
+
+#[derive(Debug, Default)]
+pub struct FileScanner {
+    by_digest: HashMap<String, ScanSummary>,
+    /// `registry/repository:tag` -> digest, from reports that name their tags.
+    by_tag: HashMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("scan file {path}: {message}")]
+pub struct FileScanError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl FileScanner {
+    /// Reads one file, or every `.json`/`.yaml`/`.yml` file of a directory.
+    pub fn load(path: &Path) -> Result<FileScanner, FileScanError> {
+        let err = |p: &Path, message: String| FileScanError {
+            path: p.to_path_buf(),
+            message,
+        };
+        let mut scanner = FileScanner::default();
+        let meta = std::fs::metadata(path).map_err(|e| err(path, e.to_string()))?;
+        let files = if meta.is_dir() {
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(path).map_err(|e| err(path, e.to_string()))? {
+                let p = entry.map_err(|e| err(path, e.to_string()))?.path();
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if matches!(ext, "json" | "yaml" | "yml") && p.is_file() {
+                    files.push(p);
+                }
+            }
+            files.sort();
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|e| err(&file, e.to_string()))?;
+            scanner.add_document(&text).map_err(|m| err(&file, m))?;
+        }
+        Ok(scanner)
+    }
+
+    /// Adds a summaries document or a Trivy report (JSON or YAML).
+    pub fn add_document(&mut self, text: &str) -> Result<(), String> {
+        let doc: Document = serde_yaml::from_str(text)
+            .map_err(|e| format!("neither a summaries file nor a Trivy JSON report: {e}"))?;
+        match doc {
+            Document::Summaries(s) => {
+                for (i, entry) in s.summaries.into_iter().enumerate() {
+                    self.add_entry(entry)
+                        .map_err(|m| format!("summaries[{i}]: {m}"))?;
+                }
+            }
+            Document::Trivy(report) => self.add_trivy(report)?,
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    fn add_entry(&mut self, entry: SummaryEntry) -> Result<(), String> {
+        check_digest(&entry.digest)?;
+        let finished_at = match &entry.finished_at {
+            Some(t) => Some(
+                OffsetDateTime::parse(t, &Rfc3339)
+                    .map_err(|e| format!("finishedAt {t:?} is not an RFC 3339 time: {e}"))?,
+            ),
+            None => None,
+        };
+        if let Some(image) = &entry.image {
+            let parsed = ImageRef::parse(image).map_err(|e| e.to_string())?;
+            if parsed.tag.is_some() && image.contains(':') {
+                self.add_tag(&parsed, &entry.digest);
+            }
+        }
+        let mut summary = ScanSummary::status_only(KIND, entry.status.into());
+        summary.counts = SeverityCounts {
+            critical: Some(entry.critical),
+            high: Some(entry.high),
+            medium: Some(entry.medium),
+            low: Some(entry.low),
+            unknown: Some(entry.unknown),
+        };
+        summary.finished_at = finished_at;
+        self.by_digest.insert(entry.digest, summary);
+        Ok(())
+    }
+
+    fn add_trivy(&mut self, report: TrivyReport) -> Result<(), String> {
+        let meta = report.metadata;
+        let digests: Vec<String> = meta
+            .repo_digests
+            .iter()
+            .filter_map(|d| d.rsplit_once('@').map(|(_, d)| d.to_string()))
+            .collect();
+        if digests.is_empty() {
+            return Err(format!(
+                "Trivy report of {:?} has no Metadata.RepoDigests, so it cannot be matched to an image digest",
+                report.artifact_name
+            ));
+        }
+        for d in &digests {
+            check_digest(d)?;
+        }
+        let mut counts = SeverityCounts::zero();
+        let mut fixable = SeverityCounts::zero();
+        let mut vulnerabilities = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for result in report.results {
+            for v in result.vulnerabilities {
+                // Trivy lists a CVE once per affected package; count each id once.
+                if !seen.insert((v.vulnerability_id.clone(), v.pkg_name.clone())) {
+                    continue;
+                }
+                let severity = Severity::parse_loose(&v.severity);
+                let has_fix = v.fixed_version.as_deref().is_some_and(|f| !f.is_empty());
+                counts.bump(severity);
+                if has_fix {
+                    fixable.bump(severity);
+                }
+                vulnerabilities.push(Vulnerability {
+                    id: v.vulnerability_id,
+                    severity,
+                    fixable: Some(has_fix),
+                    published: v
+                        .published_date
+                        .as_deref()
+                        .and_then(|p| OffsetDateTime::parse(p, &Rfc3339).ok()),
+                });
+            }
+        }
+        let mut summary = ScanSummary::status_only(KIND, ScanStatus::Complete);
+        summary.counts = counts;
+        summary.fixable = Some(fixable);
+        summary.vulnerabilities = vulnerabilities;
+        summary.finished_at = report
+            .created_at
+            .as_deref()
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+        for tag in &meta.repo_tags {
+            if let Ok(parsed) = ImageRef::parse(tag) {
+                self.add_tag(&parsed, &digests[0]);
+            }
+        }
+        for d in digests {
+            self.by_digest.insert(d, summary.clone());
+        }
+        Ok(())
+    }
+
+    fn add_tag(&mut self, image: &ImageRef, digest: &str) {
+        if let Some(tag) = &image.tag {
+            self.by_tag
+                .insert(format!("{}:{tag}", image.name()), digest.to_string());
+        }
+    }
+}
+
+fn check_digest(d: &str) -> Result<(), String> {
+    match d.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(()),
+        _ => Err(format!("digest {d:?} is not sha256:<64 hex digits>")),
+    }
+}
+
+#[async_trait]
+impl Scanner for FileScanner {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn summary(&self, target: &ScanTarget<'_>) -> Result<ScanSummary, ScanError> {
+        Ok(self
+            .by_digest
+            .get(target.digest)
+            .cloned()
+            .unwrap_or_else(|| ScanSummary::status_only(KIND, ScanStatus::NotScanned)))
+    }
+
+    fn digest_for_tag(&self, image: &ImageRef) -> Option<String> {
+        let tag = image.tag.as_ref()?;
+        self.by_tag.get(&format!("{}:{tag}", image.name())).cloned()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Document {
+    Summaries(SummariesFile),
+    Trivy(TrivyReport),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummariesFile {
+    summaries: Vec<SummaryEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SummaryEntry {
+    digest: String,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default = "complete")]
+    status: EntryStatus,
+    #[serde(default)]
+    critical: u64,
+    #[serde(default)]
+    high: u64,
+    #[serde(default)]
+    medium: u64,
+    #[serde(default)]
+    low: u64,
+    #[serde(default)]
+    unknown: u64,
+    #[serde(default)]
+    finished_at: Option<String>,
+}
+
+fn complete() -> EntryStatus {
+    EntryStatus::Complete
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum EntryStatus {
+    Complete,
+    Scanning,
+    NotScanned,
+    Failed,
+}
+
+impl From<EntryStatus> for ScanStatus {
+    fn from(s: EntryStatus) -> ScanStatus {
+        match s {
+            EntryStatus::Complete => ScanStatus::Complete,
+            EntryStatus::Scanning => ScanStatus::Scanning,
+            EntryStatus::NotScanned => ScanStatus::NotScanned,
+            EntryStatus::Failed => ScanStatus::Failed,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TrivyReport {
+    #[allow(dead_code)]
+    schema_version: u32,
+    #[serde(default)]
+    artifact_name: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    metadata: TrivyMetadata,
+    #[serde(default)]
+    results: Vec<TrivyResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TrivyMetadata {
+    #[serde(default)]
+    repo_tags: Vec<String>,
+    #[serde(default)]
+    repo_digests: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TrivyResult {
+    #[serde(default)]
+    vulnerabilities: Vec<TrivyVulnerability>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TrivyVulnerability {
+    #[serde(rename = "VulnerabilityID")]
+    vulnerability_id: String,
+    #[serde(default)]
+    pkg_name: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    fixed_version: Option<String>,
+    #[serde(default)]
+    published_date: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    #[tokio::test]
+    async fn summaries_file_and_unknown_digest() {
+        let mut s = FileScanner::default();
+        s.add_document(&format!(
+            "summaries:\n- {{digest: \"{D1}\", image: \"shop/web:2\", high: 2, medium: 5}}\n"
+        ))
+        .unwrap();
+        let image = ImageRef::parse("shop/web:2").unwrap();
+        assert_eq!(s.digest_for_tag(&image).as_deref(), Some(D1));
+        let got = s
+            .summary(&ScanTarget {
+                image: &image,
+                digest: D1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.counts.high, Some(2));
+        assert_eq!(got.counts.total(), 7);
+        let other = format!("sha256:{}", "2".repeat(64));
+        let got = s
+            .summary(&ScanTarget {
+                image: &image,
+                digest: &other,
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.status, ScanStatus::NotScanned);
+    }
+
+    #[test]
+    fn bad_documents_are_clear_errors() {
+        let mut s = FileScanner::default();
+        let e = s
+            .add_document("summaries:\n- {digest: \"sha256:abc\"}\n")
+            .unwrap_err();
+        assert!(e.contains("sha256:<64 hex digits>"), "{e}");
+        let e = s
+            .add_document("summaries:\n- {digest: x, hihg: 1}\n")
+            .unwrap_err();
+        assert!(e.contains("neither"), "{e}");
+        assert!(s.add_document("[1, 2").is_err());
+    }
+
+    #[test]
+    fn trivy_report_counts_each_vulnerability_once_per_package() {
+        let report = format!(
+            r#"{{"SchemaVersion": 2, "ArtifactName": "nginx:1.25",
+               "Metadata": {{"RepoTags": ["nginx:1.25"], "RepoDigests": ["nginx@{D1}"]}},
+               "Results": [{{"Target": "x", "Vulnerabilities": [
+                 {{"VulnerabilityID": "CVE-1", "PkgName": "a", "Severity": "HIGH", "FixedVersion": "1.2"}},
+                 {{"VulnerabilityID": "CVE-1", "PkgName": "a", "Severity": "HIGH"}},
+                 {{"VulnerabilityID": "CVE-2", "PkgName": "b", "Severity": "CRITICAL"}}]}}]}}"#
+        );
+        let mut s = FileScanner::default();
+        s.add_document(&report).unwrap();
+        let sum = &s.by_digest[D1];
+        assert_eq!(sum.counts.high, Some(1));
+        assert_eq!(sum.counts.critical, Some(1));
+        assert_eq!(sum.fixable.and_then(|f| f.high), Some(1));
+        assert_eq!(
+            s.digest_for_tag(&ImageRef::parse("docker.io/library/nginx:1.25").unwrap())
+                .as_deref(),
+            Some(D1)
+        );
+    }
+}

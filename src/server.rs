@@ -1,0 +1,327 @@
+//! The servers: the TLS webhook (`POST /validate`, HTTP/1.1 and HTTP/2) and the
+//! plain-HTTP ops port (`/healthz`, `/readyz`, `/metrics`, `POST /cache/purge`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::engine::Engine;
+use crate::tls::ReloadingCert;
+
+/// What controller-runtime accepts; the apiserver sends far less.
+pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
+/// A client that has not finished its TLS handshake or headers by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds open connections so slow or idle clients cannot exhaust file descriptors.
+const MAX_CONNECTIONS: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub ops_listen: SocketAddr,
+    /// After SIGTERM: keep serving (readiness false) this long so endpoints drain.
+    pub drain_delay: Duration,
+    /// Longest wait for in-flight reviews after the listener closes.
+    pub grace: Duration,
+    /// Request timeout beyond the review deadline: time to read the body.
+    pub request_timeout: Duration,
+}
+
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>) -> Arc<AppState> {
+        Arc::new(AppState {
+            engine,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Relaxed) && self.engine.namespaces_ready()
+    }
+}
+
+pub fn webhook_router(state: Arc<AppState>, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .with_state(state)
+}
+
+pub fn ops_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/cache/purge", post(purge))
+        .with_state(state)
+}
+
+async fn validate(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "an AdmissionReview is sent as Content-Type: application/json\n",
+        )
+            .into_response();
+    }
+    let deadline = query.as_deref().and_then(apiserver_timeout);
+    match state.engine.review(&body, deadline).await {
+        Ok(out) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable review");
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// The apiserver's `?timeout=10s`, less a margin so the answer arrives before it gives up.
+pub fn apiserver_timeout(query: &str) -> Option<Duration> {
+    let value = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))?;
+    let timeout = humantime::parse_duration(value).ok()?;
+    let margin = (timeout / 10).min(Duration::from_secs(1));
+    Some(timeout.saturating_sub(margin))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else if state.shutting_down.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "namespace cache not synced\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.engine.metrics().encode(),
+    )
+        .into_response()
+}
+
+/// `POST /cache/purge` drops every cached summary; `?digest=sha256:...` only one digest's.
+async fn purge(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let digest = query
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("digest=")))
+        .map(|d| d.replace("%3A", ":").replace("%3a", ":"));
+    let removed = state.engine.cache().purge(digest.as_deref()).await;
+    tracing::info!(
+        digest = digest.as_deref().unwrap_or("all"),
+        removed,
+        "summary cache purged"
+    );
+    (StatusCode::OK, format!("purged {removed} entries\n")).into_response()
+}
+
+/// Runs both servers until `shutdown` fires, then drains: readiness turns false,
+/// the listener closes after `drain_delay`, keep-alive connections are closed after
+/// their in-flight request, and in-flight reviews finish within `grace`.
+pub async fn serve(
+    options: ServeOptions,
+    state: Arc<AppState>,
+    cert: Arc<ReloadingCert>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    on_listening: impl FnOnce(SocketAddr, SocketAddr),
+) -> Result<(), String> {
+    let tls = crate::tls::server_config(cert)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let ops_listener = TcpListener::bind(options.ops_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.ops_listen))?;
+    let webhook_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
+    on_listening(webhook_addr, ops_addr);
+
+    let (ops_stop_tx, mut ops_stop_rx) = watch::channel(false);
+    let ops = tokio::spawn({
+        let router = ops_router(Arc::clone(&state));
+        async move {
+            let stop = async move {
+                let _ = ops_stop_rx.wait_for(|s| *s).await;
+            };
+            axum::serve(ops_listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    });
+
+    let router = webhook_router(Arc::clone(&state), options.request_timeout);
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30));
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(serve_connection(
+            acceptor.clone(),
+            Arc::clone(&builder),
+            router.clone(),
+            graceful.watcher(),
+            tcp,
+            peer,
+            Some(permit),
+        ));
+    }
+
+    state.shutting_down.store(true, Ordering::Relaxed);
+    tracing::info!(drain_delay = ?options.drain_delay, "shutting down: readiness is false");
+    // Keep accepting while endpoints controllers remove this pod.
+    if !options.drain_delay.is_zero() {
+        let until = tokio::time::Instant::now() + options.drain_delay;
+        while let Ok(Ok((tcp, peer))) = tokio::time::timeout_at(until, listener.accept()).await {
+            tokio::spawn(serve_connection(
+                acceptor.clone(),
+                Arc::clone(&builder),
+                router.clone(),
+                graceful.watcher(),
+                tcp,
+                peer,
+                None,
+            ));
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(options.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?options.grace, "connections still open after the grace period");
+    }
+    let _ = ops_stop_tx.send(true);
+    let _ = ops.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One TLS connection: handshake (bounded), then HTTP/1.1 or HTTP/2 by ALPN.
+async fn serve_connection(
+    acceptor: TlsAcceptor,
+    builder: Arc<Builder<TokioExecutor>>,
+    router: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let service = TowerToHyperService::new(router);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apiserver_timeout_keeps_a_margin() {
+        assert_eq!(
+            apiserver_timeout("timeout=10s"),
+            Some(Duration::from_secs(9))
+        );
+        assert_eq!(
+            apiserver_timeout("a=b&timeout=2s"),
+            Some(Duration::from_millis(1800))
+        );
+        assert_eq!(apiserver_timeout("timeout=bogus"), None);
+        assert_eq!(apiserver_timeout(""), None);
+    }
+}
