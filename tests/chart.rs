@@ -278,6 +278,11 @@ fn check_render(case: &str, docs: &[Value]) {
             assert!(!c["resources"][kind][r].is_null(), "{case}: resources.{kind}.{r}");
         }
     }
+    // SIGTERM: drain, then finish in-flight reviews, all before the kubelet kills the Pod.
+    let kill_after = Duration::from_secs(pod_spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
+    let stop = config.shutdown.drain_delay + config.shutdown.grace;
+    assert!(stop < kill_after, "{case}: drainDelay + grace = {stop:?} must be below terminationGracePeriodSeconds {kill_after:?}");
+    assert!(!config.shutdown.drain_delay.is_zero(), "{case}: a drain delay lets the Service stop sending reviews first");
     let checksum = deploy["spec"]["template"]["metadata"]["annotations"]["checksum/config"].as_str();
     assert!(checksum.is_some_and(|s| s.len() == 64), "{case}: checksum/config annotation");
 

@@ -111,6 +111,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "registries" $c.registries
   "resolution" $resolution
   "log" $c.log
+  "shutdown" $c.shutdown
 }}
 {{- if $c.namespacesFile }}
 {{- $_ := set $cfg "namespacesFile" $c.namespacesFile }}
