@@ -816,6 +816,22 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
     assert!(script.contains("admission webhook \"pods.vulngate.io\" denied the request"));
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    // In every value set, the probe Pod (no labels) in the test namespace reaches vulngate.
+    for (case, args) in cases() {
+        let docs = render_case(&args);
+        let ns = docs
+            .iter()
+            .find(|d| kind_of(d) == "Namespace" && d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+            .unwrap();
+        let mut l = labels(&ns["metadata"]["labels"]);
+        l.insert("kubernetes.io/metadata.name".into(), ns["metadata"]["name"].as_str().unwrap().into());
+        for h in webhooks(&docs).into_iter().filter(|h| h["name"] == "pods.vulngate.io") {
+            assert!(selector_matches(&h["namespaceSelector"], &l), "{case}: test namespace not sent to vulngate");
+            if h["objectSelector"].is_mapping() {
+                assert!(selector_matches(&h["objectSelector"], &BTreeMap::new()), "{case}: objectSelector skips the probe");
+            }
+        }
+    }
     // It is no part of the installed manifests.
     let manifests = std::fs::read_to_string(root().join("manifests/vulngate.yaml")).unwrap();
     assert!(!manifests.contains("helm.sh/hook"));
