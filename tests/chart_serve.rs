@@ -40,15 +40,17 @@ fn local(path: &str) -> String {
     path.trim_start_matches('/').to_string()
 }
 
-#[tokio::test]
-async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
+/// Renders the chart with `args`, lays out the Pod's volumes in a temp dir (Secrets the chart
+/// does not render come from `external`), starts the binary on that config, and returns it
+/// with a client that reaches it as the API server does, plus the test namespace's name.
+async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) -> (Webhook, reqwest::Client, String, String) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let values = root.join("charts/vulngate/ci/full-values.yaml");
     let out = Command::new(helm())
         .args(["template", "vulngate"])
         .arg(root.join("charts/vulngate"))
-        .args(["--namespace", "vulngate", "-f"])
-        .arg(&values)
+        .args(["--namespace", "vulngate"])
+        .args(args)
+        .current_dir(&root)
         .output()
         .expect("run helm");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -56,17 +58,13 @@ async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
         .map(|d| Value::deserialize(d).unwrap())
         .filter(|d| !d.is_null())
         .collect();
-    let find = |kind: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
-        docs.iter()
-            .find(|d| d["kind"] == kind && pred(d))
-            .unwrap_or_else(|| panic!("no {kind}"))
-            .clone()
+    let find = |kind: &str, pred: &dyn Fn(&Value) -> bool| -> Option<Value> {
+        docs.iter().find(|d| d["kind"] == kind && pred(d)).cloned()
     };
-    let deploy = find("Deployment", &|_| true);
+    let deploy = find("Deployment", &|_| true).expect("Deployment");
     let pod = &deploy["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
-    let vwc = find("ValidatingWebhookConfiguration", &|_| true);
-    let ca_bundle = vwc["webhooks"][0]["clientConfig"]["caBundle"].clone();
+    let vwc = find("ValidatingWebhookConfiguration", &|_| true).expect("webhook configuration");
     let svc = &vwc["webhooks"][0]["clientConfig"]["service"];
     let host = format!("{}.{}.svc", svc["name"].as_str().unwrap(), svc["namespace"].as_str().unwrap());
 
@@ -78,21 +76,25 @@ async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
         let mount = m["mountPath"].as_str().unwrap();
         let vol = pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == m["name"]).unwrap();
         if let Some(cm) = vol["configMap"]["name"].as_str() {
-            match m["subPath"].as_str() {
-                Some(sub) => {
-                    assert_eq!(mount, "/etc/vulngate/config.yaml");
-                    let data = find("ConfigMap", &|d| d["metadata"]["name"] == cm)["data"].clone();
-                    config_text = Some(data[sub].as_str().unwrap().to_string());
-                }
-                // A ConfigMap the user makes (here: the namespaces file).
-                None => assert!(!docs.iter().any(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm)),
+            if let Some(sub) = m["subPath"].as_str() {
+                assert_eq!(mount, "/etc/vulngate/config.yaml");
+                let data = find("ConfigMap", &|d| d["metadata"]["name"] == cm).expect("config ConfigMap")["data"].clone();
+                config_text = Some(data[sub].as_str().unwrap().to_string());
             }
         } else if let Some(secret) = vol["secret"]["secretName"].as_str() {
-            let s = find("Secret", &|d| d["metadata"]["name"] == secret);
-            for (k, v) in s["data"].as_mapping().unwrap() {
-                files.push((format!("{}/{}", local(mount), k.as_str().unwrap()), b64(v)));
+            match find("Secret", &|d| d["metadata"]["name"] == secret) {
+                Some(s) => {
+                    for (k, v) in s["data"].as_mapping().unwrap() {
+                        files.push((format!("{}/{}", local(mount), k.as_str().unwrap()), b64(v)));
+                    }
+                }
+                None => {
+                    for (k, v) in external(secret) {
+                        files.push((format!("{}/{k}", local(mount)), v));
+                    }
+                }
             }
-        } else if vol["persistentVolumeClaim"].is_mapping() {
+        } else if vol["persistentVolumeClaim"].is_mapping() || vol["emptyDir"].is_mapping() && mount != "/tmp" {
             scans_dir = Some(local(mount));
         }
     }
@@ -100,7 +102,7 @@ async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
     let scans_dir = scans_dir.expect("scans volume");
 
     // The namespaces file the values point at: the helm test's own namespace.
-    let test_ns = find("Namespace", &|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test");
+    let test_ns = find("Namespace", &|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test").expect("test namespace");
     let test_ns_name = test_ns["metadata"]["name"].as_str().unwrap().to_string();
     files.push(("etc/vulngate/namespaces/namespaces.yaml".into(), serde_yaml::to_string(&test_ns).unwrap()));
 
@@ -124,47 +126,90 @@ async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
     let file_refs: Vec<(&str, String)> = files.iter().map(|(p, c)| (p.as_str(), c.clone())).collect();
     let webhook = Webhook::start(&config, &file_refs);
 
-    // The API server's view: the Service's DNS name, trusting only the caBundle.
+    // The API server's view: the Service's DNS name, trusting only the caBundle (the
+    // rendered one, or the ca.crt cert-manager's cainjector would copy from the Secret).
+    let ca_pem = match vwc["webhooks"][0]["clientConfig"]["caBundle"].as_str() {
+        Some(_) => b64(&vwc["webhooks"][0]["clientConfig"]["caBundle"]),
+        None => files.iter().find(|(p, _)| p.ends_with("tls/ca.crt")).expect("ca.crt").1.clone(),
+    };
     let port: u16 = webhook.base.rsplit_once(':').unwrap().1.parse().unwrap();
-    let ca = reqwest::Certificate::from_pem(b64(&ca_bundle).as_bytes()).expect("caBundle is a PEM certificate");
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("caBundle is a PEM certificate");
     let client = reqwest::Client::builder()
         .tls_certs_only([ca])
         .resolve(&host, ([127, 0, 0, 1], port).into())
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let decide = |image: String| {
-        let client = client.clone();
-        let url = format!("https://{host}:{port}/validate?timeout=5s");
-        let body = review("uid-1", "Pod", "CREATE", &test_ns_name, object_with_pod_spec("Pod", pod_spec(&[("app", &image)])), None);
-        async move {
-            let r = client
-                .post(url)
-                .header("Content-Type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .expect("TLS to the Service name with the caBundle works");
-            assert_eq!(r.status().as_u16(), 200);
-            let v: serde_json::Value = r.json().await.unwrap();
-            v["response"].clone()
-        }
-    };
-    let image = |label: &str| format!("registry.example.com/app/web@{}", digest(label));
+    (webhook, client, format!("https://{host}:{port}/validate?timeout=5s"), test_ns_name)
+}
 
-    let bad = decide(image("bad")).await;
+async fn decide(client: &reqwest::Client, url: &str, namespace: &str, label: &str) -> serde_json::Value {
+    let image = format!("registry.example.com/app/web@{}", digest(label));
+    let body = review("uid-1", "Pod", "CREATE", namespace, object_with_pod_spec("Pod", pod_spec(&[("app", &image)])), None);
+    let r = client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("TLS to the Service name with the caBundle works");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["response"].clone()
+}
+
+async fn expect_decisions(client: &reqwest::Client, url: &str, ns: &str) {
+    let bad = decide(client, url, ns, "bad").await;
     assert_eq!(bad["allowed"], false, "{bad}");
     let message = bad["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("critical"), "{message}");
-    let clean = decide(image("clean")).await;
+    let clean = decide(client, url, ns, "clean").await;
     assert_eq!(clean["allowed"], true, "{clean}");
     // The helm test's namespace denies what has no scan.
-    let unscanned = decide(image("never-scanned")).await;
+    let unscanned = decide(client, url, ns, "never-scanned").await;
     assert_eq!(unscanned["allowed"], false, "{unscanned}");
+}
 
+#[tokio::test]
+async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
+    let values = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/vulngate/ci/full-values.yaml");
+    let (webhook, client, url, ns) = serve(&["-f", values.to_str().unwrap()], &|s| panic!("Secret {s} not rendered")).await;
+    expect_decisions(&client, &url, &ns).await;
     let (status, _) = webhook.ops_get("/readyz");
     assert_eq!(status, 200);
     let (status, metrics) = webhook.ops_get("/metrics");
     assert_eq!(status, 200);
     assert!(!metrics.is_empty());
+}
+
+/// cert-manager mode: a Secret shaped as cert-manager writes it for the chart's Certificate
+/// (ECDSA P-256, key in SEC1 "EC PRIVATE KEY" PEM, ca.crt of the CA Issuer), made by openssl.
+#[tokio::test]
+async fn the_binary_serves_a_cert_manager_shaped_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("openssl (tests/setup.d/helm.sh installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &d("ca.key")]);
+    openssl(&["req", "-x509", "-new", "-key", &d("ca.key"), "-subj", "/CN=vulngate-ca", "-days", "2", "-out", &d("ca.crt")]);
+    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &d("tls.key")]);
+    openssl(&["req", "-new", "-key", &d("tls.key"), "-subj", "/CN=vulngate.vulngate.svc", "-out", &d("tls.csr")]);
+    std::fs::write(d("ext"), "subjectAltName=DNS:vulngate,DNS:vulngate.vulngate,DNS:vulngate.vulngate.svc,DNS:vulngate.vulngate.svc.cluster.local\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(&["x509", "-req", "-in", &d("tls.csr"), "-CA", &d("ca.crt"), "-CAkey", &d("ca.key"), "-CAcreateserial", "-days", "1", "-extfile", &d("ext"), "-out", &d("tls.crt")]);
+    let read = |f: &str| std::fs::read_to_string(d(f)).unwrap();
+    assert!(read("tls.key").contains("BEGIN EC PRIVATE KEY"), "SEC1 key, as cert-manager writes by default");
+    let secret = vec![("tls.crt".to_string(), read("tls.crt")), ("tls.key".to_string(), read("tls.key")), ("ca.crt".to_string(), read("ca.crt"))];
+
+    // Default values; only the namespaces come from a file, as there is no cluster here.
+    let (_webhook, client, url, ns) = serve(
+        &["--set", "config.namespacesFile=/etc/vulngate/namespaces/namespaces.yaml"],
+        &|name| {
+            assert_eq!(name, "vulngate-tls", "the Secret the chart's Certificate writes");
+            secret.clone()
+        },
+    )
+    .await;
+    expect_decisions(&client, &url, &ns).await;
 }
