@@ -76,7 +76,7 @@ pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engi
     let namespaces = namespace_source(config).await?;
     let router = ScannerRouter::from_config(&config.registries)?;
     let resolver = crate::resolve::from_config(config).await?;
-    Ok(Engine::new(
+    let mut engine = Engine::new(
         config,
         EngineParts {
             namespaces,
@@ -84,7 +84,18 @@ pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engi
             resolver,
             metrics,
         },
-    ))
+    );
+    if let Some(path) = &config.policy.accepted_cves_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("acceptedCvesFile {}: {e}", path.display()))?;
+        let source = crate::policy::Source::File(path.display().to_string());
+        let (entries, problems) = crate::policy::allowlist::parse_list(&text, &source);
+        if let Some(problem) = problems.first() {
+            return Err(problem.clone());
+        }
+        engine.add_accepted(entries);
+    }
+    Ok(engine)
 }
 
 /// The serving certificate: the configured files, or a generated CA and certificate.

@@ -115,6 +115,36 @@ pub struct PolicyDefaults {
     pub unscanned: UnscannedRule,
     #[serde(default = "default_on_error")]
     pub on_error: OnError,
+    /// Which vulnerabilities the limits count: `all`, or only those with a fix (`fixable`).
+    #[serde(default)]
+    pub count: CountRule,
+    /// Accepted vulnerability ids, each optionally `until YYYY-MM-DD`.
+    #[serde(default)]
+    pub allow_cves: Vec<String>,
+    /// Vulnerabilities published fewer than this many days ago do not count yet.
+    #[serde(default)]
+    pub grace_days: Option<u32>,
+    /// A scan older than this counts as no scan.
+    #[serde(default, with = "humantime_serde")]
+    pub max_scan_age: Option<Duration>,
+    /// Pods that a built-in controller creates from an already judged template.
+    #[serde(default = "default_controller_pods")]
+    pub controller_pods: ControllerPods,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CountRule {
+    #[default]
+    All,
+    Fixable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControllerPods {
+    Enforce,
+    Warn,
 }
 
 impl Default for PolicyDefaults {
@@ -124,6 +154,11 @@ impl Default for PolicyDefaults {
             limits: default_limits(),
             unscanned: default_unscanned(),
             on_error: default_on_error(),
+            count: CountRule::All,
+            allow_cves: Vec::new(),
+            grace_days: None,
+            max_scan_age: None,
+            controller_pods: default_controller_pods(),
         }
     }
 }
@@ -137,6 +172,10 @@ pub struct PolicyConfig {
     pub exempt_namespaces: Vec<String>,
     #[serde(default)]
     pub exempt_images: Vec<ImagePattern>,
+    /// A file of cluster-wide accepted vulnerabilities (a mounted ConfigMap), in the
+    /// syntax of `vulngate.io/allow-cves`, entries separated by commas or new lines.
+    #[serde(default)]
+    pub accepted_cves_file: Option<PathBuf>,
 }
 
 impl Default for PolicyConfig {
@@ -145,6 +184,7 @@ impl Default for PolicyConfig {
             defaults: PolicyDefaults::default(),
             exempt_namespaces: default_exempt_namespaces(),
             exempt_images: Vec::new(),
+            accepted_cves_file: None,
         }
     }
 }
@@ -341,6 +381,10 @@ impl Config {
                 ));
             }
         }
+        for (i, entry) in self.policy.defaults.allow_cves.iter().enumerate() {
+            crate::policy::allowlist::parse_entry(entry)
+                .map_err(|e| format!("policy.defaults.allowCves[{i}]: {e}"))?;
+        }
         if self.deadline.is_zero() {
             return Err("deadline: must be greater than zero".into());
         }
@@ -366,6 +410,7 @@ impl Config {
         self.tls.key_file.as_mut().map(rebase);
         self.tls.generate_dir.as_mut().map(rebase);
         self.namespaces_file.as_mut().map(rebase);
+        self.policy.accepted_cves_file.as_mut().map(rebase);
         self.resolution.docker_config_file.as_mut().map(rebase);
         for route in &mut self.registries {
             match &mut route.scanner {
@@ -386,6 +431,9 @@ fn default_ops_listen() -> SocketAddr {
 }
 fn default_deadline() -> Duration {
     Duration::from_secs(8)
+}
+fn default_controller_pods() -> ControllerPods {
+    ControllerPods::Warn
 }
 fn default_grace() -> Duration {
     Duration::from_secs(20)

@@ -10,11 +10,12 @@ use futures::future::join_all;
 use tokio::time::Instant as TokioInstant;
 
 use crate::admission::{self, BadReview, ContainerImage, PodSpecPath, Request, Verdict};
-use crate::config::{Config, Mode, OnError, PolicyConfig, UnscannedRule};
+use crate::config::{Config, ControllerPods, Mode, OnError, PolicyConfig, UnscannedRule};
 use crate::image::ImageRef;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceSource;
-use crate::policy::{judge, Limit, NamespacePolicy, Violation};
+use crate::policy::allowlist::{self, AllowEntry};
+use crate::policy::{judge, Limit, NamespacePolicy, Source, Violation};
 use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
 use crate::scan::cache::SummaryCache;
 use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter};
@@ -24,6 +25,8 @@ const MAX_LISTED: usize = 20;
 
 pub struct Engine {
     policy: PolicyConfig,
+    /// Cluster-wide accepted vulnerabilities (config and the accepted-CVEs file).
+    accepted: Vec<AllowEntry>,
     exempt_namespaces: HashSet<String>,
     deadline: Duration,
     namespaces: Arc<dyn NamespaceSource>,
@@ -42,11 +45,13 @@ pub enum Outcome {
     Passed {
         digest: String,
         unenforceable: Vec<Unenforceable>,
+        notes: Vec<String>,
     },
     OverLimit {
         digest: String,
         violations: Vec<PlatformViolation>,
         unenforceable: Vec<Unenforceable>,
+        notes: Vec<String>,
     },
     Unscanned {
         digest: Option<String>,
@@ -93,8 +98,13 @@ pub struct EngineParts {
 
 impl Engine {
     pub fn new(config: &Config, parts: EngineParts) -> Engine {
+        let (accepted, _) = allowlist::parse_list(
+            &config.policy.defaults.allow_cves.join(","),
+            &Source::ClusterDefault,
+        );
         Engine {
             policy: config.policy.clone(),
+            accepted,
             exempt_namespaces: config.policy.exempt_namespaces.iter().cloned().collect(),
             deadline: config.deadline,
             namespaces: parts.namespaces,
@@ -103,6 +113,11 @@ impl Engine {
             cache: SummaryCache::new(&config.cache, parts.metrics.clone()),
             metrics: parts.metrics,
         }
+    }
+
+    /// Adds cluster-wide accepted vulnerabilities (the accepted-CVEs file).
+    pub fn add_accepted(&mut self, entries: Vec<AllowEntry>) {
+        self.accepted.extend(entries);
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -207,8 +222,18 @@ impl Engine {
             Some(name) => format!("{kind} {namespace}/{name}"),
             None => format!("{kind} in namespace {namespace}"),
         };
-        self.judge_containers(&subject, &namespace, &containers, &pull, deadline)
-            .await
+        let controller = (kind == "Pod" && request.operation == "CREATE")
+            .then(|| controller_of(request, object))
+            .flatten();
+        self.judge_containers(
+            &subject,
+            &namespace,
+            &containers,
+            &pull,
+            controller,
+            deadline,
+        )
+        .await
     }
 
     /// Decides bare image references as if they were one pod's containers (`vulngate check`).
@@ -228,7 +253,7 @@ impl Engine {
         };
         let deadline = TokioInstant::now() + self.deadline;
         let subject = format!("images for namespace {namespace}");
-        self.judge_containers(&subject, namespace, &containers, &pull, deadline)
+        self.judge_containers(&subject, namespace, &containers, &pull, None, deadline)
             .await
     }
 
@@ -238,15 +263,22 @@ impl Engine {
         namespace: &str,
         containers: &[ContainerImage],
         pull: &PullContext,
+        controller: Option<&'static str>,
         deadline: TokioInstant,
     ) -> Verdict {
+        let now = time::OffsetDateTime::now_utc();
         let policy = match self.namespaces.annotations(namespace).await {
-            Ok(annotations) => {
-                NamespacePolicy::resolve(&self.policy, namespace, annotations.as_deref())
-            }
+            Ok(annotations) => NamespacePolicy::resolve(
+                &self.policy,
+                &self.accepted,
+                namespace,
+                annotations.as_deref(),
+                now,
+            ),
             Err(e) => {
                 // Without the namespace's annotations its limits are unknown: a backend error.
-                let policy = NamespacePolicy::resolve(&self.policy, namespace, None);
+                let policy =
+                    NamespacePolicy::resolve(&self.policy, &self.accepted, namespace, None, now);
                 return self.on_error_verdict(&policy, subject, &e.to_string());
             }
         };
@@ -266,12 +298,14 @@ impl Engine {
         };
         let policy_ref = &policy;
         let outcomes = join_all(distinct.iter().map(|image| async move {
-            let outcome = tokio::time::timeout_at(deadline, self.evaluate(image, policy_ref, pull))
-                .await
-                .unwrap_or_else(|_| Outcome::BackendError {
-                    message: "no answer from the registry or scanner within the review deadline"
-                        .into(),
-                });
+            let outcome =
+                tokio::time::timeout_at(deadline, self.evaluate(image, policy_ref, pull, now))
+                    .await
+                    .unwrap_or_else(|_| Outcome::BackendError {
+                        message:
+                            "no answer from the registry or scanner within the review deadline"
+                                .into(),
+                    });
             (*image, outcome)
         }))
         .await;
@@ -307,6 +341,30 @@ impl Engine {
         } else {
             "warned"
         };
+        // Violations that a break-glass or a controller-created pod lets through.
+        let relief = if denials.is_empty() {
+            None
+        } else if let Some((until, source)) = &policy.break_glass_until {
+            audit.insert("break-glass-until".into(), until.to_string());
+            Some(format!("allowed by break-glass until {until} ({source})"))
+        } else if let (Some(controller), ControllerPods::Warn) =
+            (controller, policy.controller_pods)
+        {
+            audit.insert("controller-pod".into(), controller.to_string());
+            self.metrics.controller_pod_warned();
+            Some(format!(
+                "allowed because the {controller} created this pod from a template judged when its workload was created or updated ({} is warn)",
+                crate::policy::CONTROLLER_PODS_ANNOTATION
+            ))
+        } else {
+            None
+        };
+        let decision = if relief.is_some() { "warned" } else { decision };
+        if let Some(relief) = relief {
+            for denial in denials.drain(..) {
+                warnings.push(format!("{relief}: {denial}"));
+            }
+        }
         audit.insert("decision".to_string(), decision.to_string());
         if denials.is_empty() {
             if !warnings.is_empty() && policy.mode == Mode::Warn {
@@ -342,21 +400,34 @@ impl Engine {
         };
         match outcome {
             Outcome::Exempt { .. } => (Effect::Allow, None),
-            Outcome::Passed { unenforceable, .. } => {
-                if unenforceable.is_empty() {
+            Outcome::Passed {
+                unenforceable,
+                notes,
+                ..
+            } => {
+                let text = [describe_unenforceable(unenforceable), notes.join("; ")]
+                    .into_iter()
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if text.is_empty() {
                     (Effect::Allow, None)
                 } else {
-                    (Effect::Warn, Some(describe_unenforceable(unenforceable)))
+                    (Effect::Warn, Some(text))
                 }
             }
             Outcome::OverLimit {
                 violations,
                 unenforceable,
+                notes,
                 ..
             } => {
                 let mut text = describe_violations(violations);
                 if !unenforceable.is_empty() {
                     let _ = write!(text, "; {}", describe_unenforceable(unenforceable));
+                }
+                if !notes.is_empty() {
+                    let _ = write!(text, "; {}", notes.join("; "));
                 }
                 (enforce(true), Some(text))
             }
@@ -402,6 +473,7 @@ impl Engine {
         written: &str,
         policy: &NamespacePolicy,
         pull: &PullContext,
+        now: time::OffsetDateTime,
     ) -> Outcome {
         let image = match ImageRef::parse(written) {
             Ok(i) => i,
@@ -471,7 +543,35 @@ impl Engine {
             (_, ScanStatus::Complete) => vec![(None, summary)],
             _ => return unscanned(&digest, &summary),
         };
-        judge_platforms(policy, digest, &judged)
+        let mut age_notes = Vec::new();
+        if let Some(max_age) = policy.max_scan_age {
+            for (_, summary) in &judged {
+                match summary.finished_at {
+                    Some(finished) if now - finished > max_age => {
+                        return Outcome::Unscanned {
+                            digest: Some(digest),
+                            reason: format!(
+                                "the {} scan finished {}, longer ago than max-scan-age {}",
+                                summary.scanner,
+                                finished.date(),
+                                humantime::format_duration(max_age)
+                            ),
+                        }
+                    }
+                    Some(_) => {}
+                    None => age_notes.push(format!(
+                        "max-scan-age could not be applied: the {} scanner does not say when its scan finished",
+                        summary.scanner
+                    )),
+                }
+            }
+        }
+        let mut outcome = judge_platforms(policy, digest, &judged, now);
+        if let Outcome::Passed { notes, .. } | Outcome::OverLimit { notes, .. } = &mut outcome {
+            age_notes.dedup();
+            notes.extend(age_notes);
+        }
+        outcome
     }
 
     async fn resolve_tag(
@@ -533,11 +633,18 @@ fn judge_platforms(
     policy: &NamespacePolicy,
     digest: String,
     judged: &[(Option<String>, Arc<ScanSummary>)],
+    now: time::OffsetDateTime,
 ) -> Outcome {
     let mut worst: BTreeMap<crate::policy::LimitKey, PlatformViolation> = BTreeMap::new();
     let mut unenforceable = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for (platform, summary) in judged {
-        let j = judge(policy, summary);
+        let j = judge(policy, summary, now);
+        for note in j.notes {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
         for violation in j.violations {
             let replace = worst
                 .get(&violation.key)
@@ -568,14 +675,50 @@ fn judge_platforms(
         Outcome::Passed {
             digest,
             unenforceable,
+            notes,
         }
     } else {
         Outcome::OverLimit {
             digest,
             violations: worst.into_values().collect(),
             unenforceable,
+            notes,
         }
     }
+}
+
+/// The built-in controller that created a Pod: the request comes from that
+/// controller's service account AND the Pod names a matching controller owner.
+/// An ownerReference alone, written by anyone, proves nothing.
+fn controller_of(request: &Request, object: &admission::ObjectLite) -> Option<&'static str> {
+    const CONTROLLERS: [(&str, &str); 5] = [
+        (
+            "system:serviceaccount:kube-system:replicaset-controller",
+            "ReplicaSet",
+        ),
+        ("system:serviceaccount:kube-system:job-controller", "Job"),
+        (
+            "system:serviceaccount:kube-system:statefulset-controller",
+            "StatefulSet",
+        ),
+        (
+            "system:serviceaccount:kube-system:daemon-set-controller",
+            "DaemonSet",
+        ),
+        (
+            "system:serviceaccount:kube-system:replication-controller",
+            "ReplicationController",
+        ),
+    ];
+    let (user, owner_kind) = CONTROLLERS
+        .iter()
+        .find(|(user, _)| *user == request.user_info.username)?;
+    let owned = object
+        .metadata
+        .owner_references
+        .iter()
+        .any(|o| o.controller == Some(true) && o.kind == *owner_kind);
+    owned.then(|| user.rsplit(':').next().unwrap_or(user))
 }
 
 fn unscanned(digest: &str, summary: &ScanSummary) -> Outcome {

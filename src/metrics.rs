@@ -38,6 +38,7 @@ pub struct Metrics {
     scanner_calls: Family<ScannerLabels, Counter>,
     scanner_seconds: Family<ScannerKindLabel, Histogram>,
     tls_reloads: Counter,
+    controller_pods_warned: Counter,
     in_flight: Gauge<i64, AtomicI64Wrapper>,
 }
 
@@ -96,6 +97,12 @@ impl Metrics {
             "Serving certificate reloads from disk",
             tls_reloads.clone(),
         );
+        let controller_pods_warned = Counter::default();
+        registry.register(
+            "controller_pods_warned",
+            "Pods over their limits allowed with a warning because a built-in controller created them",
+            controller_pods_warned.clone(),
+        );
         let in_flight = Gauge::<i64, AtomicI64Wrapper>::default();
         registry.register(
             "reviews_in_flight",
@@ -111,6 +118,7 @@ impl Metrics {
             scanner_calls,
             scanner_seconds,
             tls_reloads,
+            controller_pods_warned,
             in_flight,
         }
     }
@@ -150,6 +158,10 @@ impl Metrics {
         self.scanner_seconds
             .get_or_create(&ScannerKindLabel { scanner })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn controller_pod_warned(&self) {
+        self.controller_pods_warned.inc();
     }
 
     pub fn tls_reloaded(&self) {

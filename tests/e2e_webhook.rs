@@ -714,3 +714,26 @@ async fn certificate_rotated_on_disk_is_served_without_restart() {
         .1
         .contains("vulngate_tls_certificate_reloads_total 1"));
 }
+
+#[tokio::test]
+async fn operators_purge_cached_summaries() {
+    let webhook = start();
+    let client = webhook.client(false);
+    let request = pod("strict", &[("api", HIGH3), ("db", CLEAN)]);
+    webhook.review(&client, &request).await;
+    let (status, body) = webhook.ops_post(&format!("/cache/purge?digest={}", digest("high3")));
+    assert_eq!((status, body.trim()), (200, "purged 1 entries"));
+    webhook.review(&client, &request).await;
+    let metrics = webhook.ops_get("/metrics").1;
+    // high3 fetched again after its purge; clean came from the cache.
+    assert!(
+        metrics.contains("vulngate_summary_cache_misses_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vulngate_summary_cache_hits_total 1"),
+        "{metrics}"
+    );
+    let (status, body) = webhook.ops_post("/cache/purge");
+    assert_eq!((status, body.trim()), (200, "purged 2 entries"));
+}

@@ -85,18 +85,19 @@ impl SummaryCache {
             .await
     }
 
-    /// Drops one digest (every route) or, with `None`, everything.
+    /// Drops one digest (every route) or, with `None`, everything; returns how many
+    /// entries were dropped.
     pub async fn purge(&self, digest: Option<&str>) -> u64 {
-        let before = self.cache.entry_count();
-        match digest {
-            Some(d) => {
-                let d: Arc<str> = Arc::from(d);
-                let _ = self.cache.invalidate_entries_if(move |k, _| k.digest == d);
-            }
-            None => self.cache.invalidate_all(),
+        let keys: Vec<Arc<CacheKey>> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| digest.is_none_or(|d| &*k.digest == d))
+            .map(|(k, _)| k)
+            .collect();
+        for key in &keys {
+            self.cache.invalidate(key.as_ref()).await;
         }
-        self.cache.run_pending_tasks().await;
-        before.saturating_sub(self.cache.entry_count())
+        keys.len() as u64
     }
 
     pub async fn entry_count(&self) -> u64 {

@@ -238,6 +238,10 @@ impl Webhook {
         ureq_get(&format!("{}{path}", self.ops)).expect("ops request")
     }
 
+    pub fn ops_post(&self, path: &str) -> (u16, String) {
+        plain_http("POST", &format!("{}{path}", self.ops)).expect("ops request")
+    }
+
     pub fn terminate(&self) {
         // SIGTERM, as the kubelet sends it.
         let _ = Command::new("kill")
@@ -267,6 +271,10 @@ impl Drop for Webhook {
 
 /// A plain-HTTP GET without an async runtime (for the ops port).
 pub fn ureq_get(url: &str) -> Result<(u16, String), String> {
+    plain_http("GET", url)
+}
+
+fn plain_http(method: &str, url: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").ok_or("http only")?;
     let (host, path) = rest
@@ -278,7 +286,7 @@ pub fn ureq_get(url: &str) -> Result<(u16, String), String> {
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut text = String::new();

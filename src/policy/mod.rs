@@ -1,17 +1,31 @@
 //! Pure policy: namespace annotations merged over the cluster defaults, and a scan
 //! summary judged against the resulting limits. No I/O here.
 
+pub mod allowlist;
+pub mod counting;
+
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
-use crate::config::{Mode, PolicyConfig, UnscannedRule};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::config::{ControllerPods, CountRule, Mode, PolicyConfig, UnscannedRule};
 use crate::pattern::ImagePattern;
-use crate::scan::{ExtraCount, ScanSummary, Severity};
+use crate::scan::{ExtraCount, ScanSummary, Severity, SeverityCounts};
+use allowlist::AllowEntry;
 
 pub const ANNOTATION_PREFIX: &str = "vulngate.io/";
 pub const MODE_ANNOTATION: &str = "vulngate.io/mode";
 pub const UNSCANNED_ANNOTATION: &str = "vulngate.io/unscanned";
 pub const EXEMPT_IMAGES_ANNOTATION: &str = "vulngate.io/exempt-images";
+pub const COUNT_ANNOTATION: &str = "vulngate.io/count";
+pub const ALLOW_CVES_ANNOTATION: &str = "vulngate.io/allow-cves";
+pub const GRACE_DAYS_ANNOTATION: &str = "vulngate.io/grace-days";
+pub const MAX_SCAN_AGE_ANNOTATION: &str = "vulngate.io/max-scan-age";
+pub const BREAK_GLASS_ANNOTATION: &str = "vulngate.io/break-glass-until";
+pub const CONTROLLER_PODS_ANNOTATION: &str = "vulngate.io/controller-pods";
 
 /// What a limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,11 +72,11 @@ impl LimitKey {
         format!("{ANNOTATION_PREFIX}max-{}", self.as_str())
     }
 
-    /// The count a summary has for this key; `None` when the scanner does not report it.
-    pub fn count(self, summary: &ScanSummary) -> Option<u64> {
+    /// The count for this key; `None` when the scanner does not report it.
+    pub fn count(self, counts: &SeverityCounts, summary: &ScanSummary) -> Option<u64> {
         match self {
-            LimitKey::Severity(s) => summary.counts.get(s),
-            LimitKey::Total => Some(summary.counts.total()),
+            LimitKey::Severity(s) => counts.get(s),
+            LimitKey::Total => Some(counts.total()),
             LimitKey::Extra(e) => summary.extra.get(&e).copied(),
         }
     }
@@ -77,8 +91,13 @@ impl fmt::Display for LimitKey {
 /// Where a setting came from, so a denial can say who to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Annotation { namespace: String, key: String },
+    Annotation {
+        namespace: String,
+        key: String,
+    },
     ClusterDefault,
+    /// A file of the config (the cluster-wide accepted vulnerabilities).
+    File(String),
 }
 
 impl fmt::Display for Source {
@@ -88,6 +107,7 @@ impl fmt::Display for Source {
                 write!(f, "annotation {key} on namespace {namespace}")
             }
             Source::ClusterDefault => f.write_str("the cluster default"),
+            Source::File(path) => write!(f, "the cluster-wide list {path}"),
         }
     }
 }
@@ -108,16 +128,27 @@ pub struct NamespacePolicy {
     pub unscanned: UnscannedRule,
     pub unscanned_source: Source,
     pub exempt_images: Vec<ImagePattern>,
+    pub count: CountRule,
+    pub allow_cves: Vec<AllowEntry>,
+    pub grace_days: Option<u32>,
+    pub max_scan_age: Option<Duration>,
+    /// An active break-glass: violations are allowed with warnings until then.
+    pub break_glass_until: Option<(OffsetDateTime, Source)>,
+    pub controller_pods: ControllerPods,
     /// Bad annotation values: reported, and the cluster default used instead.
     pub problems: Vec<String>,
 }
 
 impl NamespacePolicy {
     /// Merges a namespace's annotations over the cluster defaults.
+    /// `accepted`: the cluster-wide accepted vulnerabilities; `now` decides whether a
+    /// break-glass is still active.
     pub fn resolve(
         config: &PolicyConfig,
+        accepted: &[AllowEntry],
         namespace: &str,
         annotations: Option<&BTreeMap<String, String>>,
+        now: OffsetDateTime,
     ) -> NamespacePolicy {
         let defaults = &config.defaults;
         let mut policy = NamespacePolicy {
@@ -127,6 +158,12 @@ impl NamespacePolicy {
             unscanned: defaults.unscanned,
             unscanned_source: Source::ClusterDefault,
             exempt_images: config.exempt_images.clone(),
+            count: defaults.count,
+            allow_cves: accepted.to_vec(),
+            grace_days: defaults.grace_days,
+            max_scan_age: defaults.max_scan_age,
+            break_glass_until: None,
+            controller_pods: defaults.controller_pods,
             problems: Vec::new(),
         };
         let empty = BTreeMap::new();
@@ -199,7 +236,78 @@ impl NamespacePolicy {
                 }
             }
         }
+        policy.resolve_depth_rules(annotations, now);
         policy
+    }
+
+    /// The rules beyond limits: what counts, accepted ids, grace, scan age,
+    /// break-glass and controller pods.
+    fn resolve_depth_rules(&mut self, annotations: &BTreeMap<String, String>, now: OffsetDateTime) {
+        let namespace = self.namespace.clone();
+        let source = |key: &str| Source::Annotation {
+            namespace: namespace.clone(),
+            key: key.to_string(),
+        };
+        let bad = |key: &str, raw: &str, expected: &str| {
+            format!(
+                "annotation {key}={raw:?} on namespace {namespace} is not {expected}; the cluster default applies"
+            )
+        };
+        if let Some(raw) = annotations.get(COUNT_ANNOTATION) {
+            match raw.trim() {
+                "all" => self.count = CountRule::All,
+                "fixable" => self.count = CountRule::Fixable,
+                _ => self
+                    .problems
+                    .push(bad(COUNT_ANNOTATION, raw, "one of all, fixable")),
+            }
+        }
+        if let Some(raw) = annotations.get(ALLOW_CVES_ANNOTATION) {
+            let (entries, problems) = allowlist::parse_list(raw, &source(ALLOW_CVES_ANNOTATION));
+            self.allow_cves.extend(entries);
+            self.problems.extend(problems);
+        }
+        if let Some(raw) = annotations.get(GRACE_DAYS_ANNOTATION) {
+            match raw.trim().parse::<u32>() {
+                Ok(days) => self.grace_days = Some(days),
+                Err(_) => self
+                    .problems
+                    .push(bad(GRACE_DAYS_ANNOTATION, raw, "a number of days")),
+            }
+        }
+        if let Some(raw) = annotations.get(MAX_SCAN_AGE_ANNOTATION) {
+            match humantime::parse_duration(raw.trim()) {
+                Ok(age) => self.max_scan_age = Some(age),
+                Err(_) => self.problems.push(bad(
+                    MAX_SCAN_AGE_ANNOTATION,
+                    raw,
+                    "a duration such as 7d or 36h",
+                )),
+            }
+        }
+        if let Some(raw) = annotations.get(CONTROLLER_PODS_ANNOTATION) {
+            match raw.trim() {
+                "enforce" => self.controller_pods = ControllerPods::Enforce,
+                "warn" => self.controller_pods = ControllerPods::Warn,
+                _ => {
+                    self.problems
+                        .push(bad(CONTROLLER_PODS_ANNOTATION, raw, "one of enforce, warn"))
+                }
+            }
+        }
+        if let Some(raw) = annotations.get(BREAK_GLASS_ANNOTATION) {
+            match OffsetDateTime::parse(raw.trim(), &Rfc3339) {
+                Ok(until) if until > now => {
+                    self.break_glass_until = Some((until, source(BREAK_GLASS_ANNOTATION)))
+                }
+                Ok(_) => self.problems.push(format!(
+                    "annotation {BREAK_GLASS_ANNOTATION}={raw:?} on namespace {namespace} has expired and is ignored"
+                )),
+                Err(_) => self.problems.push(format!(
+                    "annotation {BREAK_GLASS_ANNOTATION}={raw:?} on namespace {namespace} is not an RFC 3339 time and is ignored"
+                )),
+            }
+        }
     }
 
     pub fn is_exempt(&self, image: &crate::image::ImageRef) -> bool {
@@ -221,13 +329,17 @@ pub struct Judgement {
     pub violations: Vec<Violation>,
     /// Limits the scanner cannot serve (no such count): reported, never silently passed.
     pub unenforceable: Vec<Limit>,
+    /// What the rules left out or could not apply (allowlisted, in grace, no data).
+    pub notes: Vec<String>,
 }
 
-/// Judges a finished scan's counts against the limits. A count equal to its limit passes.
-pub fn judge(policy: &NamespacePolicy, summary: &ScanSummary) -> Judgement {
+/// Judges a finished scan against the limits, counting what the namespace's rules
+/// say counts. A count equal to its limit passes.
+pub fn judge(policy: &NamespacePolicy, summary: &ScanSummary, now: OffsetDateTime) -> Judgement {
     let mut judgement = Judgement::default();
+    let counts = counting::effective_counts(policy, summary, now, &mut judgement.notes);
     for limit in &policy.limits {
-        match limit.key.count(summary) {
+        match limit.key.count(&counts, summary) {
             Some(count) if count > limit.max => judgement.violations.push(Violation {
                 key: limit.key,
                 count,
@@ -252,6 +364,10 @@ mod tests {
             .collect()
     }
 
+    fn judge_now(p: &NamespacePolicy, s: &ScanSummary) -> Judgement {
+        judge(p, s, OffsetDateTime::now_utc())
+    }
+
     fn summary(critical: Option<u64>, high: u64) -> ScanSummary {
         let mut s = ScanSummary::status_only("file", ScanStatus::Complete);
         s.counts = SeverityCounts {
@@ -266,9 +382,9 @@ mod tests {
     fn annotation_overrides_default_and_equal_is_allowed() {
         let config = PolicyConfig::default();
         let a = ann(&[("vulngate.io/max-high", "3")]);
-        let p = NamespacePolicy::resolve(&config, "shop", Some(&a));
-        assert!(judge(&p, &summary(Some(0), 3)).violations.is_empty());
-        let j = judge(&p, &summary(Some(0), 4));
+        let p = NamespacePolicy::resolve(&config, &[], "shop", Some(&a), OffsetDateTime::now_utc());
+        assert!(judge_now(&p, &summary(Some(0), 3)).violations.is_empty());
+        let j = judge_now(&p, &summary(Some(0), 4));
         assert_eq!(j.violations.len(), 1);
         assert_eq!(j.violations[0].count, 4);
         assert_eq!(j.violations[0].limit.max, 3);
@@ -285,18 +401,18 @@ mod tests {
             ("vulngate.io/max-critical", "-1"),
             ("vulngate.io/mode", "audit"),
         ]);
-        let p = NamespacePolicy::resolve(&config, "shop", Some(&a));
+        let p = NamespacePolicy::resolve(&config, &[], "shop", Some(&a), OffsetDateTime::now_utc());
         assert_eq!(p.problems.len(), 2);
         assert_eq!(p.mode, Mode::Enforce);
-        let j = judge(&p, &summary(Some(1), 0));
+        let j = judge_now(&p, &summary(Some(1), 0));
         assert_eq!(j.violations[0].limit.source, Source::ClusterDefault);
     }
 
     #[test]
     fn missing_count_is_unenforceable_not_zero() {
         let config = PolicyConfig::default();
-        let p = NamespacePolicy::resolve(&config, "shop", None);
-        let j = judge(&p, &summary(None, 0));
+        let p = NamespacePolicy::resolve(&config, &[], "shop", None, OffsetDateTime::now_utc());
+        let j = judge_now(&p, &summary(None, 0));
         assert!(j.violations.is_empty());
         assert_eq!(j.unenforceable.len(), 1);
         assert_eq!(
@@ -316,8 +432,8 @@ mod tests {
                 "docker.io/library/*, ,quay.io/x",
             ),
         ]);
-        let p = NamespacePolicy::resolve(&config, "shop", Some(&a));
-        let j = judge(&p, &summary(Some(0), 3));
+        let p = NamespacePolicy::resolve(&config, &[], "shop", Some(&a), OffsetDateTime::now_utc());
+        let j = judge_now(&p, &summary(Some(0), 3));
         assert_eq!(j.violations.len(), 1);
         assert_eq!(j.violations[0].key, LimitKey::Total);
         assert!(p.is_exempt(&crate::image::ImageRef::parse("nginx:1").unwrap()));
