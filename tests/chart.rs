@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Deserialize as _;
 use serde_yaml::Value;
-use vulngate::config::{Config, Mode, ScannerConfig};
+use vulngate::config::{Config, ControllerPods, Mode, ScannerConfig};
 use vulngate::policy::{LimitKey, NamespacePolicy};
 
 const RELEASE: &str = "vulngate";
@@ -178,8 +178,15 @@ fn ns_labels(name: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     l
 }
 
+/// The ConfigMap holding vulngate's config file.
+fn config_map(docs: &[Value]) -> &Value {
+    let found: Vec<&Value> = all(docs, "ConfigMap").into_iter().filter(|c| c["data"]["config.yaml"].is_string()).collect();
+    assert_eq!(found.len(), 1, "expected one ConfigMap with config.yaml");
+    found[0]
+}
+
 fn config_of(docs: &[Value]) -> (String, Config) {
-    let cm = one(docs, "ConfigMap");
+    let cm = config_map(docs);
     let text = cm["data"]["config.yaml"].as_str().expect("ConfigMap has config.yaml").to_string();
     let config = Config::from_yaml(&text, Path::new("/etc/vulngate"))
         .unwrap_or_else(|e| panic!("vulngate rejects the rendered config: {e}\n{text}"));
@@ -271,7 +278,7 @@ fn check_render(case: &str, docs: &[Value]) {
         "{case}: args"
     );
     let cfg_mount = mount_for(deploy, Path::new("/etc/vulngate/config.yaml")).expect("config mounted");
-    assert!(cfg_mount.1["configMap"]["name"] == one(&docs, "ConfigMap")["metadata"]["name"], "{case}: config volume");
+    assert!(cfg_mount.1["configMap"]["name"] == config_map(&docs)["metadata"]["name"], "{case}: config volume");
 
     for kind in ["requests", "limits"] {
         for r in ["cpu", "memory"] {
@@ -358,6 +365,25 @@ fn check_render(case: &str, docs: &[Value]) {
     }
     assert!(saw_pods, "{case}: a webhook for pods");
 
+    // Pods of built-in controllers are let through with a warning only when their
+    // templates are judged: every pod-creating kind goes through the workloads webhook.
+    let mut judged = BTreeSet::new();
+    for h in &hooks {
+        for rule in h["rules"].as_sequence().unwrap() {
+            judged.extend(str_list(&rule["resources"]));
+        }
+    }
+    let all_templates = ["replicasets", "statefulsets", "daemonsets", "jobs", "replicationcontrollers"]
+        .iter()
+        .all(|k| judged.contains(*k));
+    if !all_templates {
+        assert_eq!(
+            config.policy.defaults.controller_pods,
+            ControllerPods::Enforce,
+            "{case}: controller Pods must be enforced when their templates are not all judged ({judged:?})"
+        );
+    }
+
     // The config never judges the control plane or vulngate itself either.
     for ns in [NAMESPACE, "kube-system"] {
         assert!(config.policy.exempt_namespaces.iter().any(|n| n == ns), "{case}: config exempts {ns}");
@@ -369,6 +395,7 @@ fn check_render(case: &str, docs: &[Value]) {
     paths.extend(config.tls.key_file.clone().map(|p| ("tls.keyFile".into(), p)));
     paths.extend(config.resolution.docker_config_file.clone().map(|p| ("resolution.dockerConfigFile".into(), p)));
     paths.extend(config.namespaces_file.clone().map(|p| ("namespacesFile".into(), p)));
+    paths.extend(config.policy.accepted_cves_file.clone().map(|p| ("policy.acceptedCvesFile".into(), p)));
     for r in &config.registries {
         match &r.scanner {
             ScannerConfig::File(f) => paths.push(("registries[].scanner.file.path".into(), f.path.clone())),
@@ -646,6 +673,16 @@ fn a_typo_in_values_fails_instead_of_being_ignored() {
         (vec!["--set", "webhook.failurePolicy=fail"], "failurePolicy"),
         (vec!["--set", "config.cache.ttl=10 minutes later"], "ttl"),
         (vec!["--set", "securityContext=null", "--set", "image.tagg=1"], "tagg"),
+        (
+            vec!["--set", "webhook.workloads.enabled=false", "--set", "config.policy.defaults.controllerPods=warn"],
+            "controllerPods",
+        ),
+        (
+            vec!["--set-json", r#"webhook.workloads.resources=["deployments"]"#, "--set", "config.policy.defaults.controllerPods=warn"],
+            "controllerPods",
+        ),
+        (vec!["--set", "config.policy.defaults.count=fixed"], "count"),
+        (vec!["--set", "config.policy.defaults.maxScanAge=seven days"], "maxScanAge"),
     ];
     for (args, key) in cases {
         let out = helm_template(&args);
@@ -792,7 +829,7 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
         .into_iter()
         .filter(|(k, _)| k.starts_with("vulngate.io/"))
         .collect();
-    let policy = NamespacePolicy::resolve(&config.policy, ns_name, Some(&ann));
+    let policy = NamespacePolicy::resolve(&config.policy, &[], ns_name, Some(&ann), time::OffsetDateTime::now_utc());
     assert!(policy.problems.is_empty(), "{:?}", policy.problems);
     assert_eq!(policy.mode, Mode::Enforce);
     assert!(policy.limits.iter().any(|l| l.key.as_str() == "critical" && l.max == 0));
@@ -875,13 +912,22 @@ fn manifests_are_the_chart_rendered_with_default_values() {
     let name = ex["metadata"]["name"].as_str().unwrap();
     let ann = labels(&ex["metadata"]["annotations"]);
     for k in ann.keys() {
-        let known = k == "vulngate.io/mode"
-            || k == "vulngate.io/unscanned"
-            || k == "vulngate.io/exempt-images"
-            || LimitKey::ALL.iter().any(|l| &l.annotation() == k);
+        use vulngate::policy::*;
+        let named = [
+            MODE_ANNOTATION,
+            UNSCANNED_ANNOTATION,
+            EXEMPT_IMAGES_ANNOTATION,
+            COUNT_ANNOTATION,
+            ALLOW_CVES_ANNOTATION,
+            GRACE_DAYS_ANNOTATION,
+            MAX_SCAN_AGE_ANNOTATION,
+            BREAK_GLASS_ANNOTATION,
+            CONTROLLER_PODS_ANNOTATION,
+        ];
+        let known = named.contains(&k.as_str()) || LimitKey::ALL.iter().any(|l| &l.annotation() == k);
         assert!(known, "example annotation {k} is not one vulngate reads");
     }
-    let policy = NamespacePolicy::resolve(&config.policy, name, Some(&ann));
+    let policy = NamespacePolicy::resolve(&config.policy, &[], name, Some(&ann), time::OffsetDateTime::now_utc());
     assert!(policy.problems.is_empty(), "{:?}", policy.problems);
     assert_eq!(policy.mode, Mode::Enforce);
     for h in webhooks(&docs) {

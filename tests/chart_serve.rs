@@ -80,6 +80,10 @@ async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) 
                 assert_eq!(mount, "/etc/vulngate/config.yaml");
                 let data = find("ConfigMap", &|d| d["metadata"]["name"] == cm).expect("config ConfigMap")["data"].clone();
                 config_text = Some(data[sub].as_str().unwrap().to_string());
+            } else if let Some(made) = find("ConfigMap", &|d| d["metadata"]["name"] == cm) {
+                for (k, v) in made["data"].as_mapping().unwrap() {
+                    files.push((format!("{}/{}", local(mount), k.as_str().unwrap()), v.as_str().unwrap().to_string()));
+                }
             }
         } else if let Some(secret) = vol["secret"]["secretName"].as_str() {
             match find("Secret", &|d| d["metadata"]["name"] == secret) {

@@ -94,7 +94,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $c := .Values.config }}
 {{- $exempt := list "kube-system" .Release.Namespace }}
 {{- range $c.policy.exemptNamespaces }}{{ $exempt = append $exempt . }}{{ end }}
-{{- $policy := dict "defaults" $c.policy.defaults "exemptNamespaces" ($exempt | uniq) "exemptImages" $c.policy.exemptImages }}
+{{- $defaults := omit $c.policy.defaults "graceDays" "maxScanAge" "controllerPods" }}
+{{- if not (kindIs "invalid" $c.policy.defaults.graceDays) }}
+{{- $_ := set $defaults "graceDays" $c.policy.defaults.graceDays }}
+{{- end }}
+{{- with $c.policy.defaults.maxScanAge }}
+{{- $_ := set $defaults "maxScanAge" . }}
+{{- end }}
+{{- $_ := set $defaults "controllerPods" (include "vulngate.controllerPods" .) }}
+{{- $policy := dict "defaults" $defaults "exemptNamespaces" ($exempt | uniq) "exemptImages" $c.policy.exemptImages }}
+{{- if $c.policy.acceptedCvesFile }}
+{{- $_ := set $policy "acceptedCvesFile" $c.policy.acceptedCvesFile }}
+{{- else if .Values.acceptedCves }}
+{{- $_ := set $policy "acceptedCvesFile" "/etc/vulngate/accepted-cves/accepted-cves.txt" }}
+{{- end }}
 {{- $resolution := dict "useImagePullSecrets" $c.resolution.useImagePullSecrets "platforms" $c.resolution.platforms }}
 {{- if $c.resolution.dockerConfigFile }}
 {{- $_ := set $resolution "dockerConfigFile" $c.resolution.dockerConfigFile }}
@@ -173,5 +186,27 @@ objectSelector:
 {{- with $.Values.webhook.matchConditions }}
 matchConditions:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* controllerPods: warn only when the workload webhook judges every pod-creating kind. */}}
+{{- define "vulngate.controllerPods" -}}
+{{- $w := .Values.webhook.workloads }}
+{{- $covered := true }}
+{{- range list "replicasets" "statefulsets" "daemonsets" "jobs" "replicationcontrollers" }}
+{{- if not (and $w.enabled (has . $w.resources)) }}{{ $covered = false }}{{ end }}
+{{- end }}
+{{- $v := .Values.config.policy.defaults.controllerPods }}
+{{- if eq $v "warn" }}
+{{- if not $covered }}
+{{- fail "config.policy.defaults.controllerPods=warn needs webhook.workloads to check replicasets, statefulsets, daemonsets, jobs and replicationcontrollers: otherwise the Pods they create are judged by no one" }}
+{{- end }}
+{{- "warn" }}
+{{- else if eq $v "enforce" }}
+{{- "enforce" }}
+{{- else if $covered }}
+{{- "warn" }}
+{{- else }}
+{{- "enforce" }}
 {{- end }}
 {{- end }}
