@@ -1152,3 +1152,41 @@ fn cert_manager_mode_signs_the_serving_certificate_with_a_stable_ca() {
     assert_eq!(cert["spec"]["issuerRef"]["kind"], "ClusterIssuer");
     assert_eq!(cert["spec"]["issuerRef"]["name"], "cluster-ca");
 }
+
+/// Key paths of a config document, not descending into data maps and lists.
+fn config_keys(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    if let Some(m) = v.as_mapping() {
+        for (k, child) in m {
+            let p = if prefix.is_empty() { k.as_str().unwrap().to_string() } else { format!("{prefix}.{}", k.as_str().unwrap()) };
+            out.insert(p.clone());
+            if p != "policy.defaults.limits" && p != "registries" {
+                config_keys(child, &p, out);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_config_key_is_reachable_from_values() {
+    // Every key vulngate's config has (its defaults, serialized) ...
+    let minimal = "registries: [{match: \"*\", scanner: {file: {path: /scans}}}]\n";
+    let config = Config::from_yaml(minimal, Path::new("/")).unwrap();
+    let mut known = BTreeSet::new();
+    config_keys(&serde_yaml::to_value(&config).unwrap(), "", &mut known);
+    // ... is set by the chart in some value set (not counting configOverrides, which reaches
+    // anything), except the generated-certificate keys: the chart always supplies a certificate.
+    let mut rendered = BTreeSet::new();
+    // (ci/full-values.yaml's configOverrides sets only tls.generateNames, excluded below.)
+    for (_, args) in cases() {
+        let (text, _) = config_of(&render_case(&args));
+        config_keys(&serde_yaml::from_str(&text).unwrap(), "", &mut rendered);
+    }
+    let chart_supplies_the_certificate = ["tls.generateDir", "tls.generateNames"];
+    let missing: Vec<&String> = known
+        .iter()
+        .filter(|k| !rendered.contains(*k) && !chart_supplies_the_certificate.contains(&k.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "config keys no value reaches: {missing:?} (add them to values.yaml and a ci/ value set)");
+    let unknown: Vec<&String> = rendered.iter().filter(|k| !known.contains(*k)).collect();
+    assert!(unknown.is_empty(), "the chart renders keys vulngate does not have: {unknown:?}");
+}
