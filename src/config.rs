@@ -274,10 +274,15 @@ impl Default for ResolutionConfig {
     }
 }
 
+/// One scanner, written as a one-key map: `{file: {...}}`, `{hss: {...}}`, `{harbor: {...}}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum ScannerConfig {
     File(FileScannerConfig),
+    /// Huawei Cloud HSS, for SWR images (`docs/scanners-huawei-harbor.md`).
+    Hss(crate::scan::hss::HssConfig),
+    /// Harbor v2.0 scan overviews (`docs/scanners-huawei-harbor.md`).
+    Harbor(crate::scan::harbor::HarborConfig),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -415,6 +420,8 @@ impl Config {
         for route in &mut self.registries {
             match &mut route.scanner {
                 ScannerConfig::File(f) => rebase(&mut f.path),
+                ScannerConfig::Hss(h) => h.rebase_paths(base),
+                ScannerConfig::Harbor(h) => h.rebase_paths(base),
             }
             if let Some(ca) = route.registry.as_mut().and_then(|r| r.ca_file.as_mut()) {
                 rebase(ca);

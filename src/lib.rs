@@ -3,8 +3,10 @@
 
 pub mod admission;
 pub mod app;
+pub mod cloud;
 pub mod config;
 pub mod engine;
+pub mod httputil;
 pub mod image;
 pub mod metrics;
 pub mod namespaces;
@@ -12,5 +14,6 @@ pub mod pattern;
 pub mod policy;
 pub mod resolve;
 pub mod scan;
+pub mod secret;
 pub mod server;
 pub mod tls;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod cluster;
 pub mod file;
 
 use async_trait::async_trait;
@@ -24,9 +25,10 @@ pub trait NamespaceSource: Send + Sync {
 }
 
 /// Namespaces from the cluster: a watch-backed cache (in-cluster config or kubeconfig).
+/// Returns at once; the source reports ready when its first list has synced.
 pub async fn cluster_source() -> Result<Arc<dyn NamespaceSource>, String> {
-    Err(
-        "namespace policies from the cluster are not available in this build; set namespacesFile"
-            .into(),
-    )
+    let cache = cluster::ClusterNamespaces::try_default()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(cache))
 }

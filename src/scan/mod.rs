@@ -1,7 +1,10 @@
 //! The normalized scan summary and the trait every scanner implements.
 
+pub mod backoff;
 pub mod cache;
 pub mod file;
+pub mod harbor;
+pub mod hss;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -261,12 +264,19 @@ pub trait Scanner: Send + Sync {
     }
 }
 
-/// Builds the scanner a route names.
+/// Builds the scanner a route names. Errors say what to fix in the config
+/// (a missing credential file, a bad endpoint), prefixed by the kind.
 pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String> {
     match config {
         ScannerConfig::File(f) => Ok(Arc::new(
             file::FileScanner::load(&f.path).map_err(|e| e.to_string())?,
         )),
+        ScannerConfig::Hss(c) => hss::HssScanner::new(c)
+            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
+            .map_err(|e| format!("hss: {e}")),
+        ScannerConfig::Harbor(c) => harbor::HarborScanner::new(c)
+            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
+            .map_err(|e| format!("harbor: {e}")),
     }
 }
 

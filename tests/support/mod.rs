@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests. Each test file uses only some of them.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod webhook;

@@ -1,0 +1,335 @@
+//! The `harbor` scanner against an in-test Harbor v2.0 API (tests/support/harbor_server.rs).
+
+#[path = "support/harbor_server.rs"]
+mod harbor_server;
+
+use std::time::Duration;
+
+use harbor_server::{scanned, Fault, HarborServer, ROBOT, ROBOT_SECRET};
+use serde_json::json;
+use vulngate::image::ImageRef;
+use vulngate::scan::harbor::{HarborConfig, HarborScanner};
+use vulngate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts};
+
+const D1: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const D2: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+struct Robot {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+fn robot_file(secret: &str) -> Robot {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("robot-secret");
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    Robot { _dir: dir, path }
+}
+
+fn scanner(server: &HarborServer, robot: &Robot, extra: &str) -> HarborScanner {
+    let yaml = format!(
+        "url: \"{}/\"\nusername: \"{ROBOT}\"\npassword: {{file: {}}}\nretry: {{maxRetries: 2, initialBackoff: 10ms}}\n{extra}",
+        server.url(),
+        robot.path.display()
+    );
+    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    HarborScanner::new(&config).unwrap()
+}
+
+async fn summary(s: &HarborScanner, image: &str, digest: &str) -> Result<ScanSummary, ScanError> {
+    let image = ImageRef::parse(image).unwrap();
+    s.summary(&ScanTarget {
+        image: &image,
+        digest,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn finished_scan_gives_the_severity_summary() {
+    let server = HarborServer::start().await;
+    server.add(
+        "library",
+        "nginx",
+        D1,
+        scanned(
+            D1,
+            "Success",
+            Some(json!({"total": 19, "fixable": 6, "summary": {"Critical": 2, "High": 4, "Medium": 8, "Low": 3, "Negligible": 1, "Unknown": 1}})),
+        ),
+    );
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    let got = summary(&s, "harbor.example.com/library/nginx:1.0", D1)
+        .await
+        .unwrap();
+    assert_eq!(got.scanner, "harbor");
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(
+        got.counts,
+        SeverityCounts {
+            critical: Some(2),
+            high: Some(4),
+            medium: Some(8),
+            low: Some(4),
+            unknown: Some(1)
+        }
+    );
+    assert_eq!(got.fixable.map(|f| f.total()), Some(6));
+    assert_eq!(
+        got.finished_at.map(|t| t.unix_timestamp()),
+        Some(time::macros::datetime!(2026-11-20 10:00:42 UTC).unix_timestamp())
+    );
+    assert!(
+        server.state.bad_requests.lock().unwrap().is_empty(),
+        "{:?}",
+        server.state.bad_requests.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn severities_harbor_omits_are_zero() {
+    let server = HarborServer::start().await;
+    server.add(
+        "p",
+        "clean",
+        D1,
+        scanned(
+            D1,
+            "Success",
+            Some(json!({"total": 0, "fixable": 0, "summary": {}})),
+        ),
+    );
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    let got = summary(&s, "harbor.example.com/p/clean:1", D1)
+        .await
+        .unwrap();
+    assert_eq!(got.counts, SeverityCounts::zero());
+}
+
+#[tokio::test]
+async fn nested_repository_names_are_double_encoded() {
+    let server = HarborServer::start().await;
+    server.add(
+        "dockerhub-proxy",
+        "library/redis",
+        D2,
+        scanned(
+            D2,
+            "Success",
+            Some(json!({"total": 1, "fixable": 0, "summary": {"High": 1}})),
+        ),
+    );
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    let got = summary(
+        &s,
+        &format!("harbor.example.com/dockerhub-proxy/library/redis@{D2}"),
+        D2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.counts.high, Some(1));
+    let paths = server.state.raw_paths.lock().unwrap().clone();
+    assert_eq!(
+        paths,
+        vec![format!(
+            "/api/v2.0/projects/dockerhub-proxy/repositories/library%252Fredis/artifacts/{D2}"
+        )]
+    );
+}
+
+#[tokio::test]
+async fn scan_states_map_to_statuses() {
+    let server = HarborServer::start().await;
+    for (repo, status) in [
+        ("pending", "Pending"),
+        ("running", "Running"),
+        ("error", "Error"),
+        ("stopped", "Stopped"),
+    ] {
+        server.add("p", repo, D1, scanned(D1, status, None));
+    }
+    server.add("p", "never", D1, json!({"id": 1, "digest": D1, "tags": []}));
+    server.add(
+        "p",
+        "empty",
+        D1,
+        json!({"id": 1, "digest": D1, "scan_overview": {}}),
+    );
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    for (repo, want) in [
+        ("pending", ScanStatus::Scanning),
+        ("running", ScanStatus::Scanning),
+        ("error", ScanStatus::Failed),
+        ("stopped", ScanStatus::NotScanned),
+        ("never", ScanStatus::NotScanned),
+        ("empty", ScanStatus::NotScanned),
+        ("missing", ScanStatus::NotScanned), // 404: Harbor does not have the artifact
+    ] {
+        let got = summary(&s, &format!("harbor.example.com/p/{repo}:1"), D1)
+            .await
+            .unwrap();
+        assert_eq!(got.status, want, "{repo}");
+        assert_eq!(got.counts, SeverityCounts::default(), "{repo}");
+    }
+}
+
+#[tokio::test]
+async fn bad_robot_credentials_are_a_config_error_without_the_secret() {
+    let server = HarborServer::start().await;
+    let robot = robot_file("wrong-robot-secret-555");
+    let s = scanner(&server, &robot, "");
+    let err = summary(&s, "harbor.example.com/library/nginx:1", D1)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ScanError::Config { .. }), "{msg}");
+    assert!(
+        msg.contains("robot account credentials") && msg.contains("robot$vulngate"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("HTTP 401") && msg.contains("request id harbor-req-0"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("wrong-robot-secret-555") && !msg.contains(ROBOT_SECRET),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn forbidden_names_the_permission() {
+    let server = HarborServer::start().await;
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    server.set_fault(Some(Fault::Status {
+        status: 403,
+        body: json!({"errors": [{"code": "FORBIDDEN", "message": "forbidden"}]}),
+    }));
+    let err = summary(&s, "harbor.example.com/team/app:1", D1)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ScanError::Config { .. }), "{msg}");
+    assert!(
+        msg.contains("\"team\"") && msg.contains("read artifacts") && msg.contains("FORBIDDEN"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retried_then_given_up() {
+    let server = HarborServer::start().await;
+    server.add(
+        "p",
+        "a",
+        D1,
+        scanned(D1, "Success", Some(json!({"total": 0, "summary": {}}))),
+    );
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    server.set_fault(Some(Fault::Throttle { times: 2 }));
+    let got = summary(&s, "harbor.example.com/p/a:1", D1).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(got.fixable, None, "no fixable count in the report");
+    assert_eq!(server.requests(), 3);
+
+    server.set_fault(Some(Fault::Throttle { times: 100 }));
+    let err = summary(&s, "harbor.example.com/p/a:1", D1)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ScanError::Unavailable { .. }), "{msg}");
+    assert!(
+        msg.contains("HTTP 429") && msg.contains("still throttled after 2 retries"),
+        "{msg}"
+    );
+    assert_eq!(server.requests(), 3 + 3);
+}
+
+#[tokio::test]
+async fn server_errors_and_slow_replies_are_unavailable() {
+    let server = HarborServer::start().await;
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "timeout: 300ms\n");
+    server.set_fault(Some(Fault::Status {
+        status: 503,
+        body: json!({"errors": [{"code": "UNKNOWN", "message": "db down"}]}),
+    }));
+    let err = summary(&s, "harbor.example.com/p/a:1", D1)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ScanError::Unavailable { .. }), "{msg}");
+    assert!(
+        msg.contains("HTTP 503")
+            && msg.contains("db down")
+            && msg.contains("request id harbor-req-"),
+        "{msg}"
+    );
+    assert_eq!(server.requests(), 1);
+
+    server.set_fault(Some(Fault::Slow(Duration::from_secs(3))));
+    let err = summary(&s, "harbor.example.com/p/a:1", D1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScanError::Unavailable { .. }));
+    assert!(err.to_string().contains("timed out after 300ms"), "{err}");
+}
+
+#[tokio::test]
+async fn config_errors_are_clear() {
+    let server = HarborServer::start().await;
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    // An image without a project cannot be in Harbor.
+    let err = summary(&s, "harbor.example.com/nginx:1", D1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScanError::Config { .. }));
+    assert!(err.to_string().contains("<project>/<repository>"), "{err}");
+
+    let yaml = "url: \"ftp://harbor\"\nusername: r\npassword: {env: VULNGATE_TEST_UNSET}\n";
+    let config: HarborConfig = serde_yaml::from_str(yaml).unwrap();
+    assert!(HarborScanner::new(&config)
+        .err()
+        .unwrap()
+        .contains("expected http(s)"));
+    let yaml = format!(
+        "url: \"{}\"\nusername: r\npassword: {{env: VULNGATE_TEST_UNSET}}\n",
+        server.url()
+    );
+    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    let err = HarborScanner::new(&config).err().unwrap();
+    assert!(
+        err.contains("password") && err.contains("VULNGATE_TEST_UNSET"),
+        "{err}"
+    );
+    let yaml = format!(
+        "url: \"{}\"\nusername: r\npassword: {{file: {}}}\ncaFile: /nonexistent/ca.pem\n",
+        server.url(),
+        robot.path.display()
+    );
+    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    let err = HarborScanner::new(&config).err().unwrap();
+    assert!(err.contains("caFile /nonexistent/ca.pem"), "{err}");
+    std::fs::write(robot.path.with_file_name("ca.pem"), "not a certificate").unwrap();
+    let yaml = yaml.replace(
+        "/nonexistent/ca.pem",
+        &robot.path.with_file_name("ca.pem").display().to_string(),
+    );
+    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    assert!(HarborScanner::new(&config)
+        .err()
+        .unwrap()
+        .contains("caFile"));
+    let yaml = "url: x\nusername: r\npassword: hunter2\n";
+    assert!(
+        serde_yaml::from_str::<HarborConfig>(yaml).is_err(),
+        "an inline password is refused"
+    );
+}
