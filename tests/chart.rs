@@ -399,6 +399,12 @@ fn check_render(case: &str, docs: &[Value]) {
     for r in &config.registries {
         match &r.scanner {
             ScannerConfig::File(f) => paths.push(("registries[].scanner.file.path".into(), f.path.clone())),
+            ScannerConfig::Harbor(h) => {
+                if let vulngate::secret::SecretSource::File(p) = &h.password {
+                    paths.push(("registries[].scanner.harbor.password.file".into(), p.clone()));
+                }
+                paths.extend(h.ca_file.clone().map(|p| ("registries[].scanner.harbor.caFile".into(), p)));
+            }
             #[allow(unreachable_patterns)]
             _ => {}
         }
