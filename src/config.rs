@@ -283,6 +283,10 @@ pub enum ScannerConfig {
     Hss(crate::scan::hss::HssConfig),
     /// Harbor v2.0 scan overviews (`docs/scanners-huawei-harbor.md`).
     Harbor(crate::scan::harbor::HarborConfig),
+    /// Alibaba Cloud Container Registry EE (`scanner: {acr: {region: cn-hangzhou, ...}}`).
+    Acr(crate::scan::acr::AcrConfig),
+    /// Alibaba Cloud Security Center (`scanner: {sas: {region: cn-hangzhou, ...}}`).
+    Sas(crate::scan::sas::SasConfig),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -399,6 +403,14 @@ impl Config {
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err("tls: certFile and keyFile go together".into());
         }
+        for (i, route) in self.registries.iter().enumerate() {
+            match &route.scanner {
+                // hss and harbor check their settings when the scanner is built.
+                ScannerConfig::File(_) | ScannerConfig::Hss(_) | ScannerConfig::Harbor(_) => {}
+                ScannerConfig::Acr(c) => c.validate(&format!("registries[{i}].scanner.acr"))?,
+                ScannerConfig::Sas(c) => c.validate(&format!("registries[{i}].scanner.sas"))?,
+            }
+        }
         if self.registries.is_empty() {
             return Err("registries: at least one route is needed (match: \"*\" for all)".into());
         }
@@ -422,6 +434,8 @@ impl Config {
                 ScannerConfig::File(f) => rebase(&mut f.path),
                 ScannerConfig::Hss(h) => h.rebase_paths(base),
                 ScannerConfig::Harbor(h) => h.rebase_paths(base),
+                ScannerConfig::Acr(c) => c.rebase_paths(base),
+                ScannerConfig::Sas(c) => c.rebase_paths(base),
             }
             if let Some(ca) = route.registry.as_mut().and_then(|r| r.ca_file.as_mut()) {
                 rebase(ca);

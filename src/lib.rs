@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod pattern;
 pub mod policy;
+pub mod registry;
 pub mod resolve;
 pub mod scan;
 pub mod secret;

@@ -145,8 +145,17 @@ async fn a_namespace_the_watch_has_not_delivered_is_fetched_directly() {
     server.fail_next_matching(1, 500, |r| r.path == "/api/v1/namespaces/flaky");
     assert!(cache.annotations("flaky").await.is_err());
 
+    // An apiserver that does not answer makes a lookup error too, not a hung review.
+    server.upsert(namespace("silent", &[]));
+    server.fail_next_matching(1, 0, |r| r.path == "/api/v1/namespaces/silent");
+    let lookup = tokio::time::timeout(PATIENCE, cache.annotations("silent")).await;
+    assert!(
+        matches!(lookup, Ok(Err(_))),
+        "an unanswered fetch gives up with an error"
+    );
+
     server.resume_watches();
-    eventually("the watch catches up", || async { cache.len() == 3 }).await;
+    eventually("the watch catches up", || async { cache.len() == 4 }).await;
 }
 
 #[tokio::test]
@@ -253,7 +262,19 @@ async fn a_dropped_watch_keeps_serving_from_the_cache_and_resumes() {
 
 #[tokio::test]
 async fn gone_forces_a_relist() {
+    gone_forces_a_relist_when(false).await;
+}
+
+#[tokio::test]
+async fn gone_as_an_http_status_also_forces_a_relist() {
+    gone_forces_a_relist_when(true).await;
+}
+
+/// The cache misses events while disconnected, and the apiserver has forgotten them: it
+/// answers the resumed watch with 410 Gone, as a watch event or (`http_410`) an HTTP status.
+async fn gone_forces_a_relist_when(http_410: bool) {
     let (server, cache) = synced().await;
+    server.expire_watches_with_http_410(http_410);
     server.upsert(namespace("old", &[("vulngate.io/mode", "warn")]));
     eventually("old is cached", || async { cache.len() == 2 }).await;
 

@@ -1,3 +1,4 @@
-//! Cloud provider plumbing shared by the scanners of one vendor (signing, auth).
+//! Cloud-vendor plumbing shared by the scanners of one vendor (signing, credentials, RPC clients).
 
+pub mod alibaba;
 pub mod huawei;

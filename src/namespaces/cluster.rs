@@ -28,6 +28,12 @@ use crate::policy::ANNOTATION_PREFIX;
 /// namespace into one GET, short enough not to matter once the watch catches up.
 const FETCHED_TTL: Duration = Duration::from_secs(1);
 const FETCHED_CAPACITY: u64 = 1024;
+/// A direct fetch sits on the admission path: it must fail well inside a review's
+/// deadline rather than wait for the client's long read timeout.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause before starting a new watcher after an HTTP 410, so a server that keeps
+/// answering so is not listed in a tight loop.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// While watch errors keep coming, repeat the warning at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -179,9 +185,11 @@ impl ClusterNamespaces {
         let owned = name.to_string();
         self.fetched
             .try_get_with(owned.clone(), async move {
-                api.get_opt(&owned)
-                    .await
-                    .map(|ns| ns.map(|ns| NamespaceEntry::from(ns).annotations))
+                match tokio::time::timeout(FETCH_TIMEOUT, api.get_opt(&owned)).await {
+                    Ok(Ok(ns)) => Ok(ns.map(|ns| NamespaceEntry::from(ns).annotations)),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {FETCH_TIMEOUT:?}")),
+                }
             })
             .await
             .map_err(|e| NamespaceError(format!("get namespace {name}: {e}")))
@@ -226,40 +234,60 @@ fn is_dns_label(name: &str) -> bool {
 
 async fn run_watch(
     api: Api<Namespace>,
-    writer: reflector::store::Writer<NamespaceEntry>,
+    mut writer: reflector::store::Writer<NamespaceEntry>,
     ready: Arc<AtomicBool>,
     fetched: moka::future::Cache<String, Option<Annotations>>,
 ) {
-    // The watcher resumes from the last resourceVersion after a dropped connection and
-    // re-lists after 410 Gone; the backoff spaces out retries while the apiserver fails.
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .map_ok(entry_event);
     let mut log = ErrorLog::default();
-    let mut events = reflector::reflector(writer, events).boxed();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(event) => {
-                log.recovered();
-                match &event {
-                    watcher::Event::InitDone => {
-                        if !ready.swap(true, Ordering::AcqRel) {
-                            tracing::info!("namespace cache synced");
+    loop {
+        // The watcher resumes from the last resourceVersion after a dropped connection and
+        // re-lists after a 410 Gone watch event; the backoff spaces out retries while the
+        // apiserver fails. The store keeps the last synced state throughout, and a re-list
+        // replaces it only once complete (Init .. InitDone).
+        let mut events = watcher(api.clone(), watcher::Config::default())
+            .default_backoff()
+            .map_ok(entry_event)
+            .boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    log.recovered();
+                    writer.apply_watcher_event(&event);
+                    match &event {
+                        watcher::Event::InitDone => {
+                            if !ready.swap(true, Ordering::AcqRel) {
+                                tracing::info!(
+                                    namespaces = writer.as_reader().len(),
+                                    "namespace cache synced"
+                                );
+                            }
+                            // Anything fetched directly is now in the store or gone.
+                            fetched.invalidate_all();
                         }
-                        // Anything fetched directly is now in the store or gone.
-                        fetched.invalidate_all();
+                        watcher::Event::Apply(e)
+                        | watcher::Event::Delete(e)
+                        | watcher::Event::InitApply(e) => fetched.invalidate(&e.name).await,
+                        watcher::Event::Init => {}
                     }
-                    watcher::Event::Apply(e)
-                    | watcher::Event::Delete(e)
-                    | watcher::Event::InitApply(e) => fetched.invalidate(&e.name).await,
-                    watcher::Event::Init => {}
+                }
+                Err(err) => {
+                    log.error(&err);
+                    if is_gone_at_watch_start(&err) {
+                        break;
+                    }
                 }
             }
-            Err(err) => log.error(&err),
         }
+        // Only a watch refused with an HTTP 410 gets here: kube's watcher would retry that
+        // resourceVersion forever, so start over with a fresh list.
+        tokio::time::sleep(RESTART_DELAY).await;
     }
-    ready.store(false, Ordering::Release);
-    tracing::error!("namespace watch ended");
+}
+
+/// A watch request answered with an HTTP `410 Gone` (rather than a 410 watch event, which
+/// the watcher handles itself): the resourceVersion is gone for good.
+fn is_gone_at_watch_start(err: &watcher::Error) -> bool {
+    matches!(err, watcher::Error::WatchStartFailed(kube::Error::Api(status)) if status.code == 410)
 }
 
 /// Warns on the first error of a streak, then at most once per [`ERROR_LOG_INTERVAL`]

@@ -1,10 +1,12 @@
 //! The normalized scan summary and the trait every scanner implements.
 
+pub mod acr;
 pub mod backoff;
 pub mod cache;
 pub mod file;
 pub mod harbor;
 pub mod hss;
+pub mod sas;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -277,6 +279,17 @@ pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String>
         ScannerConfig::Harbor(c) => harbor::HarborScanner::new(c)
             .map(|s| Arc::new(s) as Arc<dyn Scanner>)
             .map_err(|e| format!("harbor: {e}")),
+        ScannerConfig::Acr(c) => {
+            let scanner = acr::AcrScanner::new(c).map_err(|e| format!("acr scanner: {e}"))?;
+            tracing::info!(
+                credentials = scanner.credential_source(),
+                "acr scanner ready"
+            );
+            Ok(Arc::new(scanner))
+        }
+        ScannerConfig::Sas(c) => Ok(Arc::new(
+            sas::SasScanner::new(c).map_err(|e| format!("sas scanner: {e}"))?,
+        )),
     }
 }
 

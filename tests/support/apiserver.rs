@@ -116,6 +116,7 @@ struct Inner {
     failures: VecDeque<FailRule>,
     requests: Vec<RequestRecord>,
     watches_paused: bool,
+    expired_watch_as_http: bool,
 }
 
 struct Shared {
@@ -235,6 +236,7 @@ impl FakeApiServer {
                 failures: VecDeque::new(),
                 requests: Vec::new(),
                 watches_paused: false,
+                expired_watch_as_http: false,
             }),
             changed,
             drops,
@@ -416,6 +418,13 @@ impl FakeApiServer {
         inner.snapshot_order.clear();
     }
 
+    /// Answers a watch from a forgotten resourceVersion with an HTTP `410 Expired` Status
+    /// instead of the usual `200` and one `ERROR` event (what the watch cache sends): the
+    /// other shape the API documents for the same condition.
+    pub fn expire_watches_with_http_410(&self, yes: bool) {
+        self.shared.lock().expired_watch_as_http = yes;
+    }
+
     /// How many events are kept for watches to resume from (default 1000).
     pub fn set_history_limit(&self, limit: usize) {
         let mut inner = self.shared.lock();
@@ -424,7 +433,8 @@ impl FakeApiServer {
     }
 
     /// The next `n` requests fail with `code` (500 `InternalError` or 429 `TooManyRequests`
-    /// with `Retry-After: 1`; any other code gets a generic Status).
+    /// with `Retry-After: 1`; any other code gets a generic Status). Code `0` means no
+    /// answer at all: the request hangs until the client gives up.
     pub fn fail_next(&self, n: usize, code: u16) {
         self.shared.lock().failures.push_back(FailRule {
             remaining: n,
@@ -816,9 +826,16 @@ async fn handle(
         query: uri.query().unwrap_or("").to_string(),
         watch: is_watch,
     };
-    let mut inner = shared.lock();
-    inner.requests.push(record.clone());
-    if let Some(code) = inner.failure_for(&record) {
+    let failure = {
+        let mut inner = shared.lock();
+        inner.requests.push(record.clone());
+        inner.failure_for(&record)
+    };
+    if let Some(code) = failure {
+        if code == 0 {
+            // A request the server never answers.
+            std::future::pending::<()>().await;
+        }
         return match code {
             429 => status(
                 429,
@@ -836,6 +853,7 @@ async fn handle(
             json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"}),
         );
     }
+    let mut inner = shared.lock();
     let target = match parse_path(&inner, &path) {
         Ok(t) => t,
         Err(r) => return *r,
@@ -1693,6 +1711,18 @@ fn start_watch(shared: Arc<Shared>, target: Target, query: &HashMap<String, Stri
         Some(Ok(rv)) => Some(rv),
         Some(Err(_)) => return bad_request("invalid resourceVersion"),
     };
+    if let Some(rv) = requested {
+        let inner = shared.lock();
+        if inner.expired_watch_as_http && rv < inner.compacted {
+            let current = inner.rv;
+            return status(
+                410,
+                "Expired",
+                format!("too old resource version: {rv} ({current})"),
+                None,
+            );
+        }
+    }
     let mut cursor = WatchCursor {
         changed: shared.changed.subscribe(),
         drops: shared.drops.subscribe(),

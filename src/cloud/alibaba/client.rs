@@ -1,0 +1,756 @@
+//! The RPC-style OpenAPI client `cr` and `Sas` share: parameters in the query,
+//! empty body, JSON answers, the vendor's error model, and retries of throttled
+//! calls with exponential backoff and jitter, never past the caller's deadline.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::config::{normalize_endpoint, ClientSettings, SignatureVersion};
+use super::credentials::{self, transport_text, CredentialError, CredentialProvider, Credentials};
+use super::encode::{canonical_query, percent_encode};
+use super::{sign_v1, sign_v3};
+use crate::scan::ScanError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One API operation: its name, HTTP method and the RAM action that allows it
+/// (named in permission errors).
+#[derive(Debug)]
+pub struct Api {
+    pub action: &'static str,
+    pub method: Method,
+    pub ram_action: &'static str,
+}
+
+/// The service answered with an error code.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub product: &'static str,
+    pub action: &'static str,
+    pub ram_action: &'static str,
+    pub http_status: u16,
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+    /// `AccessDeniedDetail.AuthAction` when the service names the missing action.
+    pub auth_action: Option<String>,
+    /// From `x-ratelimit-user[-api]: ...,TimeLeft:<ms>,...`.
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn is_throttling(&self) -> bool {
+        self.http_status == 429
+            || self.http_status == 503
+            || self.code.starts_with("Throttling")
+            || self.code == "ServiceUnavailable"
+    }
+
+    /// The access key, secret, token or clock is wrong.
+    pub fn is_credential(&self) -> bool {
+        let c = self.code.as_str();
+        c == "SignatureDoesNotMatch"
+            || c == "IncompleteSignature"
+            || c == "IllegalTimestamp"
+            || c.starts_with("InvalidAccessKeyId")
+            || c.starts_with("InvalidSecurityToken")
+            || c.starts_with("InvalidAccessKeySecret")
+            || self.http_status == 401
+    }
+
+    /// The caller lacks a RAM permission.
+    pub fn is_permission(&self) -> bool {
+        !self.is_credential()
+            && (self.http_status == 403
+                || self.code.starts_with("Forbidden")
+                || self.code == "NoPrivilege"
+                || self.code == "NoPermission")
+    }
+
+    /// The named resource (instance, repository, tag) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        if self.is_credential() {
+            return false;
+        }
+        // Business codes only (`REPO_NOT_EXIST`, `TAG_NOT_EXIST`): a bare 404 or
+        // `InvalidAction.NotFound` means a wrong endpoint, not a missing image.
+        let c = self.code.to_ascii_lowercase().replace(['_', '.'], "");
+        !c.starts_with("invalid") && (c.contains("notexist") || c.contains("notfound"))
+    }
+
+    fn describe(&self) -> String {
+        let mut text = format!(
+            "{} {}: HTTP {} {}",
+            self.product, self.action, self.http_status, self.code
+        );
+        if !self.message.is_empty() {
+            text.push_str(": ");
+            text.push_str(&self.message);
+        }
+        text.push_str(&format!(
+            " (RequestId {})",
+            self.request_id.as_deref().unwrap_or("none")
+        ));
+        text
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RpcError {
+    Api(ApiError),
+    /// No answer: connection refused, timeout, broken body.
+    Transport {
+        product: &'static str,
+        action: &'static str,
+        message: String,
+    },
+    Credentials(CredentialError),
+    /// An answer that is not the documented JSON.
+    BadResponse {
+        product: &'static str,
+        action: &'static str,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// Throttled or unavailable on every attempt until the retry budget ran out.
+    Exhausted {
+        last: Box<RpcError>,
+        attempts: u32,
+    },
+}
+
+impl RpcError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, RpcError::Api(e) if e.is_throttling())
+    }
+
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            RpcError::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The scanner error for the engine: permission and credential problems are
+    /// `Config` (an operator must act), the rest `Unavailable`.
+    pub fn into_scan_error(self, scanner: &'static str) -> ScanError {
+        let config = |message| ScanError::Config { scanner, message };
+        let unavailable = |message| ScanError::Unavailable { scanner, message };
+        match self {
+            RpcError::Api(e) if e.is_credential() => config(format!(
+                "{}; the access key, secret or security token was rejected (or the clock is off)",
+                e.describe()
+            )),
+            RpcError::Api(e) if e.is_permission() => {
+                let action = e
+                    .auth_action
+                    .clone()
+                    .unwrap_or_else(|| e.ram_action.to_string());
+                config(format!(
+                    "{}; grant the RAM permission {action} to the credentials vulngate uses",
+                    e.describe()
+                ))
+            }
+            RpcError::Api(e) if e.http_status >= 500 || e.is_throttling() => {
+                unavailable(e.describe())
+            }
+            RpcError::Api(e) => config(format!("{}; the request was refused", e.describe())),
+            RpcError::Credentials(e) if e.config => config(format!("credentials: {}", e.message)),
+            other => unavailable(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RpcError::Api(e) => f.write_str(&e.describe()),
+            RpcError::Transport {
+                product,
+                action,
+                message,
+            } => write!(f, "{product} {action}: {message}"),
+            RpcError::Credentials(e) => write!(f, "credentials: {}", e.message),
+            RpcError::BadResponse {
+                product,
+                action,
+                message,
+                request_id,
+            } => write!(
+                f,
+                "{product} {action}: unexpected answer: {message} (RequestId {})",
+                request_id.as_deref().unwrap_or("none")
+            ),
+            RpcError::Exhausted { last, attempts } => write!(
+                f,
+                "{last}; gave up after {attempts} attempts within the retry budget"
+            ),
+        }
+    }
+}
+
+/// The label of one RPC outcome, for per-call metrics.
+pub fn rpc_outcome_label(result: &Result<Value, RpcError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(RpcError::Api(e)) if e.is_throttling() => "throttled",
+        Err(RpcError::Api(e)) if e.is_credential() || e.is_permission() => "denied",
+        Err(RpcError::Api(e)) if e.http_status >= 500 => "server_error",
+        Err(RpcError::Api(_)) => "client_error",
+        Err(RpcError::Exhausted { .. }) => "throttled",
+        Err(RpcError::Transport { .. }) => "transport_error",
+        Err(RpcError::Credentials(_)) => "credentials_error",
+        Err(RpcError::BadResponse { .. }) => "bad_response",
+    }
+}
+
+/// A signed request ready to send.
+#[derive(Debug)]
+pub struct SignedRequest {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+pub struct RpcClient {
+    http: reqwest::Client,
+    base: url::Url,
+    /// The `host` header as reqwest sends it (with the port when not the default).
+    host: String,
+    product: &'static str,
+    version: &'static str,
+    signature: SignatureVersion,
+    credentials: Arc<dyn CredentialProvider>,
+    timeout: Duration,
+    retry_budget: Duration,
+}
+
+impl fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RpcClient")
+            .field("endpoint", &self.base.as_str())
+            .field("product", &self.product)
+            .field("version", &self.version)
+            .field("signature", &self.signature)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RpcClient {
+    /// `product` is the name in messages (`cr`, `Sas`), `version` the API version.
+    pub fn new(
+        product: &'static str,
+        version: &'static str,
+        settings: &ClientSettings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RpcClient, String> {
+        let base = normalize_endpoint(&settings.endpoint).map_err(|e| format!("endpoint: {e}"))?;
+        let host = match (base.host_str(), base.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(format!("endpoint {:?} has no host", settings.endpoint)),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .user_agent(concat!("vulngate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let credentials = credentials::from_config(&settings.credentials, env, http.clone())?;
+        Ok(RpcClient {
+            http,
+            base,
+            host,
+            product,
+            version,
+            signature: settings.signature_version,
+            credentials,
+            timeout: settings.timeout,
+            retry_budget: settings.retry_budget,
+        })
+    }
+
+    /// Where credentials come from (`files`, `env`, `rrsa`).
+    pub fn credential_source(&self) -> &'static str {
+        self.credentials.source()
+    }
+
+    /// The deadline of a lookup that starts now: no retry is started past it.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.retry_budget
+    }
+
+    /// Signs one call. `params` are the operation's own parameters.
+    pub fn sign(
+        &self,
+        api: &Api,
+        params: &[(&str, String)],
+        creds: &Credentials,
+        now: OffsetDateTime,
+        nonce: &str,
+    ) -> SignedRequest {
+        let mut query: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let date = super::timestamp(now);
+        match self.signature {
+            SignatureVersion::Acs3 => {
+                let mut headers: Vec<(&'static str, String)> = vec![
+                    ("host", self.host.clone()),
+                    ("x-acs-action", api.action.to_string()),
+                    ("x-acs-version", self.version.to_string()),
+                    ("x-acs-date", date),
+                    ("x-acs-signature-nonce", nonce.to_string()),
+                    (
+                        "x-acs-content-sha256",
+                        sign_v3::EMPTY_BODY_SHA256.to_string(),
+                    ),
+                ];
+                if let Some(token) = &creds.security_token {
+                    headers.push(("x-acs-accesskey-id", creds.access_key_id.clone()));
+                    headers.push(("x-acs-security-token", token.expose().to_string()));
+                }
+                let authorization = sign_v3::authorization(
+                    api.method.as_str(),
+                    &query,
+                    &headers,
+                    sign_v3::EMPTY_BODY_SHA256,
+                    &creds.access_key_id,
+                    creds.access_key_secret.expose(),
+                );
+                headers.push(("authorization", authorization));
+                headers.push(("accept", "application/json".to_string()));
+                // reqwest writes `host` itself from the URL; the value is the same.
+                headers.retain(|(k, _)| *k != "host");
+                SignedRequest {
+                    url: format!("{}?{}", self.base, canonical_query(&query)),
+                    headers,
+                }
+            }
+            SignatureVersion::V1 => {
+                query.extend(
+                    [
+                        ("Action", api.action.to_string()),
+                        ("Version", self.version.to_string()),
+                        ("Format", "JSON".to_string()),
+                        ("AccessKeyId", creds.access_key_id.clone()),
+                        ("SignatureMethod", "HMAC-SHA1".to_string()),
+                        ("SignatureVersion", "1.0".to_string()),
+                        ("SignatureNonce", nonce.to_string()),
+                        ("Timestamp", date),
+                    ]
+                    .map(|(k, v)| (k.to_string(), v)),
+                );
+                if let Some(token) = &creds.security_token {
+                    query.push(("SecurityToken".to_string(), token.expose().to_string()));
+                }
+                let signature = sign_v1::signature(
+                    api.method.as_str(),
+                    &query,
+                    creds.access_key_secret.expose(),
+                );
+                SignedRequest {
+                    url: format!(
+                        "{}?{}&Signature={}",
+                        self.base,
+                        canonical_query(&query),
+                        percent_encode(&signature)
+                    ),
+                    headers: vec![("accept", "application/json".to_string())],
+                }
+            }
+        }
+    }
+
+    /// Calls an operation, retrying throttled attempts until `deadline`.
+    pub async fn call(
+        &self,
+        api: &'static Api,
+        params: &[(&str, String)],
+        deadline: Instant,
+    ) -> Result<Value, RpcError> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let result = self.call_once(api, params).await;
+            tracing::debug!(
+                product = self.product,
+                action = api.action,
+                attempt,
+                outcome = rpc_outcome_label(&result),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "alibaba cloud call"
+            );
+            match result {
+                Err(e) if e.is_retryable() => {
+                    let hint = e.api().and_then(|a| a.retry_after);
+                    let wait = backoff(attempt, hint);
+                    if Instant::now() + wait >= deadline || attempt >= 10 {
+                        return Err(RpcError::Exhausted {
+                            last: Box::new(e),
+                            attempts: attempt,
+                        });
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once(&self, api: &Api, params: &[(&str, String)]) -> Result<Value, RpcError> {
+        let creds = self
+            .credentials
+            .credentials()
+            .await
+            .map_err(RpcError::Credentials)?;
+        let signed = self.sign(
+            api,
+            params,
+            &creds,
+            OffsetDateTime::now_utc(),
+            &super::nonce(),
+        );
+        let transport = |e: &reqwest::Error| RpcError::Transport {
+            product: self.product,
+            action: api.action,
+            message: transport_text(e),
+        };
+        let mut request = match api.method {
+            Method::Get => self.http.get(&signed.url),
+            Method::Post => self.http.post(&signed.url).body(Vec::<u8>::new()),
+        };
+        for (name, value) in &signed.headers {
+            request = request.header(*name, value);
+        }
+        let response = request
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = throttle_time_left(response.headers());
+        let header_request_id = response
+            .headers()
+            .get("x-acs-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.bytes().await.map_err(|e| transport(&e))?;
+        let json: Option<Value> = serde_json::from_slice(&body).ok();
+        let text = |v: &Value, keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| v.get(*k).and_then(Value::as_str))
+                .map(str::to_string)
+        };
+        let request_id = json
+            .as_ref()
+            .and_then(|j| text(j, &["RequestId", "requestId"]))
+            .or(header_request_id);
+        let api_error = |code: String, message: String, auth_action: Option<String>| ApiError {
+            product: self.product,
+            action: api.action,
+            ram_action: api.ram_action,
+            http_status: status,
+            code,
+            message,
+            request_id: request_id.clone(),
+            auth_action,
+            retry_after,
+        };
+        match json {
+            Some(j) if (200..300).contains(&status) => {
+                if business_failure(&j) {
+                    let code =
+                        text(&j, &["Code", "code"]).unwrap_or_else(|| "IsSuccess=false".into());
+                    let message = text(&j, &["Message", "message"]).unwrap_or_default();
+                    return Err(RpcError::Api(api_error(code, message, None)));
+                }
+                Ok(j)
+            }
+            None if (200..300).contains(&status) => Err(RpcError::BadResponse {
+                product: self.product,
+                action: api.action,
+                message: format!("HTTP {status} with a body that is not JSON"),
+                request_id,
+            }),
+            Some(j) => {
+                let code = text(&j, &["Code", "code"]).unwrap_or_default();
+                let message = text(&j, &["Message", "message"]).unwrap_or_default();
+                let auth_action = j
+                    .get("AccessDeniedDetail")
+                    .and_then(|d| text(d, &["AuthAction"]));
+                Err(RpcError::Api(api_error(code, message, auth_action)))
+            }
+            None => {
+                let snippet: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+                Err(RpcError::Api(api_error(String::new(), snippet, None)))
+            }
+        }
+    }
+}
+
+/// ACR answers carry `IsSuccess` and `Code: "success"` even on HTTP 200; a false
+/// `IsSuccess` or another code is a failure.
+fn business_failure(j: &Value) -> bool {
+    match j
+        .get("IsSuccess")
+        .or_else(|| j.get("Success"))
+        .and_then(Value::as_bool)
+    {
+        Some(ok) => !ok,
+        None => j
+            .get("Code")
+            .and_then(Value::as_str)
+            .is_some_and(|c| !matches!(c.to_ascii_lowercase().as_str(), "success" | "200" | "ok")),
+    }
+}
+
+/// `x-ratelimit-user-api: Limit:1,Remain:0,TimeLeft:2000,Reset:1234` -> 2 s.
+fn throttle_time_left(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    ["x-ratelimit-user-api", "x-ratelimit-user"]
+        .iter()
+        .filter_map(|h| headers.get(*h)?.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| {
+            part.trim()
+                .strip_prefix("TimeLeft:")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .map(Duration::from_millis)
+}
+
+/// Exponential backoff (100 ms doubling, capped at 2 s) with jitter over its upper
+/// half, or the service's own `TimeLeft` hint when it is longer.
+pub fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(5))
+        .min(Duration::from_secs(2));
+    let half = base / 2;
+    let jitter_ms = super::random_u64() % (half.as_millis() as u64 + 1);
+    let wait = half + Duration::from_millis(jitter_ms);
+    match hint {
+        Some(h) if h > wait => h.min(Duration::from_secs(10)),
+        _ => wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::alibaba::config::CredentialsConfig;
+    use crate::cloud::alibaba::secret::Secret;
+
+    static SUMMARY: Api = Api {
+        action: "GetRepoTagScanSummary",
+        method: Method::Post,
+        ram_action: "cr:GetScanCount",
+    };
+
+    fn client(sig: SignatureVersion) -> RpcClient {
+        let settings = ClientSettings {
+            endpoint: "cr.cn-hangzhou.aliyuncs.com".into(),
+            credentials: CredentialsConfig::default(),
+            signature_version: sig,
+            timeout: Duration::from_secs(1),
+            retry_budget: Duration::from_secs(1),
+        };
+        let env = |k: &str| match k {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("testid".to_string()),
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some("testsecret".to_string()),
+            _ => None,
+        };
+        RpcClient::new("cr", "2018-12-01", &settings, &env).unwrap()
+    }
+
+    fn params() -> Vec<(&'static str, String)> {
+        vec![
+            ("InstanceId", "cri-xkx6vujuhay0abcd".into()),
+            ("RepoId", "crr-xwvi3osiy4ffabcd".into()),
+            ("Tag", "1.24".into()),
+            (
+                "Digest",
+                "sha256:815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04".into(),
+            ),
+        ]
+    }
+
+    fn creds(id: &str, secret: &str, token: Option<&str>) -> Credentials {
+        Credentials {
+            access_key_id: id.into(),
+            access_key_secret: Secret::new(secret),
+            security_token: token.map(Secret::new),
+        }
+    }
+
+    #[test]
+    fn v1_request_matches_the_derived_vector() {
+        let c = client(SignatureVersion::V1);
+        let now = time::macros::datetime!(2023-03-13 08:34:30 UTC);
+        let r = c.sign(
+            &SUMMARY,
+            &params(),
+            &creds("testid", "testsecret", None),
+            now,
+            "edb2b34af0af9a6d14deaf7c1a5315eb",
+        );
+        assert!(r.url.starts_with("https://cr.cn-hangzhou.aliyuncs.com/?AccessKeyId=testid&Action=GetRepoTagScanSummary&Digest=sha256%3A8153"), "{}", r.url);
+        assert!(
+            r.url
+                .ends_with("&Signature=mxtsnBXz4BrNOq2evAv%2Flni7DLg%3D"),
+            "{}",
+            r.url
+        );
+        let r = c.sign(
+            &SUMMARY,
+            &params(),
+            &creds("testid", "testsecret", Some("CAIS-test-token/+==")),
+            now,
+            "edb2b34af0af9a6d14deaf7c1a5315eb",
+        );
+        assert!(
+            r.url.contains("SecurityToken=CAIS-test-token%2F%2B%3D%3D"),
+            "{}",
+            r.url
+        );
+        assert!(r.url.ends_with(&format!(
+            "&Signature={}",
+            percent_encode("p/tWPIoZaok/M4bpAA1hT/imvY0=")
+        )));
+    }
+
+    #[test]
+    fn acs3_request_matches_the_derived_vectors() {
+        let c = client(SignatureVersion::Acs3);
+        let now = time::macros::datetime!(2023-10-26 10:22:32 UTC);
+        let nonce = "3156853299f313e23d1673dc12e1703d";
+        let r = c.sign(
+            &SUMMARY,
+            &params(),
+            &creds("YourAccessKeyId", "YourAccessKeySecret", None),
+            now,
+            nonce,
+        );
+        assert_eq!(r.url, "https://cr.cn-hangzhou.aliyuncs.com/?Digest=sha256%3A815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04&InstanceId=cri-xkx6vujuhay0abcd&RepoId=crr-xwvi3osiy4ffabcd&Tag=1.24");
+        let auth = &r
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "authorization")
+            .unwrap()
+            .1;
+        assert!(
+            auth.ends_with(
+                "Signature=5dd62a2fd56dfdc3d6287fc56e8fe329021673e6bbb8e40112d4b5ddb3a67427"
+            ),
+            "{auth}"
+        );
+        let r = c.sign(
+            &SUMMARY,
+            &params(),
+            &creds(
+                "STS.YourAccessKeyId",
+                "YourAccessKeySecret",
+                Some("CAIS-test-token/+=="),
+            ),
+            now,
+            nonce,
+        );
+        let auth = &r
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "authorization")
+            .unwrap()
+            .1;
+        assert!(
+            auth.ends_with(
+                "Signature=9c4239ab1b0697b601224d3b12399b527cf26d0b482cf2ef96d3665b392f6a38"
+            ),
+            "{auth}"
+        );
+    }
+
+    #[test]
+    fn error_kinds() {
+        let e = |status: u16, code: &str| ApiError {
+            product: "cr",
+            action: "GetRepoTagScanSummary",
+            ram_action: "cr:GetScanCount",
+            http_status: status,
+            code: code.into(),
+            message: "m".into(),
+            request_id: Some("RID-1".into()),
+            auth_action: None,
+            retry_after: None,
+        };
+        assert!(e(400, "Throttling.User").is_throttling());
+        assert!(e(503, "ServiceUnavailable").is_throttling());
+        assert!(e(403, "Forbidden.RAM").is_permission());
+        assert!(e(403, "SignatureDoesNotMatch").is_credential());
+        assert!(!e(404, "InvalidAccessKeyId.NotFound").is_not_found());
+        assert!(e(200, "REPO_NOT_EXIST").is_not_found());
+        assert!(
+            !e(404, "").is_not_found(),
+            "a wrong endpoint is not a missing image"
+        );
+        assert!(!e(404, "InvalidAction.NotFound").is_not_found());
+        match RpcError::Api(e(403, "Forbidden.RAM")).into_scan_error("acr") {
+            ScanError::Config { message, .. } => {
+                assert!(
+                    message.contains("cr:GetScanCount") && message.contains("RID-1"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            RpcError::Api(e(500, "InternalError")).into_scan_error("acr"),
+            ScanError::Unavailable { .. }
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_and_respects_hints() {
+        for attempt in 1..8 {
+            let b = backoff(attempt, None);
+            let base = Duration::from_millis(100 * (1 << (attempt - 1).min(5)))
+                .min(Duration::from_secs(2));
+            assert!(b >= base / 2 && b <= base, "{attempt}: {b:?}");
+        }
+        assert_eq!(
+            backoff(1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn throttle_header_is_parsed() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            "x-ratelimit-user-api",
+            "Limit:1,Remain:0,TimeLeft:2000,Reset:1234".parse().unwrap(),
+        );
+        assert_eq!(throttle_time_left(&h), Some(Duration::from_millis(2000)));
+    }
+}

@@ -1,0 +1,189 @@
+//! Config keys shared by the `acr` and `sas` scanners: where to send requests, how
+//! to sign them, where the credentials come from, and the time limits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which request signature to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureVersion {
+    /// ACS3-HMAC-SHA256 in headers (the vendor's current default).
+    #[default]
+    Acs3,
+    /// HMAC-SHA1 in the query string (`SignatureVersion=1.0`), for old gateways.
+    V1,
+}
+
+/// Where the access key comes from. Tried in this order: key files (a mounted
+/// Secret), access key environment variables (with an optional STS security
+/// token), then RRSA (the pod's OIDC token exchanged with STS).
+/// Secret values are never written inline in the config.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// File holding the AccessKeyId (e.g. a mounted Secret key). Re-read on each call.
+    #[serde(default)]
+    pub access_key_id_file: Option<PathBuf>,
+    /// File holding the AccessKeySecret.
+    #[serde(default)]
+    pub access_key_secret_file: Option<PathBuf>,
+    /// File holding an STS SecurityToken that goes with the key in the two files above.
+    #[serde(default)]
+    pub security_token_file: Option<PathBuf>,
+    /// Environment variable names (defaults: `ALIBABA_CLOUD_ACCESS_KEY_ID`,
+    /// `ALIBABA_CLOUD_ACCESS_KEY_SECRET`, `ALIBABA_CLOUD_SECURITY_TOKEN`).
+    #[serde(default)]
+    pub access_key_id_env: Option<String>,
+    #[serde(default)]
+    pub access_key_secret_env: Option<String>,
+    #[serde(default)]
+    pub security_token_env: Option<String>,
+    /// RAM Roles for Service Accounts; `rrsa: {}` takes everything from the
+    /// variables ack-pod-identity-webhook injects.
+    #[serde(default)]
+    pub rrsa: Option<RrsaConfig>,
+}
+
+/// RRSA: AssumeRoleWithOIDC with the pod's projected service-account token.
+/// Each field falls back to the variable ack-pod-identity-webhook injects.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RrsaConfig {
+    /// Falls back to `ALIBABA_CLOUD_ROLE_ARN`.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Falls back to `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`.
+    #[serde(default)]
+    pub oidc_provider_arn: Option<String>,
+    /// Falls back to `ALIBABA_CLOUD_OIDC_TOKEN_FILE`. Re-read at every refresh.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// `host` or `scheme://host:port`. Falls back to `ALIBABA_CLOUD_STS_ENDPOINT`,
+    /// then `sts.<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com`, then `sts.aliyuncs.com`.
+    #[serde(default)]
+    pub sts_endpoint: Option<String>,
+    #[serde(default)]
+    pub role_session_name: Option<String>,
+    /// 900..=43200; default 3600.
+    #[serde(default)]
+    pub duration_seconds: Option<u32>,
+}
+
+/// Transport settings of one Alibaba Cloud product client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub endpoint: String,
+    pub credentials: CredentialsConfig,
+    pub signature_version: SignatureVersion,
+    pub timeout: Duration,
+    pub retry_budget: Duration,
+}
+
+impl CredentialsConfig {
+    /// Structural checks that need no environment.
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        if self.access_key_id_file.is_some() != self.access_key_secret_file.is_some() {
+            return Err(format!(
+                "{at}.credentials: accessKeyIdFile and accessKeySecretFile go together"
+            ));
+        }
+        if self.security_token_file.is_some() && self.access_key_id_file.is_none() {
+            return Err(format!(
+                "{at}.credentials.securityTokenFile: needs accessKeyIdFile and accessKeySecretFile"
+            ));
+        }
+        if let Some(d) = self.rrsa.as_ref().and_then(|r| r.duration_seconds) {
+            if !(900..=43200).contains(&d) {
+                return Err(format!(
+                    "{at}.credentials.rrsa.durationSeconds: {d} is outside 900..=43200"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rebase_paths(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.access_key_id_file.as_mut().map(rebase);
+        self.access_key_secret_file.as_mut().map(rebase);
+        self.security_token_file.as_mut().map(rebase);
+        if let Some(rrsa) = self.rrsa.as_mut() {
+            rrsa.token_file.as_mut().map(rebase);
+        }
+    }
+}
+
+/// Checks an endpoint override: `host[:port]` or `http(s)://host[:port]`.
+pub fn validate_endpoint(at: &str, endpoint: &str) -> Result<(), String> {
+    normalize_endpoint(endpoint)
+        .map(|_| ())
+        .map_err(|e| format!("{at}: {e}"))
+}
+
+/// `cr.cn-hangzhou.aliyuncs.com` -> `https://cr.cn-hangzhou.aliyuncs.com/`.
+pub fn normalize_endpoint(endpoint: &str) -> Result<url::Url, String> {
+    let text = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("https://{endpoint}")
+    };
+    let url = url::Url::parse(&text).map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "endpoint {endpoint:?}: must be http(s)://host[:port]"
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(format!(
+            "endpoint {endpoint:?}: must not have a path or query"
+        ));
+    }
+    Ok(url)
+}
+
+pub fn default_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+
+pub fn default_retry_budget() -> Duration {
+    Duration::from_secs(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            normalize_endpoint("cr.cn-hangzhou.aliyuncs.com")
+                .unwrap()
+                .as_str(),
+            "https://cr.cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            normalize_endpoint("http://127.0.0.1:9000")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:9000/"
+        );
+        assert!(normalize_endpoint("ftp://x").is_err());
+        assert!(normalize_endpoint("http://x/path").is_err());
+    }
+
+    #[test]
+    fn half_a_key_pair_is_an_error() {
+        let c = CredentialsConfig {
+            access_key_id_file: Some("id".into()),
+            ..Default::default()
+        };
+        assert!(c.validate("x").unwrap_err().contains("go together"));
+    }
+}

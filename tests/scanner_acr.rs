@@ -1,0 +1,529 @@
+//! The `acr` scanner against an in-test ACR EE OpenAPI server that verifies every
+//! signature on its own and answers with the documented shapes.
+
+#[path = "support/alibaba_server.rs"]
+mod alibaba_server;
+
+use std::time::{Duration, Instant};
+
+use alibaba_server::{fixture, Server};
+use serde_json::json;
+use vulngate::image::ImageRef;
+use vulngate::scan::acr::{AcrConfig, AcrScanner};
+use vulngate::scan::{ScanError, ScanStatus, ScanTarget, Scanner};
+
+const HOST: &str = "demo-registry.cn-hangzhou.cr.aliyuncs.com";
+const HEX: &str = "815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04";
+const SECRET: &str = "test-secret-value-9f8e";
+
+struct Setup {
+    server: Server,
+    dir: tempfile::TempDir,
+}
+
+fn digest(hex: &str) -> String {
+    format!("sha256:{hex}")
+}
+
+fn other_hex(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+async fn setup() -> Setup {
+    let server = Server::start().await;
+    server.with(|d| {
+        d.keys.insert("LTAI-test".into(), (SECRET.into(), None));
+        d.instances = vec![
+            (
+                "cri-other".into(),
+                vec!["other-registry.cn-hangzhou.cr.aliyuncs.com".into()],
+            ),
+            (
+                "cri-demo".into(),
+                vec![
+                    HOST.into(),
+                    "demo-registry-vpc.cn-hangzhou.cr.aliyuncs.com".into(),
+                ],
+            ),
+        ];
+        d.repos.insert(
+            ("cri-demo".into(), "team".into(), "app".into()),
+            "crr-app".into(),
+        );
+        // 150 tags: the digest-only lookup has to page ListRepoTag.
+        let mut tags: Vec<(String, String)> = (0..149)
+            .map(|i| (format!("v{i}"), other_hex(i + 1)))
+            .collect();
+        tags.push(("1.24".into(), HEX.into()));
+        d.tags.insert("crr-app".into(), tags);
+        d.scan_status
+            .insert(("crr-app".into(), "1.24".into()), "COMPLETE".into());
+        d.summaries.insert(
+            ("crr-app".into(), "1.24".into()),
+            fixture("get_repo_tag_scan_summary.json"),
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("id"), "LTAI-test\n").unwrap();
+    std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
+    Setup { server, dir }
+}
+
+impl Setup {
+    fn config(&self, extra: &str) -> AcrConfig {
+        let yaml = format!(
+            "region: cn-hangzhou\nendpoint: {}\ncredentials:\n  accessKeyIdFile: {}\n  accessKeySecretFile: {}\n{extra}",
+            self.server.url,
+            self.dir.path().join("id").display(),
+            self.dir.path().join("secret").display(),
+        );
+        serde_yaml::from_str(&yaml).unwrap()
+    }
+
+    fn scanner(&self, extra: &str) -> AcrScanner {
+        AcrScanner::with_env(&self.config(extra), &|_| None).unwrap()
+    }
+}
+
+async fn summary(
+    scanner: &AcrScanner,
+    image: &str,
+    hex: &str,
+) -> Result<vulngate::scan::ScanSummary, ScanError> {
+    let image = ImageRef::parse(image).unwrap();
+    let digest = digest(hex);
+    scanner
+        .summary(&ScanTarget {
+            image: &image,
+            digest: &digest,
+        })
+        .await
+}
+
+fn tagged() -> String {
+    format!("{HOST}/team/app:1.24")
+}
+
+#[tokio::test]
+async fn complete_scan_is_normalized_without_critical() {
+    let s = setup().await;
+    let scanner = s.scanner("");
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.scanner, "acr");
+    assert_eq!(got.status, ScanStatus::Complete);
+    // The example answer of the vendor's page: High 22, Medium 81, Low 89, Unknown 4.
+    assert_eq!(got.counts.critical, None, "ACR has no critical level");
+    assert_eq!(got.counts.high, Some(22));
+    assert_eq!(got.counts.medium, Some(81));
+    assert_eq!(got.counts.low, Some(89));
+    assert_eq!(got.counts.unknown, Some(4));
+    assert_eq!(got.counts.total(), 196);
+
+    // The host was found among the second instance's domains.
+    assert_eq!(s.server.count("ListInstance"), 1);
+    assert_eq!(s.server.count("ListInstanceEndpoint"), 2);
+    assert_eq!(s.server.count("GetRepository"), 1);
+    assert_eq!(s.server.count("GetRepoTag"), 1);
+    let seen = s.server.with(|d| d.seen.clone());
+    assert!(seen
+        .iter()
+        .all(|r| r.signature == "acs3" && r.access_key_id == "LTAI-test"));
+    let summary_call = seen
+        .iter()
+        .find(|r| r.action == "GetRepoTagScanSummary")
+        .unwrap();
+    assert_eq!(summary_call.params["InstanceId"], "cri-demo");
+    assert_eq!(summary_call.params["RepoId"], "crr-app");
+    assert_eq!(summary_call.params["Tag"], "1.24");
+    assert_eq!(summary_call.params["Digest"], HEX);
+
+    // Ids are cached: a second lookup only asks for the tag, status and summary.
+    summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(s.server.count("ListInstance"), 1);
+    assert_eq!(s.server.count("GetRepository"), 1);
+    assert_eq!(s.server.count("GetRepoTagScanSummary"), 2);
+    assert!(s.server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn v1_signature_with_an_sts_security_token() {
+    let s = setup().await;
+    s.server.with(|d| {
+        d.keys.insert(
+            "STS.test".into(),
+            (SECRET.into(), Some("CAIS-test-token/+==".into())),
+        );
+    });
+    std::fs::write(s.dir.path().join("id"), "STS.test").unwrap();
+    std::fs::write(s.dir.path().join("token"), "CAIS-test-token/+==").unwrap();
+    let extra = "signatureVersion: v1\ninstanceId: cri-demo\n";
+    let mut config = s.config(extra);
+    config.credentials.security_token_file = Some(s.dir.path().join("token"));
+    let scanner = AcrScanner::with_env(&config, &|_| None).unwrap();
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(got.counts.high, Some(22));
+    let seen = s.server.with(|d| d.seen.clone());
+    assert!(seen
+        .iter()
+        .all(|r| r.signature == "v1" && r.access_key_id == "STS.test"));
+    // instanceId in the config: no discovery.
+    assert_eq!(s.server.count("ListInstance"), 0);
+
+    // The same token file read by the ACS3 signer goes into signed headers.
+    let mut config = s.config("instanceId: cri-demo\n");
+    config.credentials.security_token_file = Some(s.dir.path().join("token"));
+    let scanner = AcrScanner::with_env(&config, &|_| None).unwrap();
+    assert_eq!(
+        summary(&scanner, &tagged(), HEX).await.unwrap().status,
+        ScanStatus::Complete
+    );
+    assert!(s.server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn digest_only_reference_finds_its_tag_across_pages() {
+    let s = setup().await;
+    let scanner = s.scanner("");
+    let got = summary(&scanner, &format!("{HOST}/team/app@sha256:{HEX}"), HEX)
+        .await
+        .unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(got.counts.low, Some(89));
+    assert_eq!(s.server.count("GetRepoTag"), 0);
+    assert_eq!(
+        s.server.count("ListRepoTag"),
+        2,
+        "the tag is on the second page"
+    );
+}
+
+#[tokio::test]
+async fn moved_tag_is_not_judged_by_the_new_image() {
+    let s = setup().await;
+    let scanner = s.scanner("");
+    // The pod names 1.24, but at a digest that no tag points at any more.
+    let got = summary(&scanner, &tagged(), &"e".repeat(64)).await.unwrap();
+    assert_eq!(got.status, ScanStatus::NotScanned);
+    assert_eq!(s.server.count("GetRepoTagScanSummary"), 0);
+}
+
+#[tokio::test]
+async fn scanning_failed_and_never_scanned() {
+    let s = setup().await;
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    for (status, expected) in [
+        ("SCANNING", ScanStatus::Scanning),
+        ("RETRYING", ScanStatus::Scanning),
+        ("FAILED", ScanStatus::Failed),
+    ] {
+        s.server.with(|d| {
+            d.scan_status
+                .insert(("crr-app".into(), "1.24".into()), status.into())
+        });
+        let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+        assert_eq!(got.status, expected, "{status}");
+        assert_eq!(got.counts.total(), 0);
+    }
+    assert_eq!(s.server.count("GetRepoTagScanSummary"), 0);
+
+    s.server.with(|d| d.scan_status.clear());
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::NotScanned);
+    assert_eq!(s.server.count("CreateRepoTagScanTask"), 0);
+
+    // With scanOnMissing the scan is asked for, and the image is being scanned.
+    let scanner = s.scanner("instanceId: cri-demo\nscanOnMissing: true\n");
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Scanning);
+    assert_eq!(s.server.count("CreateRepoTagScanTask"), 1);
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Scanning);
+    assert_eq!(s.server.count("CreateRepoTagScanTask"), 1, "asked once");
+}
+
+#[tokio::test]
+async fn unknown_repository_is_not_scanned_and_unknown_host_is_a_config_error() {
+    let s = setup().await;
+    let scanner = s.scanner("");
+    let got = summary(&scanner, &format!("{HOST}/team/nope:1"), HEX)
+        .await
+        .unwrap();
+    assert_eq!(got.status, ScanStatus::NotScanned);
+
+    let err = summary(
+        &scanner,
+        "ghost-registry.cn-hangzhou.cr.aliyuncs.com/team/app:1.24",
+        HEX,
+    )
+    .await
+    .unwrap_err();
+    match err {
+        ScanError::Config { message, .. } => {
+            assert!(
+                message.contains("ghost-registry.cn-hangzhou.cr.aliyuncs.com"),
+                "{message}"
+            );
+            assert!(message.contains("instanceId"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn throttling_is_retried_within_the_budget() {
+    let s = setup().await;
+    s.server.with(|d| {
+        d.throttle.insert("GetRepoTagScanSummary".into(), 2);
+        d.unavailable.insert("GetRepoTagScanStatus".into(), 1);
+    });
+    let scanner = s.scanner("instanceId: cri-demo\nretryBudget: 5s\n");
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(
+        s.server.count("GetRepoTagScanSummary"),
+        3,
+        "two throttled, one answered"
+    );
+    assert_eq!(
+        s.server.count("GetRepoTagScanStatus"),
+        2,
+        "503 retried once"
+    );
+}
+
+#[tokio::test]
+async fn throttling_beyond_the_budget_is_unavailable_with_the_request_id() {
+    let s = setup().await;
+    s.server.with(|d| {
+        d.throttle.insert("GetRepoTagScanSummary".into(), 1000);
+    });
+    let scanner = s.scanner("instanceId: cri-demo\nretryBudget: 700ms\n");
+    let started = Instant::now();
+    let err = summary(&scanner, &tagged(), HEX).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "stopped at the budget: {elapsed:?}"
+    );
+    let attempts = s.server.count("GetRepoTagScanSummary");
+    assert!(attempts >= 2, "retried at least once: {attempts}");
+    match err {
+        ScanError::Unavailable { message, .. } => {
+            assert!(message.contains("Throttling.User"), "{message}");
+            assert!(message.contains("TEST-REQ-"), "RequestId kept: {message}");
+            assert!(
+                message.contains(&format!("{attempts} attempts")),
+                "{message}"
+            );
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_permission_names_the_ram_action() {
+    let s = setup().await;
+    s.server.with(|d| {
+        d.errors.insert(
+            "GetRepoTagScanSummary".into(),
+            (
+                403,
+                json!({"RequestId": "RID-403", "Code": "Forbidden.RAM",
+                         "Message": "User not authorized to operate on the specified resource."}),
+            ),
+        );
+    });
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+        ScanError::Config { message, .. } => {
+            assert!(message.contains("cr:GetScanCount"), "{message}");
+            assert!(message.contains("GetRepoTagScanSummary"), "{message}");
+            assert!(message.contains("RID-403"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert_eq!(s.server.count("GetRepoTagScanSummary"), 1, "not retried");
+
+    // A denial that names its action is reported with that name.
+    s.server.with(|d| {
+        d.errors.insert(
+            "GetRepoTagScanStatus".into(),
+            (403, json!({"RequestId": "RID-2", "Code": "NoPermission", "Message": "denied",
+                         "AccessDeniedDetail": {"AuthAction": "cr:GetScan", "PolicyType": "AccountLevelIdentityBasedPolicy"}})),
+        );
+    });
+    match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+        ScanError::Config { message, .. } => assert!(message.contains("cr:GetScan "), "{message}"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wrong_secret_is_a_config_error_that_never_shows_the_secret() {
+    let s = setup().await;
+    std::fs::write(s.dir.path().join("secret"), "not-the-right-secret").unwrap();
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    let err = summary(&scanner, &tagged(), HEX).await.unwrap_err();
+    let text = format!("{err} {err:?} {scanner:?}");
+    match &err {
+        ScanError::Config { message, .. } => {
+            assert!(message.contains("SignatureDoesNotMatch"), "{message}")
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert!(!text.contains("not-the-right-secret"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(s.server.with(|d| d.rejected.len()) == 1);
+}
+
+#[tokio::test]
+async fn server_errors_and_slow_replies_are_unavailable() {
+    let s = setup().await;
+    s.server.with(|d| {
+        d.errors.insert(
+            "GetRepoTagScanSummary".into(),
+            (
+                500,
+                json!({"RequestId": "RID-500", "Code": "SystemError", "Message": "Unknown error."}),
+            ),
+        );
+    });
+    let scanner = s.scanner("instanceId: cri-demo\ntimeout: 300ms\n");
+    match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+        ScanError::Unavailable { message, .. } => {
+            assert!(
+                message.contains("SystemError") && message.contains("RID-500"),
+                "{message}"
+            )
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert_eq!(
+        s.server.count("GetRepoTagScanSummary"),
+        1,
+        "a 500 is not retried"
+    );
+
+    s.server.with(|d| {
+        d.errors.clear();
+        d.delay
+            .insert("GetRepoTagScanStatus".into(), Duration::from_secs(2));
+    });
+    let started = Instant::now();
+    match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+        ScanError::Unavailable { message, .. } => {
+            assert!(
+                message.contains("GetRepoTagScanStatus") && message.contains("timed out"),
+                "{message}"
+            )
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn rrsa_exchanges_the_token_file_and_refreshes_before_expiry() {
+    let s = setup().await;
+    let token_file = s.dir.path().join("rrsa-token");
+    std::fs::write(&token_file, "oidc-token-A").unwrap();
+    let yaml = format!(
+        "region: cn-hangzhou\nendpoint: {url}\ninstanceId: cri-demo\ncredentials:\n  rrsa:\n    roleArn: acs:ram::1:role/vulngate\n    oidcProviderArn: acs:ram::1:oidc-provider/ack-rrsa-c1\n    tokenFile: {}\n    stsEndpoint: {url}\n",
+        token_file.display(),
+        url = s.server.url
+    );
+    let config: AcrConfig = serde_yaml::from_str(&yaml).unwrap();
+    // Inherited access key variables do not override an explicit RRSA choice.
+    let env = |k: &str| match k {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("LTAI-test".to_string()),
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some(SECRET.to_string()),
+        _ => None,
+    };
+    let scanner = AcrScanner::with_env(&config, &env).unwrap();
+    assert_eq!(scanner.credential_source(), "rrsa");
+
+    assert_eq!(
+        summary(&scanner, &tagged(), HEX).await.unwrap().status,
+        ScanStatus::Complete
+    );
+    assert_eq!(
+        s.server.with(|d| d.sts_tokens.clone()),
+        vec!["oidc-token-A"]
+    );
+    let sts_call = s.server.with(|d| {
+        d.seen
+            .iter()
+            .find(|r| r.action == "AssumeRoleWithOIDC")
+            .cloned()
+            .unwrap()
+    });
+    assert_eq!(sts_call.params["RoleArn"], "acs:ram::1:role/vulngate");
+    assert_eq!(
+        sts_call.params["OIDCProviderArn"],
+        "acs:ram::1:oidc-provider/ack-rrsa-c1"
+    );
+    let api_calls = s.server.with(|d| {
+        d.seen
+            .iter()
+            .filter(|r| r.signature != "sts")
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        api_calls.iter().all(|r| r.access_key_id == "STS.rrsa-1"),
+        "signed with the STS key and token"
+    );
+
+    // Valid for an hour: no new exchange.
+    summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(s.server.count("AssumeRoleWithOIDC"), 1);
+
+    // The kubelet rotates the token file; STS now hands out short-lived credentials.
+    s.server.with(|d| d.sts_expires_in = 120);
+    std::fs::write(&token_file, "oidc-token-B").unwrap();
+    // Still cached (an hour left) ...
+    summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(s.server.count("AssumeRoleWithOIDC"), 1);
+    // A fresh scanner gets credentials that are already inside the refresh margin,
+    // so every call exchanges the token again, reading the file each time.
+    let scanner = AcrScanner::with_env(&config, &env).unwrap();
+    summary(&scanner, &tagged(), HEX).await.unwrap();
+    let after_b = s.server.count("AssumeRoleWithOIDC");
+    assert!(after_b >= 2, "refreshed: {after_b}");
+    std::fs::write(&token_file, "oidc-token-C").unwrap();
+    summary(&scanner, &tagged(), HEX).await.unwrap();
+    let tokens = s.server.with(|d| d.sts_tokens.clone());
+    assert!(tokens.len() > after_b, "refreshed again");
+    assert_eq!(tokens[0], "oidc-token-A");
+    assert!(
+        tokens[1..after_b].iter().all(|t| t == "oidc-token-B"),
+        "{tokens:?}"
+    );
+    assert!(
+        tokens[after_b..].iter().all(|t| t == "oidc-token-C"),
+        "re-read: {tokens:?}"
+    );
+    assert!(
+        s.server.with(|d| d.rejected.is_empty()),
+        "{:?}",
+        s.server.with(|d| d.rejected.clone())
+    );
+
+    // A refused token is an operator problem.
+    std::fs::write(&token_file, "expired-token").unwrap();
+    let scanner = AcrScanner::with_env(&config, &env).unwrap();
+    match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+        ScanError::Config { message, .. } => {
+            assert!(
+                message.contains("AuthenticationFail.OIDCToken.Expired"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("expired-token"),
+                "token never shown: {message}"
+            );
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}

@@ -1,0 +1,251 @@
+//! The `sas` scanner against an in-test Security Center OpenAPI server that verifies
+//! every signature on its own and answers with the documented shapes.
+
+#[path = "support/alibaba_server.rs"]
+mod alibaba_server;
+
+use std::time::Duration;
+
+use alibaba_server::{fixture, Server};
+use serde_json::json;
+use vulngate::image::ImageRef;
+use vulngate::scan::sas::{SasConfig, SasScanner};
+use vulngate::scan::{ExtraCount, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner};
+
+const HOST: &str = "demo-registry.cn-hangzhou.cr.aliyuncs.com";
+const HEX: &str = "a7978d51f5eddf7612ab15ae46bd4b4257bf59da77c2aafc9d9d8ab41bb30000";
+const CLEAN_HEX: &str = "c958b80f00000000000000000000000000000000000000000000000000000000";
+const SECRET: &str = "sas-secret-value-1234";
+
+async fn setup() -> (Server, tempfile::TempDir) {
+    let server = Server::start().await;
+    server.with(|d| {
+        d.keys.insert("LTAI-sas".into(), (SECRET.into(), None));
+        d.sas_tasks.insert(
+            HEX.into(),
+            json!({"Status": "SUCCESS", "Target": HEX, "TaskType": "IMAGE_SCAN",
+                   "FinishTime": 1669693430977u64, "TaskId": "0a960b9a48b788a8689154b032bf0000"}),
+        );
+        d.sas_vuls.insert((HEX.into(), "asap".into()), 7);
+        d.sas_vuls.insert((HEX.into(), "later".into()), 12);
+        d.sas_vuls.insert((HEX.into(), "nntf".into()), 30);
+        let mut counts = fixture("describe_image_security_scan_count.json");
+        counts["Data"]["ImageCveVulCount"] = json!(49);
+        counts["Data"]["ImageScaVulCount"] = json!(5);
+        counts["Data"]["ImageMaliciousFileCount"] = json!(1);
+        counts["Data"]["ImageBaselineCount"] = json!(3);
+        d.sas_counts.insert(HEX.into(), counts);
+        // The vendor's example answer (all zero), verbatim.
+        d.sas_tasks.insert(
+            CLEAN_HEX.into(),
+            json!({"Status": "SUCCESS", "Target": CLEAN_HEX, "FinishTime": 1669693430977u64}),
+        );
+        d.sas_counts.insert(
+            CLEAN_HEX.into(),
+            fixture("describe_image_security_scan_count.json"),
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("id"), "LTAI-sas").unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    (server, dir)
+}
+
+fn scanner(server: &Server, dir: &tempfile::TempDir, extra: &str) -> SasScanner {
+    let yaml = format!(
+        "region: cn-hangzhou\nendpoint: {}\ncredentials:\n  accessKeyIdFile: {}\n  accessKeySecretFile: {}\n{extra}",
+        server.url,
+        dir.path().join("id").display(),
+        dir.path().join("secret").display(),
+    );
+    let config: SasConfig = serde_yaml::from_str(&yaml).unwrap();
+    SasScanner::with_env(&config, &|_| None).unwrap()
+}
+
+async fn summary(scanner: &SasScanner, hex: &str) -> Result<ScanSummary, ScanError> {
+    let image = ImageRef::parse(&format!("{HOST}/team/app:1.24")).unwrap();
+    let digest = format!("sha256:{hex}");
+    scanner
+        .summary(&ScanTarget {
+            image: &image,
+            digest: &digest,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn necessity_levels_map_to_high_medium_low_with_extras() {
+    let (server, dir) = setup().await;
+    let scanner = scanner(&server, &dir, "instanceId: cri-demo\n");
+    let got = summary(&scanner, HEX).await.unwrap();
+    assert_eq!(got.scanner, "sas");
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(got.counts.high, Some(7), "asap");
+    assert_eq!(got.counts.medium, Some(12), "later");
+    assert_eq!(got.counts.low, Some(30), "nntf");
+    assert_eq!(got.counts.critical, None);
+    assert_eq!(got.counts.unknown, None);
+    assert_eq!(
+        got.extra.get(&ExtraCount::ApplicationVulnerabilities),
+        Some(&5)
+    );
+    assert_eq!(got.extra.get(&ExtraCount::MaliciousFiles), Some(&1));
+    assert_eq!(got.extra.get(&ExtraCount::BaselineRisks), Some(&3));
+    assert_eq!(
+        got.finished_at.map(|t| t.unix_timestamp()),
+        Some(1669693430)
+    );
+
+    assert_eq!(server.count("DescribeImageVulList"), 3);
+    assert_eq!(server.count("DescribeImageSecurityScanCount"), 1);
+    let seen = server.with(|d| d.seen.clone());
+    assert!(seen
+        .iter()
+        .all(|r| r.signature == "acs3" && r.access_key_id == "LTAI-sas"));
+    let vul = seen
+        .iter()
+        .find(|r| r.action == "DescribeImageVulList")
+        .unwrap();
+    assert_eq!(vul.params["Digest"], HEX, "bare hex digest");
+    assert_eq!(vul.params["RepoNamespace"], "team");
+    assert_eq!(vul.params["RepoName"], "app");
+    assert_eq!(
+        vul.params["RepoRegionId"], "cn-hangzhou",
+        "taken from the host"
+    );
+    assert_eq!(vul.params["RepoInstanceId"], "cri-demo");
+    let count = seen
+        .iter()
+        .find(|r| r.action == "DescribeImageSecurityScanCount")
+        .unwrap();
+    assert_eq!(count.params["ImageDigest"], HEX);
+    assert!(server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn vendor_example_answer_gives_zero_extras() {
+    let (server, dir) = setup().await;
+    let scanner = scanner(&server, &dir, "signatureVersion: v1\n");
+    let got = summary(&scanner, CLEAN_HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(
+        (got.counts.high, got.counts.medium, got.counts.low),
+        (Some(0), Some(0), Some(0))
+    );
+    for extra in ExtraCount::ALL {
+        assert_eq!(got.extra.get(&extra), Some(&0), "{extra:?}");
+    }
+    assert!(server.with(|d| d.seen.iter().all(|r| r.signature == "v1")));
+}
+
+#[tokio::test]
+async fn scan_states() {
+    let (server, dir) = setup().await;
+    let scanner = scanner(&server, &dir, "");
+    for (status, expected) in [
+        ("PROCESSING", ScanStatus::Scanning),
+        ("PRE_ANALYZER", ScanStatus::Scanning),
+        ("FAIL", ScanStatus::Failed),
+        ("TIMOUT", ScanStatus::Failed),
+    ] {
+        server.with(|d| d.sas_tasks.get_mut(HEX).unwrap()["Status"] = json!(status));
+        assert_eq!(
+            summary(&scanner, HEX).await.unwrap().status,
+            expected,
+            "{status}"
+        );
+    }
+    assert_eq!(server.count("DescribeImageVulList"), 0);
+
+    let unknown = "f".repeat(64);
+    assert_eq!(
+        summary(&scanner, &unknown).await.unwrap().status,
+        ScanStatus::NotScanned
+    );
+    assert_eq!(server.count("PublicCreateImageScanTask"), 0);
+
+    let scanner = self::scanner(&server, &dir, "scanOnMissing: true\n");
+    assert_eq!(
+        summary(&scanner, &unknown).await.unwrap().status,
+        ScanStatus::Scanning
+    );
+    let create = server.with(|d| {
+        d.seen
+            .iter()
+            .find(|r| r.action == "PublicCreateImageScanTask")
+            .cloned()
+            .unwrap()
+    });
+    assert_eq!(create.params["Digests"], unknown);
+    assert_eq!(create.params["RegistryTypes"], "acr");
+    assert_eq!(create.params["RepoNamespaces"], "team");
+    assert_eq!(create.params["Tags"], "1.24");
+    // The task now exists: no second request.
+    assert_eq!(
+        summary(&scanner, &unknown).await.unwrap().status,
+        ScanStatus::Scanning
+    );
+    assert_eq!(server.count("PublicCreateImageScanTask"), 1);
+}
+
+#[tokio::test]
+async fn throttled_and_unavailable_calls_are_retried() {
+    let (server, dir) = setup().await;
+    server.with(|d| {
+        d.throttle
+            .insert("DescribeImageSecurityScanCount".into(), 2);
+        d.unavailable
+            .insert("DescribeImageLatestScanTask".into(), 1);
+    });
+    let scanner = scanner(&server, &dir, "retryBudget: 5s\n");
+    let got = summary(&scanner, HEX).await.unwrap();
+    assert_eq!(got.counts.high, Some(7));
+    assert_eq!(server.count("DescribeImageLatestScanTask"), 2);
+    assert_eq!(server.count("DescribeImageSecurityScanCount"), 3);
+}
+
+#[tokio::test]
+async fn permission_and_server_errors() {
+    let (server, dir) = setup().await;
+    server.with(|d| {
+        d.errors.insert(
+            "DescribeImageVulList".into(),
+            (403, json!({"RequestId": "RID-SAS-403", "Code": "NoPermission", "Message": "caller has no permission"})),
+        );
+    });
+    let scanner = scanner(&server, &dir, "timeout: 300ms\n");
+    match summary(&scanner, HEX).await.unwrap_err() {
+        ScanError::Config { message, .. } => {
+            assert!(
+                message.contains("yundun-sas:DescribeImageVulList"),
+                "{message}"
+            );
+            assert!(message.contains("RID-SAS-403"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    server.with(|d| {
+        d.errors.clear();
+        d.errors.insert(
+            "DescribeImageLatestScanTask".into(),
+            (500, json!({"RequestId": "RID-SAS-500", "Code": "ServerError", "Message": "ServerError"})),
+        );
+    });
+    match summary(&scanner, HEX).await.unwrap_err() {
+        ScanError::Unavailable { message, .. } => {
+            assert!(message.contains("RID-SAS-500"), "{message}")
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    server.with(|d| {
+        d.errors.clear();
+        d.delay
+            .insert("DescribeImageVulList".into(), Duration::from_secs(2));
+    });
+    match summary(&scanner, HEX).await.unwrap_err() {
+        ScanError::Unavailable { message, .. } => {
+            assert!(message.contains("timed out"), "{message}")
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+}
