@@ -56,7 +56,9 @@ pub trait DigestResolver: Send + Sync {
 
 /// The tag resolver the config asks for; `None` when no route resolves tags.
 pub async fn from_config(
-    _config: &crate::config::Config,
+    config: &crate::config::Config,
 ) -> Result<Option<std::sync::Arc<dyn DigestResolver>>, String> {
-    Ok(None)
+    Ok(crate::registry::RegistryResolver::for_config(config)
+        .await?
+        .map(|r| std::sync::Arc::new(r) as std::sync::Arc<dyn DigestResolver>))
 }

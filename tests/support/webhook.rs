@@ -45,6 +45,7 @@ namespacesFile: namespaces.yaml
 registries:
   - match: "*"
     scanner: {{file: {{path: scans}}}}
+    registry: {{resolve: false}}
 log: {{format: json, level: info}}
 {extra}"#
     )
