@@ -66,7 +66,13 @@ fn run(program: &Path, args: &[&str]) -> Output {
 /// `helm template` of the chart as release `vulngate` in namespace `vulngate`.
 fn helm_template(extra: &[&str]) -> Output {
     let chart = chart_dir();
-    let mut args = vec!["template", RELEASE, chart.to_str().unwrap(), "--namespace", NAMESPACE];
+    let mut args = vec![
+        "template",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+    ];
     args.extend_from_slice(extra);
     run(&tool("helm"), &args)
 }
@@ -93,10 +99,16 @@ fn cases() -> Vec<(String, Vec<String>)> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "expected the value sets of charts/vulngate/ci, found {files:?}");
+    assert!(
+        files.len() >= 5,
+        "expected the value sets of charts/vulngate/ci, found {files:?}"
+    );
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        cases.push((name, vec!["-f".to_string(), f.to_string_lossy().into_owned()]));
+        cases.push((
+            name,
+            vec!["-f".to_string(), f.to_string_lossy().into_owned()],
+        ));
     }
     cases
 }
@@ -124,13 +136,22 @@ fn installed(docs: &[Value]) -> Vec<Value> {
 
 fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     let found = all(docs, kind);
-    assert_eq!(found.len(), 1, "expected exactly one {kind}, found {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind}, found {}",
+        found.len()
+    );
     found[0]
 }
 
 fn str_list(v: &Value) -> Vec<String> {
     v.as_sequence()
-        .map(|s| s.iter().map(|x| x.as_str().expect("string item").to_string()).collect())
+        .map(|s| {
+            s.iter()
+                .map(|x| x.as_str().expect("string item").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -138,7 +159,12 @@ fn labels(v: &Value) -> BTreeMap<String, String> {
     v.as_mapping()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_str().unwrap().to_string()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap().to_string(),
+                        v.as_str().unwrap().to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -172,30 +198,43 @@ fn selector_matches(sel: &Value, labels: &BTreeMap<String, String>) -> bool {
 
 /// The labels a namespace has in a cluster: its own plus kubernetes.io/metadata.name.
 fn ns_labels(name: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let mut l: BTreeMap<String, String> =
-        extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut l: BTreeMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     l.insert("kubernetes.io/metadata.name".into(), name.into());
     l
 }
 
 /// The ConfigMap holding vulngate's config file.
 fn config_map(docs: &[Value]) -> &Value {
-    let found: Vec<&Value> = all(docs, "ConfigMap").into_iter().filter(|c| c["data"]["config.yaml"].is_string()).collect();
+    let found: Vec<&Value> = all(docs, "ConfigMap")
+        .into_iter()
+        .filter(|c| c["data"]["config.yaml"].is_string())
+        .collect();
     assert_eq!(found.len(), 1, "expected one ConfigMap with config.yaml");
     found[0]
 }
 
 fn config_of(docs: &[Value]) -> (String, Config) {
     let cm = config_map(docs);
-    let text = cm["data"]["config.yaml"].as_str().expect("ConfigMap has config.yaml").to_string();
+    let text = cm["data"]["config.yaml"]
+        .as_str()
+        .expect("ConfigMap has config.yaml")
+        .to_string();
     let config = Config::from_yaml(&text, Path::new("/etc/vulngate"))
         .unwrap_or_else(|e| panic!("vulngate rejects the rendered config: {e}\n{text}"));
     (text, config)
 }
 
 fn container(deploy: &Value) -> &Value {
-    let containers = deploy["spec"]["template"]["spec"]["containers"].as_sequence().unwrap();
-    containers.iter().find(|c| c["name"] == "vulngate").expect("container vulngate")
+    let containers = deploy["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .unwrap();
+    containers
+        .iter()
+        .find(|c| c["name"] == "vulngate")
+        .expect("container vulngate")
 }
 
 fn container_port(c: &Value, name: &str) -> u16 {
@@ -247,7 +286,10 @@ fn check_render(case: &str, docs: &[Value]) {
             "ClusterRole" | "ClusterRoleBinding" | "ValidatingWebhookConfiguration" | "Namespace"
         );
         if !cluster_scoped {
-            assert_eq!(d["metadata"]["namespace"], NAMESPACE, "{case}: {k} namespace");
+            assert_eq!(
+                d["metadata"]["namespace"], NAMESPACE,
+                "{case}: {k} namespace"
+            );
         }
     }
 
@@ -256,57 +298,127 @@ fn check_render(case: &str, docs: &[Value]) {
     let sc = &c["securityContext"];
     assert_eq!(psc["runAsNonRoot"], true, "{case}: pod runAsNonRoot");
     assert_eq!(sc["runAsNonRoot"], true, "{case}: container runAsNonRoot");
-    assert_eq!(sc["readOnlyRootFilesystem"], true, "{case}: readOnlyRootFilesystem");
-    assert_eq!(sc["allowPrivilegeEscalation"], false, "{case}: allowPrivilegeEscalation");
-    assert_eq!(str_list(&sc["capabilities"]["drop"]), vec!["ALL"], "{case}: capabilities drop ALL");
-    assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault", "{case}: pod seccomp");
-    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{case}: container seccomp");
+    assert_eq!(
+        sc["readOnlyRootFilesystem"], true,
+        "{case}: readOnlyRootFilesystem"
+    );
+    assert_eq!(
+        sc["allowPrivilegeEscalation"], false,
+        "{case}: allowPrivilegeEscalation"
+    );
+    assert_eq!(
+        str_list(&sc["capabilities"]["drop"]),
+        vec!["ALL"],
+        "{case}: capabilities drop ALL"
+    );
+    assert_eq!(
+        psc["seccompProfile"]["type"], "RuntimeDefault",
+        "{case}: pod seccomp"
+    );
+    assert_eq!(
+        sc["seccompProfile"]["type"], "RuntimeDefault",
+        "{case}: container seccomp"
+    );
     assert!(sc["privileged"] != true, "{case}: privileged");
 
     // Probes on the ops port, the one the config's opsListen serves.
     let ops = container_port(c, "ops");
     let https = container_port(c, "https");
-    assert_eq!(config.ops_listen.port(), ops, "{case}: opsListen vs container port ops");
-    assert_eq!(config.listen.port(), https, "{case}: listen vs container port https");
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{case}: readiness path");
-    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "ops", "{case}: readiness port");
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz", "{case}: liveness path");
-    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "ops", "{case}: liveness port");
+    assert_eq!(
+        config.ops_listen.port(),
+        ops,
+        "{case}: opsListen vs container port ops"
+    );
+    assert_eq!(
+        config.listen.port(),
+        https,
+        "{case}: listen vs container port https"
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"], "/readyz",
+        "{case}: readiness path"
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["port"], "ops",
+        "{case}: readiness port"
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["path"], "/healthz",
+        "{case}: liveness path"
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["port"], "ops",
+        "{case}: liveness port"
+    );
     assert_eq!(
         str_list(&c["args"]),
         vec!["serve", "--config", "/etc/vulngate/config.yaml"],
         "{case}: args"
     );
-    let cfg_mount = mount_for(deploy, Path::new("/etc/vulngate/config.yaml")).expect("config mounted");
-    assert!(cfg_mount.1["configMap"]["name"] == config_map(&docs)["metadata"]["name"], "{case}: config volume");
+    let cfg_mount =
+        mount_for(deploy, Path::new("/etc/vulngate/config.yaml")).expect("config mounted");
+    assert!(
+        cfg_mount.1["configMap"]["name"] == config_map(&docs)["metadata"]["name"],
+        "{case}: config volume"
+    );
 
     for kind in ["requests", "limits"] {
         for r in ["cpu", "memory"] {
-            assert!(!c["resources"][kind][r].is_null(), "{case}: resources.{kind}.{r}");
+            assert!(
+                !c["resources"][kind][r].is_null(),
+                "{case}: resources.{kind}.{r}"
+            );
         }
     }
     // SIGTERM: drain, then finish in-flight reviews, all before the kubelet kills the Pod.
-    let kill_after = Duration::from_secs(pod_spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
+    let kill_after = Duration::from_secs(
+        pod_spec["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30),
+    );
     let stop = config.shutdown.drain_delay + config.shutdown.grace;
     assert!(stop < kill_after, "{case}: drainDelay + grace = {stop:?} must be below terminationGracePeriodSeconds {kill_after:?}");
-    assert!(!config.shutdown.drain_delay.is_zero(), "{case}: a drain delay lets the Service stop sending reviews first");
-    let checksum = deploy["spec"]["template"]["metadata"]["annotations"]["checksum/config"].as_str();
-    assert!(checksum.is_some_and(|s| s.len() == 64), "{case}: checksum/config annotation");
+    assert!(
+        !config.shutdown.drain_delay.is_zero(),
+        "{case}: a drain delay lets the Service stop sending reviews first"
+    );
+    let checksum =
+        deploy["spec"]["template"]["metadata"]["annotations"]["checksum/config"].as_str();
+    assert!(
+        checksum.is_some_and(|s| s.len() == 64),
+        "{case}: checksum/config annotation"
+    );
 
     // Service and PodDisruptionBudget select the Pods.
     let svc = one(&docs, "Service");
     let svc_selector = labels(&svc["spec"]["selector"]);
     assert!(!svc_selector.is_empty(), "{case}: Service selector");
     for (k, v) in &svc_selector {
-        assert_eq!(pod_labels.get(k), Some(v), "{case}: Service selects the Pods");
+        assert_eq!(
+            pod_labels.get(k),
+            Some(v),
+            "{case}: Service selects the Pods"
+        );
     }
     for pdb in all(&docs, "PodDisruptionBudget") {
-        assert!(selector_matches(&pdb["spec"]["selector"], &pod_labels), "{case}: PDB selects the Pods");
+        assert!(
+            selector_matches(&pdb["spec"]["selector"], &pod_labels),
+            "{case}: PDB selects the Pods"
+        );
     }
     let svc_ports = svc["spec"]["ports"].as_sequence().unwrap();
-    let https_svc = svc_ports.iter().find(|p| p["targetPort"] == "https").expect("service port to https");
-    let metrics_svc = svc_ports.iter().find(|p| p["targetPort"] == "ops").expect("service port to ops");
-    assert_ne!(https_svc["port"], metrics_svc["port"], "{case}: metrics port separate from webhook port");
+    let https_svc = svc_ports
+        .iter()
+        .find(|p| p["targetPort"] == "https")
+        .expect("service port to https");
+    let metrics_svc = svc_ports
+        .iter()
+        .find(|p| p["targetPort"] == "ops")
+        .expect("service port to ops");
+    assert_ne!(
+        https_svc["port"], metrics_svc["port"],
+        "{case}: metrics port separate from webhook port"
+    );
 
     // The webhook configuration.
     let vwc = one(&docs, "ValidatingWebhookConfiguration");
@@ -315,21 +427,40 @@ fn check_render(case: &str, docs: &[Value]) {
     let mut saw_pods = false;
     for h in &hooks {
         let name = h["name"].as_str().unwrap();
-        assert_eq!(str_list(&h["admissionReviewVersions"]), vec!["v1"], "{case}/{name}");
+        assert_eq!(
+            str_list(&h["admissionReviewVersions"]),
+            vec!["v1"],
+            "{case}/{name}"
+        );
         assert_eq!(h["sideEffects"], "None", "{case}/{name}");
         assert_eq!(h["matchPolicy"], "Equivalent", "{case}/{name}");
-        assert!(matches!(h["failurePolicy"].as_str(), Some("Fail" | "Ignore")), "{case}/{name}: failurePolicy");
+        assert!(
+            matches!(h["failurePolicy"].as_str(), Some("Fail" | "Ignore")),
+            "{case}/{name}: failurePolicy"
+        );
         let timeout = h["timeoutSeconds"].as_u64().expect("timeoutSeconds");
-        assert!((1..=30).contains(&timeout), "{case}/{name}: timeoutSeconds {timeout}");
+        assert!(
+            (1..=30).contains(&timeout),
+            "{case}/{name}: timeoutSeconds {timeout}"
+        );
         assert!(
             deadline < Duration::from_secs(timeout) && deadline <= Duration::from_secs(timeout - 1),
             "{case}/{name}: deadline {deadline:?} must stay at least 1s below timeoutSeconds {timeout}"
         );
         let svc_ref = &h["clientConfig"]["service"];
-        assert_eq!(svc_ref["name"], svc["metadata"]["name"], "{case}/{name}: service name");
-        assert_eq!(svc_ref["namespace"], NAMESPACE, "{case}/{name}: service namespace");
+        assert_eq!(
+            svc_ref["name"], svc["metadata"]["name"],
+            "{case}/{name}: service name"
+        );
+        assert_eq!(
+            svc_ref["namespace"], NAMESPACE,
+            "{case}/{name}: service namespace"
+        );
         assert_eq!(svc_ref["path"], "/validate", "{case}/{name}: path");
-        assert_eq!(svc_ref["port"], https_svc["port"], "{case}/{name}: service port");
+        assert_eq!(
+            svc_ref["port"], https_svc["port"],
+            "{case}/{name}: service port"
+        );
 
         let sel = &h["namespaceSelector"];
         let name_expr = sel["matchExpressions"]
@@ -339,27 +470,55 @@ fn check_render(case: &str, docs: &[Value]) {
             .find(|e| e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "NotIn")
             .unwrap_or_else(|| panic!("{case}/{name}: kubernetes.io/metadata.name NotIn"));
         let excluded = str_list(&name_expr["values"]);
-        assert!(excluded.contains(&NAMESPACE.to_string()), "{case}/{name}: release namespace excluded");
-        assert!(excluded.contains(&"kube-system".to_string()), "{case}/{name}: kube-system excluded");
+        assert!(
+            excluded.contains(&NAMESPACE.to_string()),
+            "{case}/{name}: release namespace excluded"
+        );
+        assert!(
+            excluded.contains(&"kube-system".to_string()),
+            "{case}/{name}: kube-system excluded"
+        );
         // Whatever other labels they carry, these namespaces are never sent to vulngate.
         let any = [("environment", "production"), ("team", "a")];
         for never in [ns_labels(NAMESPACE, &any), ns_labels("kube-system", &any)] {
-            assert!(!selector_matches(sel, &never), "{case}/{name}: {never:?} must not match");
+            assert!(
+                !selector_matches(sel, &never),
+                "{case}/{name}: {never:?} must not match"
+            );
         }
-        let opted_out = ns_labels("team-a", &[("environment", "production"), ("vulngate.io/ignore", "true")]);
-        assert!(!selector_matches(sel, &opted_out), "{case}/{name}: opt-out label");
+        let opted_out = ns_labels(
+            "team-a",
+            &[
+                ("environment", "production"),
+                ("vulngate.io/ignore", "true"),
+            ],
+        );
+        assert!(
+            !selector_matches(sel, &opted_out),
+            "{case}/{name}: opt-out label"
+        );
 
         if name == "pods.vulngate.io" {
             saw_pods = true;
             let rule = &h["rules"][0];
             assert_eq!(str_list(&rule["apiGroups"]), vec![""]);
             let res = str_list(&rule["resources"]);
-            assert!(res.contains(&"pods".into()) && res.contains(&"pods/ephemeralcontainers".into()), "{case}: pod resources {res:?}");
-            assert_eq!(str_list(&rule["operations"]), vec!["CREATE", "UPDATE"], "{case}: pod operations");
+            assert!(
+                res.contains(&"pods".into()) && res.contains(&"pods/ephemeralcontainers".into()),
+                "{case}: pod resources {res:?}"
+            );
+            assert_eq!(
+                str_list(&rule["operations"]),
+                vec!["CREATE", "UPDATE"],
+                "{case}: pod operations"
+            );
         }
         for rule in h["rules"].as_sequence().unwrap() {
             for op in str_list(&rule["operations"]) {
-                assert!(op == "CREATE" || op == "UPDATE", "{case}/{name}: operation {op}");
+                assert!(
+                    op == "CREATE" || op == "UPDATE",
+                    "{case}/{name}: operation {op}"
+                );
             }
         }
     }
@@ -373,9 +532,15 @@ fn check_render(case: &str, docs: &[Value]) {
             judged.extend(str_list(&rule["resources"]));
         }
     }
-    let all_templates = ["replicasets", "statefulsets", "daemonsets", "jobs", "replicationcontrollers"]
-        .iter()
-        .all(|k| judged.contains(*k));
+    let all_templates = [
+        "replicasets",
+        "statefulsets",
+        "daemonsets",
+        "jobs",
+        "replicationcontrollers",
+    ]
+    .iter()
+    .all(|k| judged.contains(*k));
     if !all_templates {
         assert_eq!(
             config.policy.defaults.controller_pods,
@@ -386,24 +551,65 @@ fn check_render(case: &str, docs: &[Value]) {
 
     // The config never judges the control plane or vulngate itself either.
     for ns in [NAMESPACE, "kube-system"] {
-        assert!(config.policy.exempt_namespaces.iter().any(|n| n == ns), "{case}: config exempts {ns}");
+        assert!(
+            config.policy.exempt_namespaces.iter().any(|n| n == ns),
+            "{case}: config exempts {ns}"
+        );
     }
 
     // Every file the config names is mounted.
     let mut paths: Vec<(String, PathBuf)> = vec![];
-    paths.extend(config.tls.cert_file.clone().map(|p| ("tls.certFile".into(), p)));
-    paths.extend(config.tls.key_file.clone().map(|p| ("tls.keyFile".into(), p)));
-    paths.extend(config.resolution.docker_config_file.clone().map(|p| ("resolution.dockerConfigFile".into(), p)));
-    paths.extend(config.namespaces_file.clone().map(|p| ("namespacesFile".into(), p)));
-    paths.extend(config.policy.accepted_cves_file.clone().map(|p| ("policy.acceptedCvesFile".into(), p)));
+    paths.extend(
+        config
+            .tls
+            .cert_file
+            .clone()
+            .map(|p| ("tls.certFile".into(), p)),
+    );
+    paths.extend(
+        config
+            .tls
+            .key_file
+            .clone()
+            .map(|p| ("tls.keyFile".into(), p)),
+    );
+    paths.extend(
+        config
+            .resolution
+            .docker_config_file
+            .clone()
+            .map(|p| ("resolution.dockerConfigFile".into(), p)),
+    );
+    paths.extend(
+        config
+            .namespaces_file
+            .clone()
+            .map(|p| ("namespacesFile".into(), p)),
+    );
+    paths.extend(
+        config
+            .policy
+            .accepted_cves_file
+            .clone()
+            .map(|p| ("policy.acceptedCvesFile".into(), p)),
+    );
     for r in &config.registries {
         match &r.scanner {
-            ScannerConfig::File(f) => paths.push(("registries[].scanner.file.path".into(), f.path.clone())),
+            ScannerConfig::File(f) => {
+                paths.push(("registries[].scanner.file.path".into(), f.path.clone()))
+            }
             ScannerConfig::Harbor(h) => {
                 if let vulngate::secret::SecretSource::File(p) = &h.password {
-                    paths.push(("registries[].scanner.harbor.password.file".into(), p.clone()));
+                    paths.push((
+                        "registries[].scanner.harbor.password.file".into(),
+                        p.clone(),
+                    ));
                 }
-                paths.extend(h.ca_file.clone().map(|p| ("registries[].scanner.harbor.caFile".into(), p)));
+                paths.extend(
+                    h.ca_file
+                        .clone()
+                        .map(|p| ("registries[].scanner.harbor.caFile".into(), p)),
+                );
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -413,14 +619,29 @@ fn check_render(case: &str, docs: &[Value]) {
         }
     }
     for (key, path) in &paths {
-        let (m, v) = mount_for(deploy, path)
-            .unwrap_or_else(|| panic!("{case}: config {key} = {} is not under any volumeMount\n{text}", path.display()));
+        let (m, v) = mount_for(deploy, path).unwrap_or_else(|| {
+            panic!(
+                "{case}: config {key} = {} is not under any volumeMount\n{text}",
+                path.display()
+            )
+        });
         // A file inside a Secret the chart renders must be one of its keys.
         if let Some(secret) = v["secret"]["secretName"].as_str() {
-            let rel = path.strip_prefix(m["mountPath"].as_str().unwrap()).unwrap().to_string_lossy().into_owned();
-            if let Some(s) = all(&docs, "Secret").into_iter().find(|s| s["metadata"]["name"] == secret) {
-                let has = !s["data"][rel.as_str()].is_null() || !s["stringData"][rel.as_str()].is_null();
-                assert!(has, "{case}: config {key} names {rel} but Secret {secret} has no such key");
+            let rel = path
+                .strip_prefix(m["mountPath"].as_str().unwrap())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if let Some(s) = all(&docs, "Secret")
+                .into_iter()
+                .find(|s| s["metadata"]["name"] == secret)
+            {
+                let has =
+                    !s["data"][rel.as_str()].is_null() || !s["stringData"][rel.as_str()].is_null();
+                assert!(
+                    has,
+                    "{case}: config {key} names {rel} but Secret {secret} has no such key"
+                );
             }
         }
     }
@@ -428,32 +649,63 @@ fn check_render(case: &str, docs: &[Value]) {
     // TLS: the served certificate's CA reaches the API server in exactly one way.
     let cert_file = config.tls.cert_file.clone().expect("tls.certFile");
     let (_, tls_vol) = mount_for(deploy, &cert_file).unwrap();
-    let tls_secret = tls_vol["secret"]["secretName"].as_str().expect("TLS volume is a Secret");
+    let tls_secret = tls_vol["secret"]["secretName"]
+        .as_str()
+        .expect("TLS volume is a Secret");
     let inject = vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str();
-    let certificate = all(&docs, "Certificate").into_iter().find(|c| c["spec"]["secretName"] == tls_secret);
-    let secret = all(&docs, "Secret").into_iter().find(|s| s["metadata"]["name"] == tls_secret);
-    let host = format!("{}.{NAMESPACE}.svc", svc["metadata"]["name"].as_str().unwrap());
+    let certificate = all(&docs, "Certificate")
+        .into_iter()
+        .find(|c| c["spec"]["secretName"] == tls_secret);
+    let secret = all(&docs, "Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == tls_secret);
+    let host = format!(
+        "{}.{NAMESPACE}.svc",
+        svc["metadata"]["name"].as_str().unwrap()
+    );
     match (certificate, secret) {
         (Some(cert), None) => {
             let cert_name = cert["metadata"]["name"].as_str().unwrap();
-            assert_eq!(inject, Some(format!("{NAMESPACE}/{cert_name}").as_str()), "{case}: inject-ca-from");
-            assert!(str_list(&cert["spec"]["dnsNames"]).contains(&host), "{case}: Certificate names {host}");
-            assert!(!cert["spec"]["renewBefore"].is_null(), "{case}: renewBefore");
+            assert_eq!(
+                inject,
+                Some(format!("{NAMESPACE}/{cert_name}").as_str()),
+                "{case}: inject-ca-from"
+            );
+            assert!(
+                str_list(&cert["spec"]["dnsNames"]).contains(&host),
+                "{case}: Certificate names {host}"
+            );
+            assert!(
+                !cert["spec"]["renewBefore"].is_null(),
+                "{case}: renewBefore"
+            );
             for h in &hooks {
-                assert!(h["clientConfig"]["caBundle"].is_null(), "{case}: caBundle left to cainjector");
+                assert!(
+                    h["clientConfig"]["caBundle"].is_null(),
+                    "{case}: caBundle left to cainjector"
+                );
             }
         }
         (None, Some(s)) => {
             assert_eq!(inject, None, "{case}");
             let ca = s["data"]["ca.crt"].as_str().expect("ca.crt");
             for h in &hooks {
-                assert_eq!(h["clientConfig"]["caBundle"].as_str(), Some(ca), "{case}: caBundle is the Secret's ca.crt");
+                assert_eq!(
+                    h["clientConfig"]["caBundle"].as_str(),
+                    Some(ca),
+                    "{case}: caBundle is the Secret's ca.crt"
+                );
             }
         }
         (None, None) => {
             assert_eq!(inject, None, "{case}");
             for h in &hooks {
-                assert!(h["clientConfig"]["caBundle"].as_str().is_some_and(|b| !b.is_empty()), "{case}: caBundle of the existing Secret");
+                assert!(
+                    h["clientConfig"]["caBundle"]
+                        .as_str()
+                        .is_some_and(|b| !b.is_empty()),
+                    "{case}: caBundle of the existing Secret"
+                );
             }
         }
         (Some(_), Some(_)) => panic!("{case}: TLS Secret both rendered and issued by cert-manager"),
@@ -474,9 +726,16 @@ fn check_render(case: &str, docs: &[Value]) {
     .iter()
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     .collect();
-    for role in all(&docs, "ClusterRole").into_iter().chain(all(&docs, "Role")) {
+    for role in all(&docs, "ClusterRole")
+        .into_iter()
+        .chain(all(&docs, "Role"))
+    {
         let got = rbac_grants(role);
-        assert!(got.is_subset(&allowed), "{case}: RBAC grants more than needed: {:?}", got.difference(&allowed).collect::<Vec<_>>());
+        assert!(
+            got.is_subset(&allowed),
+            "{case}: RBAC grants more than needed: {:?}",
+            got.difference(&allowed).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -502,8 +761,16 @@ fn helm_lint_strict_passes_for_every_value_set() {
         let mut a = vec!["lint", "--strict", chart.to_str().unwrap()];
         a.extend(args.iter().map(String::as_str));
         let out = run(&helm, &a);
-        assert!(out.ok, "helm lint --strict ({case}) failed:\n{}{}", out.stdout, out.stderr);
-        assert!(out.stdout.contains("0 chart(s) failed"), "{case}: {}", out.stdout);
+        assert!(
+            out.ok,
+            "helm lint --strict ({case}) failed:\n{}{}",
+            out.stdout, out.stderr
+        );
+        assert!(
+            out.stdout.contains("0 chart(s) failed"),
+            "{case}: {}",
+            out.stdout
+        );
     }
 }
 
@@ -516,7 +783,10 @@ fn every_value_set_renders_what_a_user_relies_on() {
 
 /// kubernetes-validate, strict, against 1.30 and the newest version it ships.
 /// Returns (version, file) -> number of objects that passed.
-fn kubernetes_validate(files: &[PathBuf], version: Option<&str>) -> (String, BTreeMap<String, usize>) {
+fn kubernetes_validate(
+    files: &[PathBuf],
+    version: Option<&str>,
+) -> (String, BTreeMap<String, usize>) {
     let kv = tool("kubernetes-validate");
     let mut args: Vec<String> = vec!["--strict".into()];
     if let Some(v) = version {
@@ -526,14 +796,18 @@ fn kubernetes_validate(files: &[PathBuf], version: Option<&str>) -> (String, BTr
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(&kv, &args);
     let text = format!("{}{}", out.stdout, out.stderr);
-    assert!(out.ok && !text.contains("ERROR"), "kubernetes-validate {version:?} failed:\n{text}");
+    assert!(
+        out.ok && !text.contains("ERROR"),
+        "kubernetes-validate {version:?} failed:\n{text}"
+    );
     let mut passed = BTreeMap::new();
     let mut seen_version = String::new();
     for line in text.lines() {
         if line.starts_with("WARN") {
             // Only the CRD kinds of cert-manager and the Prometheus Operator have no schema here.
             assert!(
-                line.contains("api version cert-manager.io/v1") || line.contains("api version monitoring.coreos.com/v1"),
+                line.contains("api version cert-manager.io/v1")
+                    || line.contains("api version monitoring.coreos.com/v1"),
                 "unexpected kubernetes-validate warning: {line}"
             );
         }
@@ -569,10 +843,21 @@ fn every_rendered_object_validates_against_kubernetes_schemas() {
         expected.insert(f.to_string_lossy().into_owned(), builtin);
         files.push(f);
     }
-    for f in ["manifests/vulngate.yaml", "manifests/example-namespace.yaml"] {
+    for f in [
+        "manifests/vulngate.yaml",
+        "manifests/example-namespace.yaml",
+    ] {
         let p = root().join(f);
         let docs = parse_docs(&std::fs::read_to_string(&p).unwrap());
-        let builtin = docs.iter().filter(|d| !d["apiVersion"].as_str().unwrap().starts_with("cert-manager.io/")).count();
+        let builtin = docs
+            .iter()
+            .filter(|d| {
+                !d["apiVersion"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("cert-manager.io/")
+            })
+            .count();
         expected.insert(p.to_string_lossy().into_owned(), builtin);
         files.push(p);
     }
@@ -580,9 +865,15 @@ fn every_rendered_object_validates_against_kubernetes_schemas() {
     assert_eq!(v130, "1.30");
     assert_eq!(passed, expected, "objects validated against 1.30, by file");
     let (newest, passed) = kubernetes_validate(&files, None);
-    let minor: u32 = newest.strip_prefix("1.").and_then(|m| m.parse().ok()).expect("version 1.x");
+    let minor: u32 = newest
+        .strip_prefix("1.")
+        .and_then(|m| m.parse().ok())
+        .expect("version 1.x");
     assert!(minor > 30, "newest schema version {newest}");
-    assert_eq!(passed, expected, "objects validated against {newest}, by file");
+    assert_eq!(
+        passed, expected,
+        "objects validated against {newest}, by file"
+    );
     eprintln!(
         "kubernetes-validate: {} objects in {} files passed against 1.30 and {newest}",
         expected.values().sum::<usize>(),
@@ -593,9 +884,15 @@ fn every_rendered_object_validates_against_kubernetes_schemas() {
 #[test]
 fn rbac_grants_exactly_what_the_options_need() {
     let set = |s: &[(&str, &str, &str)]| -> BTreeSet<(String, String, String)> {
-        s.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
+        s.iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect()
     };
-    let namespaces = [("", "namespaces", "get"), ("", "namespaces", "list"), ("", "namespaces", "watch")];
+    let namespaces = [
+        ("", "namespaces", "get"),
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
+    ];
     let pull = [("", "secrets", "get"), ("", "serviceaccounts", "get")];
     let events = [
         ("", "events", "create"),
@@ -605,18 +902,36 @@ fn rbac_grants_exactly_what_the_options_need() {
     ];
     let combos: [(&[&str], Vec<(&str, &str, &str)>); 4] = [
         (&[], namespaces.to_vec()),
-        (&["--set", "config.resolution.useImagePullSecrets=true"], [&namespaces[..], &pull[..]].concat()),
-        (&["--set", "audit.enabled=true"], [&namespaces[..], &events[..]].concat()),
         (
-            &["--set", "audit.enabled=true", "--set", "config.resolution.useImagePullSecrets=true"],
+            &["--set", "config.resolution.useImagePullSecrets=true"],
+            [&namespaces[..], &pull[..]].concat(),
+        ),
+        (
+            &["--set", "audit.enabled=true"],
+            [&namespaces[..], &events[..]].concat(),
+        ),
+        (
+            &[
+                "--set",
+                "audit.enabled=true",
+                "--set",
+                "config.resolution.useImagePullSecrets=true",
+            ],
             [&namespaces[..], &pull[..], &events[..]].concat(),
         ),
     ];
     for (args, want) in combos {
         let docs = installed(&render(args));
         let role = one(&docs, "ClusterRole");
-        assert_eq!(rbac_grants(role), set(&want), "ClusterRole rules with {args:?}");
-        assert!(all(&docs, "Role").is_empty(), "no namespaced Role besides the test's");
+        assert_eq!(
+            rbac_grants(role),
+            set(&want),
+            "ClusterRole rules with {args:?}"
+        );
+        assert!(
+            all(&docs, "Role").is_empty(),
+            "no namespaced Role besides the test's"
+        );
         let binding = one(&docs, "ClusterRoleBinding");
         assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
         let sa = one(&docs, "ServiceAccount");
@@ -633,7 +948,10 @@ fn rbac_grants_exactly_what_the_options_need() {
         );
     }
     let docs = render(&["--set", "rbac.create=false"]);
-    assert!(all(&installed(&docs), "ClusterRole").is_empty() && all(&docs, "ClusterRoleBinding").is_empty());
+    assert!(
+        all(&installed(&docs), "ClusterRole").is_empty()
+            && all(&docs, "ClusterRoleBinding").is_empty()
+    );
 }
 
 #[test]
@@ -642,20 +960,47 @@ fn deadline_stays_below_timeout_seconds() {
         let t = timeout.to_string();
         let docs = render(&["--set", &format!("webhook.timeoutSeconds={t}")]);
         let (_, config) = config_of(&docs);
-        assert!(config.deadline <= Duration::from_secs(timeout - 1), "timeout {timeout}: deadline {:?}", config.deadline);
-        assert!(config.deadline >= Duration::from_secs(1), "timeout {timeout}: deadline {:?}", config.deadline);
+        assert!(
+            config.deadline <= Duration::from_secs(timeout - 1),
+            "timeout {timeout}: deadline {:?}",
+            config.deadline
+        );
+        assert!(
+            config.deadline >= Duration::from_secs(1),
+            "timeout {timeout}: deadline {:?}",
+            config.deadline
+        );
         if timeout >= 3 {
-            assert_eq!(config.deadline, Duration::from_secs(timeout - 2), "timeoutSeconds - 2 by default");
+            assert_eq!(
+                config.deadline,
+                Duration::from_secs(timeout - 2),
+                "timeoutSeconds - 2 by default"
+            );
         }
         for h in webhooks(&docs) {
             assert_eq!(h["timeoutSeconds"].as_u64(), Some(timeout));
         }
     }
-    let (_, config) = config_of(&render(&["--set", "webhook.timeoutSeconds=10", "--set", "webhook.deadlineSeconds=9"]));
+    let (_, config) = config_of(&render(&[
+        "--set",
+        "webhook.timeoutSeconds=10",
+        "--set",
+        "webhook.deadlineSeconds=9",
+    ]));
     assert_eq!(config.deadline, Duration::from_secs(9));
     for bad in [
-        vec!["--set", "webhook.timeoutSeconds=10", "--set", "webhook.deadlineSeconds=10"],
-        vec!["--set", "webhook.timeoutSeconds=5", "--set", "webhook.deadlineSeconds=7"],
+        vec![
+            "--set",
+            "webhook.timeoutSeconds=10",
+            "--set",
+            "webhook.deadlineSeconds=10",
+        ],
+        vec![
+            "--set",
+            "webhook.timeoutSeconds=5",
+            "--set",
+            "webhook.deadlineSeconds=7",
+        ],
         vec!["--set", "webhook.timeoutSeconds=31"],
         vec!["--set", "webhook.timeoutSeconds=1"],
     ] {
@@ -673,43 +1018,83 @@ fn a_typo_in_values_fails_instead_of_being_ignored() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["-f", &typo_file], "failurPolicy"),
         (vec!["--set", "replicas=3"], "replicas"),
-        (vec!["--set", "config.policy.defaults.limits.critcal=0"], "critcal"),
+        (
+            vec!["--set", "config.policy.defaults.limits.critcal=0"],
+            "critcal",
+        ),
         (vec!["--set", "config.policy.defaults.mode=enfroce"], "mode"),
         (vec!["--set", "tls.mode=certmanager"], "mode"),
         (vec!["--set", "webhook.failurePolicy=fail"], "failurePolicy"),
         (vec!["--set", "config.cache.ttl=10 minutes later"], "ttl"),
-        (vec!["--set", "securityContext=null", "--set", "image.tagg=1"], "tagg"),
         (
-            vec!["--set", "webhook.workloads.enabled=false", "--set", "config.policy.defaults.controllerPods=warn"],
+            vec!["--set", "securityContext=null", "--set", "image.tagg=1"],
+            "tagg",
+        ),
+        (
+            vec![
+                "--set",
+                "webhook.workloads.enabled=false",
+                "--set",
+                "config.policy.defaults.controllerPods=warn",
+            ],
             "controllerPods",
         ),
         (
-            vec!["--set-json", r#"webhook.workloads.resources=["deployments"]"#, "--set", "config.policy.defaults.controllerPods=warn"],
+            vec![
+                "--set-json",
+                r#"webhook.workloads.resources=["deployments"]"#,
+                "--set",
+                "config.policy.defaults.controllerPods=warn",
+            ],
             "controllerPods",
         ),
         (vec!["--set", "config.policy.defaults.count=fixed"], "count"),
-        (vec!["--set", "config.policy.defaults.maxScanAge=seven days"], "maxScanAge"),
+        (
+            vec!["--set", "config.policy.defaults.maxScanAge=seven days"],
+            "maxScanAge",
+        ),
     ];
     for (args, key) in cases {
         let out = helm_template(&args);
         assert!(!out.ok, "helm template {args:?} must fail");
-        assert!(out.stderr.contains(key), "the error for {args:?} names {key}:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(key),
+            "the error for {args:?} names {key}:\n{}",
+            out.stderr
+        );
     }
     // And the schema's limit keys are exactly the ones vulngate knows.
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(chart_dir().join("values.schema.json")).unwrap()).unwrap();
-    let limits = &schema["properties"]["config"]["properties"]["policy"]["properties"]["defaults"]["properties"]["limits"];
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let limits = &schema["properties"]["config"]["properties"]["policy"]["properties"]["defaults"]
+        ["properties"]["limits"];
     assert_eq!(limits["additionalProperties"], false);
-    let keys: BTreeSet<String> = limits["properties"].as_object().unwrap().keys().cloned().collect();
-    let known: BTreeSet<String> = LimitKey::ALL.iter().map(|k| k.as_str().to_string()).collect();
-    assert_eq!(keys, known, "values.schema.json limit keys vs vulngate::policy::LimitKey");
+    let keys: BTreeSet<String> = limits["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let known: BTreeSet<String> = LimitKey::ALL
+        .iter()
+        .map(|k| k.as_str().to_string())
+        .collect();
+    assert_eq!(
+        keys, known,
+        "values.schema.json limit keys vs vulngate::policy::LimitKey"
+    );
 }
 
 #[test]
 fn workloads_are_switchable_and_cover_every_pod_template_kind() {
     let docs = render(&[]);
     let hooks = webhooks(&docs);
-    let w = hooks.iter().find(|h| h["name"] == "workloads.vulngate.io").expect("workloads webhook by default");
+    let w = hooks
+        .iter()
+        .find(|h| h["name"] == "workloads.vulngate.io")
+        .expect("workloads webhook by default");
     let mut got = BTreeSet::new();
     for r in w["rules"].as_sequence().unwrap() {
         for g in str_list(&r["apiGroups"]) {
@@ -732,7 +1117,10 @@ fn workloads_are_switchable_and_cover_every_pod_template_kind() {
     .collect();
     assert_eq!(got, want);
     let docs = render(&["--set", "webhook.workloads.enabled=false"]);
-    let names: Vec<&str> = webhooks(&docs).iter().map(|h| h["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = webhooks(&docs)
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["pods.vulngate.io"]);
 }
 
@@ -746,12 +1134,25 @@ fn config_changes_roll_the_pods() {
             .to_string()
     };
     let base = checksum(&[]);
-    assert_ne!(base, checksum(&["--set", "config.log.level=debug"]), "a config change changes the Pod template");
-    assert_ne!(base, checksum(&["--set", "webhook.timeoutSeconds=20"]), "the derived deadline is config too");
-    assert_eq!(base, checksum(&["--set", "replicaCount=4"]), "an unrelated change keeps it");
+    assert_ne!(
+        base,
+        checksum(&["--set", "config.log.level=debug"]),
+        "a config change changes the Pod template"
+    );
+    assert_ne!(
+        base,
+        checksum(&["--set", "webhook.timeoutSeconds=20"]),
+        "the derived deadline is config too"
+    );
+    assert_eq!(
+        base,
+        checksum(&["--set", "replicaCount=4"]),
+        "an unrelated change keeps it"
+    );
     let creds = |args: &[&str]| {
         let docs = render(args);
-        one(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/credentials"]
+        one(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/credentials"]
             .as_str()
             .unwrap()
             .to_string()
@@ -769,11 +1170,21 @@ fn defaults_are_safe_to_install() {
     let (_, config) = config_of(&docs);
     let deploy = one(&docs, "Deployment");
     assert_eq!(deploy["spec"]["replicas"], 2, "two replicas");
-    let spread = deploy["spec"]["template"]["spec"]["topologySpreadConstraints"].as_sequence().expect("topology spread");
-    assert!(spread.iter().any(|c| c["topologyKey"] == "kubernetes.io/hostname"), "spread across nodes");
+    let spread = deploy["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        .as_sequence()
+        .expect("topology spread");
+    assert!(
+        spread
+            .iter()
+            .any(|c| c["topologyKey"] == "kubernetes.io/hostname"),
+        "spread across nodes"
+    );
     let pdb = one(&docs, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-    assert_eq!(deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0, "rollouts keep every replica serving");
+    assert_eq!(
+        deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0,
+        "rollouts keep every replica serving"
+    );
     for h in webhooks(&docs) {
         assert_eq!(h["failurePolicy"], "Fail");
         assert_eq!(h["timeoutSeconds"], 10);
@@ -781,13 +1192,22 @@ fn defaults_are_safe_to_install() {
     // Installing never denies before the scanners are set up: warn by default.
     assert_eq!(config.policy.defaults.mode, Mode::Warn);
     assert_eq!(config.deadline, Duration::from_secs(8));
-    assert!(all(&docs, "Secret").is_empty(), "no Secret without credentials in cert-manager mode");
+    assert!(
+        all(&docs, "Secret").is_empty(),
+        "no Secret without credentials in cert-manager mode"
+    );
     assert!(all(&docs, "NetworkPolicy").is_empty() && all(&docs, "ServiceMonitor").is_empty());
 }
 
 #[test]
 fn helm_tls_mode_makes_a_certificate_for_the_service() {
-    let docs = render(&["-f", chart_dir().join("ci/helm-tls-values.yaml").to_str().unwrap()]);
+    let docs = render(&[
+        "-f",
+        chart_dir()
+            .join("ci/helm-tls-values.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
     let docs = installed(&docs);
     let secret = one(&docs, "Secret");
     assert_eq!(secret["type"], "kubernetes.io/tls");
@@ -801,20 +1221,58 @@ fn helm_tls_mode_makes_a_certificate_for_the_service() {
     let openssl = Path::new("openssl");
     let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
     let verify = run(openssl, &["verify", "-CAfile", &d("ca.crt"), &d("tls.crt")]);
-    assert!(verify.ok && verify.stdout.contains("OK"), "certificate chains to ca.crt: {}{}", verify.stdout, verify.stderr);
-    let host = run(openssl, &["x509", "-in", &d("tls.crt"), "-noout", "-checkhost", "vulngate.vulngate.svc"]);
-    assert!(host.stdout.contains("does match"), "certificate names the Service: {}", host.stdout);
+    assert!(
+        verify.ok && verify.stdout.contains("OK"),
+        "certificate chains to ca.crt: {}{}",
+        verify.stdout,
+        verify.stderr
+    );
+    let host = run(
+        openssl,
+        &[
+            "x509",
+            "-in",
+            &d("tls.crt"),
+            "-noout",
+            "-checkhost",
+            "vulngate.vulngate.svc",
+        ],
+    );
+    assert!(
+        host.stdout.contains("does match"),
+        "certificate names the Service: {}",
+        host.stdout
+    );
     let key_pub = run(openssl, &["pkey", "-in", &d("tls.key"), "-pubout"]);
-    let crt_pub = run(openssl, &["x509", "-in", &d("tls.crt"), "-noout", "-pubkey"]);
-    assert!(key_pub.ok && key_pub.stdout == crt_pub.stdout, "tls.key belongs to tls.crt");
+    let crt_pub = run(
+        openssl,
+        &["x509", "-in", &d("tls.crt"), "-noout", "-pubkey"],
+    );
+    assert!(
+        key_pub.ok && key_pub.stdout == crt_pub.stdout,
+        "tls.key belongs to tls.crt"
+    );
 }
 
 #[test]
 fn existing_secret_mode_needs_its_name_and_ca() {
     let out = helm_template(&["--set", "tls.mode=existingSecret"]);
-    assert!(!out.ok && out.stderr.contains("tls.existingSecret.name"), "{}", out.stderr);
-    let out = helm_template(&["--set", "tls.mode=existingSecret", "--set", "tls.existingSecret.name=x"]);
-    assert!(!out.ok && out.stderr.contains("tls.existingSecret.caBundle"), "{}", out.stderr);
+    assert!(
+        !out.ok && out.stderr.contains("tls.existingSecret.name"),
+        "{}",
+        out.stderr
+    );
+    let out = helm_template(&[
+        "--set",
+        "tls.mode=existingSecret",
+        "--set",
+        "tls.existingSecret.name=x",
+    ]);
+    assert!(
+        !out.ok && out.stderr.contains("tls.existingSecret.caBundle"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -824,10 +1282,19 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
         .iter()
         .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
         .collect();
-    let ns = hooks.iter().find(|d| kind_of(d) == "Namespace").expect("test namespace");
+    let ns = hooks
+        .iter()
+        .find(|d| kind_of(d) == "Namespace")
+        .expect("test namespace");
     let ns_name = ns["metadata"]["name"].as_str().unwrap();
-    let pod = hooks.iter().find(|d| kind_of(d) == "Pod").expect("test pod");
-    assert_eq!(pod["metadata"]["namespace"], NAMESPACE, "the test Pod itself is never checked");
+    let pod = hooks
+        .iter()
+        .find(|d| kind_of(d) == "Pod")
+        .expect("test pod");
+    assert_eq!(
+        pod["metadata"]["namespace"], NAMESPACE,
+        "the test Pod itself is never checked"
+    );
 
     // vulngate reads the test namespace's annotations as an enforced zero-tolerance policy.
     let (_, config) = config_of(&docs);
@@ -835,24 +1302,42 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
         .into_iter()
         .filter(|(k, _)| k.starts_with("vulngate.io/"))
         .collect();
-    let policy = NamespacePolicy::resolve(&config.policy, &[], ns_name, Some(&ann), time::OffsetDateTime::now_utc());
+    let policy = NamespacePolicy::resolve(
+        &config.policy,
+        &[],
+        ns_name,
+        Some(&ann),
+        time::OffsetDateTime::now_utc(),
+    );
     assert!(policy.problems.is_empty(), "{:?}", policy.problems);
     assert_eq!(policy.mode, Mode::Enforce);
-    assert!(policy.limits.iter().any(|l| l.key.as_str() == "critical" && l.max == 0));
+    assert!(policy
+        .limits
+        .iter()
+        .any(|l| l.key.as_str() == "critical" && l.max == 0));
 
     // ... and the webhook is called for it.
     let ns_l = labels(&ns["metadata"]["labels"]);
     let mut full = ns_l.clone();
     full.insert("kubernetes.io/metadata.name".into(), ns_name.into());
     for h in webhooks(&docs) {
-        assert!(selector_matches(&h["namespaceSelector"], &full), "webhook {:?} must see {ns_name}", h["name"]);
+        assert!(
+            selector_matches(&h["namespaceSelector"], &full),
+            "webhook {:?} must see {ns_name}",
+            h["name"]
+        );
     }
 
     // The test may only create (dry-run) Pods there.
     let role = hooks.iter().find(|d| kind_of(d) == "Role").unwrap();
     assert_eq!(role["metadata"]["namespace"], ns_name);
     let grants = rbac_grants(role);
-    assert_eq!(grants, [("".to_string(), "pods".to_string(), "create".to_string())].into_iter().collect());
+    assert_eq!(
+        grants,
+        [("".to_string(), "pods".to_string(), "create".to_string())]
+            .into_iter()
+            .collect()
+    );
     let c = &pod["spec"]["containers"][0];
     let script = str_list(&c["command"]).join("\n");
     assert!(script.contains("dryRun=All"), "server-side dry run");
@@ -864,14 +1349,28 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
         let docs = render_case(&args);
         let ns = docs
             .iter()
-            .find(|d| kind_of(d) == "Namespace" && d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+            .find(|d| {
+                kind_of(d) == "Namespace" && d["metadata"]["annotations"]["helm.sh/hook"] == "test"
+            })
             .unwrap();
         let mut l = labels(&ns["metadata"]["labels"]);
-        l.insert("kubernetes.io/metadata.name".into(), ns["metadata"]["name"].as_str().unwrap().into());
-        for h in webhooks(&docs).into_iter().filter(|h| h["name"] == "pods.vulngate.io") {
-            assert!(selector_matches(&h["namespaceSelector"], &l), "{case}: test namespace not sent to vulngate");
+        l.insert(
+            "kubernetes.io/metadata.name".into(),
+            ns["metadata"]["name"].as_str().unwrap().into(),
+        );
+        for h in webhooks(&docs)
+            .into_iter()
+            .filter(|h| h["name"] == "pods.vulngate.io")
+        {
+            assert!(
+                selector_matches(&h["namespaceSelector"], &l),
+                "{case}: test namespace not sent to vulngate"
+            );
             if h["objectSelector"].is_mapping() {
-                assert!(selector_matches(&h["objectSelector"], &BTreeMap::new()), "{case}: objectSelector skips the probe");
+                assert!(
+                    selector_matches(&h["objectSelector"], &BTreeMap::new()),
+                    "{case}: objectSelector skips the probe"
+                );
             }
         }
     }
@@ -896,7 +1395,11 @@ fn manifests_are_the_chart_rendered_with_default_values() {
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let fresh = std::fs::read_to_string(dir.path().join("vulngate.yaml")).unwrap();
     let committed = std::fs::read_to_string(root().join("manifests/vulngate.yaml")).unwrap();
     assert!(
@@ -913,7 +1416,9 @@ fn manifests_are_the_chart_rendered_with_default_values() {
 
     // The example namespace is a valid, enforced policy that the webhook sees.
     let (_, config) = config_of(&docs);
-    let example = parse_docs(&std::fs::read_to_string(root().join("manifests/example-namespace.yaml")).unwrap());
+    let example = parse_docs(
+        &std::fs::read_to_string(root().join("manifests/example-namespace.yaml")).unwrap(),
+    );
     let ex = one(&example, "Namespace");
     let name = ex["metadata"]["name"].as_str().unwrap();
     let ann = labels(&ex["metadata"]["annotations"]);
@@ -930,14 +1435,24 @@ fn manifests_are_the_chart_rendered_with_default_values() {
             BREAK_GLASS_ANNOTATION,
             CONTROLLER_PODS_ANNOTATION,
         ];
-        let known = named.contains(&k.as_str()) || LimitKey::ALL.iter().any(|l| &l.annotation() == k);
+        let known =
+            named.contains(&k.as_str()) || LimitKey::ALL.iter().any(|l| &l.annotation() == k);
         assert!(known, "example annotation {k} is not one vulngate reads");
     }
-    let policy = NamespacePolicy::resolve(&config.policy, &[], name, Some(&ann), time::OffsetDateTime::now_utc());
+    let policy = NamespacePolicy::resolve(
+        &config.policy,
+        &[],
+        name,
+        Some(&ann),
+        time::OffsetDateTime::now_utc(),
+    );
     assert!(policy.problems.is_empty(), "{:?}", policy.problems);
     assert_eq!(policy.mode, Mode::Enforce);
     for h in webhooks(&docs) {
-        assert!(selector_matches(&h["namespaceSelector"], &ns_labels(name, &[])));
+        assert!(selector_matches(
+            &h["namespaceSelector"],
+            &ns_labels(name, &[])
+        ));
     }
 }
 
@@ -977,7 +1492,9 @@ fn values_table() -> (String, Vec<String>) {
         if trimmed.starts_with("- ") {
             continue;
         }
-        let Some((key, _)) = trimmed.split_once(':') else { continue };
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
         if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             continue;
         }
@@ -993,7 +1510,10 @@ fn values_table() -> (String, Vec<String>) {
             }
             let default = serde_json::to_string(v).unwrap().replace('|', "\\|");
             let dotted = path.join(".");
-            rows.push(format!("| `{dotted}` | `{default}` | {} |", d.replace('|', "\\|")));
+            rows.push(format!(
+                "| `{dotted}` | `{default}` | {} |",
+                d.replace('|', "\\|")
+            ));
             documented.push(dotted);
             skip_below = Some(indent);
         } else {
@@ -1013,7 +1533,11 @@ fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
         Some(m) if !m.is_empty() => {
             for (k, child) in m {
                 let k = k.as_str().unwrap();
-                let p = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 leaf_paths(child, &p, out);
             }
         }
@@ -1027,16 +1551,21 @@ fn readme_documents_every_value() {
     let readme = std::fs::read_to_string(&readme_path).unwrap();
     let (table, documented) = values_table();
     let values: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
+            .unwrap();
     let mut leaves = vec![];
     leaf_paths(&values, "", &mut leaves);
     for leaf in &leaves {
-        let covered = documented.iter().any(|d| leaf == d || leaf.starts_with(&format!("{d}.")));
+        let covered = documented
+            .iter()
+            .any(|d| leaf == d || leaf.starts_with(&format!("{d}.")));
         assert!(covered, "values.yaml key {leaf} has no `# --` comment");
     }
     // Every documented value is in the schema, so the schema and values.yaml agree.
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(chart_dir().join("values.schema.json")).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
     for d in &documented {
         let mut s = &schema;
         for p in d.split('.') {
@@ -1046,8 +1575,12 @@ fn readme_documents_every_value() {
     }
 
     let (start, end) = ("<!-- values:start -->\n", "<!-- values:end -->");
-    let (head, rest) = readme.split_once(start).expect("README has <!-- values:start -->");
-    let (_, tail) = rest.split_once(end).expect("README has <!-- values:end -->");
+    let (head, rest) = readme
+        .split_once(start)
+        .expect("README has <!-- values:start -->");
+    let (_, tail) = rest
+        .split_once(end)
+        .expect("README has <!-- values:end -->");
     let fresh = format!("{head}{start}{table}{end}{tail}");
     if std::env::var_os("VULNGATE_UPDATE_README").is_some() {
         std::fs::write(&readme_path, &fresh).unwrap();
@@ -1066,13 +1599,24 @@ fn notes_tell_how_to_set_limits_and_see_a_denial() {
     let chart = chart_dir();
     let out = run(
         &tool("helm"),
-        &["install", RELEASE, chart.to_str().unwrap(), "--namespace", NAMESPACE, "--dry-run=client"],
+        &[
+            "install",
+            RELEASE,
+            chart.to_str().unwrap(),
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+        ],
     );
     assert!(out.ok, "helm install --dry-run=client: {}", out.stderr);
     let notes = out.stdout.split_once("NOTES:").expect("NOTES rendered").1;
     let docs = render(&[]);
-    let deploy = one(&docs, "Deployment")["metadata"]["name"].as_str().unwrap();
-    let vwc = one(&docs, "ValidatingWebhookConfiguration")["metadata"]["name"].as_str().unwrap();
+    let deploy = one(&docs, "Deployment")["metadata"]["name"]
+        .as_str()
+        .unwrap();
+    let vwc = one(&docs, "ValidatingWebhookConfiguration")["metadata"]["name"]
+        .as_str()
+        .unwrap();
     for needle in [
         format!("kubectl -n {NAMESPACE} rollout status deployment/{deploy}"),
         "kubectl annotate namespace".to_string(),
@@ -1084,7 +1628,10 @@ fn notes_tell_how_to_set_limits_and_see_a_denial() {
         "vulngate.io/ignore=true".to_string(),
         format!("kubectl delete validatingwebhookconfiguration {vwc}"),
     ] {
-        assert!(notes.contains(&needle), "NOTES.txt lacks {needle:?}:\n{notes}");
+        assert!(
+            notes.contains(&needle),
+            "NOTES.txt lacks {needle:?}:\n{notes}"
+        );
     }
 }
 
@@ -1093,18 +1640,39 @@ fn assert_restricted(what: &str, spec: &Value) {
     let psc = &spec["securityContext"];
     for c in spec["containers"].as_sequence().unwrap() {
         let sc = &c["securityContext"];
-        let non_root = sc["runAsNonRoot"] == true || (sc["runAsNonRoot"].is_null() && psc["runAsNonRoot"] == true);
+        let non_root = sc["runAsNonRoot"] == true
+            || (sc["runAsNonRoot"].is_null() && psc["runAsNonRoot"] == true);
         assert!(non_root, "{what}: runAsNonRoot");
-        assert!(sc["runAsUser"] != 0 && psc["runAsUser"] != 0, "{what}: runAsUser 0");
-        assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}: allowPrivilegeEscalation");
-        assert!(str_list(&sc["capabilities"]["drop"]).contains(&"ALL".to_string()), "{what}: drop ALL");
+        assert!(
+            sc["runAsUser"] != 0 && psc["runAsUser"] != 0,
+            "{what}: runAsUser 0"
+        );
+        assert_eq!(
+            sc["allowPrivilegeEscalation"], false,
+            "{what}: allowPrivilegeEscalation"
+        );
+        assert!(
+            str_list(&sc["capabilities"]["drop"]).contains(&"ALL".to_string()),
+            "{what}: drop ALL"
+        );
         let add = str_list(&sc["capabilities"]["add"]);
-        assert!(add.iter().all(|a| a == "NET_BIND_SERVICE"), "{what}: capabilities add {add:?}");
-        let seccomp = sc["seccompProfile"]["type"].as_str().or(psc["seccompProfile"]["type"].as_str());
-        assert!(matches!(seccomp, Some("RuntimeDefault" | "Localhost")), "{what}: seccomp");
+        assert!(
+            add.iter().all(|a| a == "NET_BIND_SERVICE"),
+            "{what}: capabilities add {add:?}"
+        );
+        let seccomp = sc["seccompProfile"]["type"]
+            .as_str()
+            .or(psc["seccompProfile"]["type"].as_str());
+        assert!(
+            matches!(seccomp, Some("RuntimeDefault" | "Localhost")),
+            "{what}: seccomp"
+        );
         assert!(sc["privileged"] != true, "{what}: privileged");
     }
-    assert!(spec["hostNetwork"] != true && spec["hostPID"] != true && spec["hostIPC"] != true, "{what}: host namespaces");
+    assert!(
+        spec["hostNetwork"] != true && spec["hostPID"] != true && spec["hostIPC"] != true,
+        "{what}: host namespaces"
+    );
     for v in spec["volumes"].as_sequence().into_iter().flatten() {
         assert!(v["hostPath"].is_null(), "{what}: hostPath volume");
     }
@@ -1115,12 +1683,22 @@ fn every_pod_meets_the_restricted_pod_security_standard() {
     // The release namespace may enforce `restricted`; manifests/ labels it so.
     for (case, args) in cases() {
         let docs = render_case(&args);
-        assert_restricted(&format!("{case}: Deployment"), &one(&docs, "Deployment")["spec"]["template"]["spec"]);
-        assert_restricted(&format!("{case}: helm test Pod"), &one(&docs, "Pod")["spec"]);
+        assert_restricted(
+            &format!("{case}: Deployment"),
+            &one(&docs, "Deployment")["spec"]["template"]["spec"],
+        );
+        assert_restricted(
+            &format!("{case}: helm test Pod"),
+            &one(&docs, "Pod")["spec"],
+        );
     }
-    let docs = parse_docs(&std::fs::read_to_string(root().join("manifests/vulngate.yaml")).unwrap());
+    let docs =
+        parse_docs(&std::fs::read_to_string(root().join("manifests/vulngate.yaml")).unwrap());
     let ns = one(&docs, "Namespace");
-    assert_eq!(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
 }
 
 #[test]
@@ -1129,30 +1707,59 @@ fn cert_manager_mode_signs_the_serving_certificate_with_a_stable_ca() {
     let certs = all(&docs, "Certificate");
     let issuers = all(&docs, "Issuer");
     let by_name = |list: &[&Value], name: &Value| -> Value {
-        list.iter().find(|x| &x["metadata"]["name"] == name).map(|x| (*x).clone()).unwrap_or(Value::Null)
+        list.iter()
+            .find(|x| &x["metadata"]["name"] == name)
+            .map(|x| (*x).clone())
+            .unwrap_or(Value::Null)
     };
     let vwc = one(&docs, "ValidatingWebhookConfiguration");
-    let inject = vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str().unwrap();
+    let inject = vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        .as_str()
+        .unwrap();
     let serving = by_name(&certs, &Value::from(inject.split_once('/').unwrap().1));
-    assert!(!serving.is_null(), "inject-ca-from names a rendered Certificate");
+    assert!(
+        !serving.is_null(),
+        "inject-ca-from names a rendered Certificate"
+    );
     assert!(serving["spec"]["isCA"].is_null() || serving["spec"]["isCA"] == false);
     assert!(str_list(&serving["spec"]["usages"]).contains(&"server auth".to_string()));
     // serving <- CA Issuer (kind Issuer, same namespace) <- CA Certificate (isCA) <- self-signed Issuer.
     assert_eq!(serving["spec"]["issuerRef"]["kind"], "Issuer");
     let ca_issuer = by_name(&issuers, &serving["spec"]["issuerRef"]["name"]);
     let ca_secret = ca_issuer["spec"]["ca"]["secretName"].clone();
-    assert!(!ca_secret.is_null(), "the serving certificate's Issuer is a CA Issuer");
-    let ca_cert = certs.iter().find(|c| c["spec"]["secretName"] == ca_secret).expect("a Certificate makes the CA");
+    assert!(
+        !ca_secret.is_null(),
+        "the serving certificate's Issuer is a CA Issuer"
+    );
+    let ca_cert = certs
+        .iter()
+        .find(|c| c["spec"]["secretName"] == ca_secret)
+        .expect("a Certificate makes the CA");
     assert_eq!(ca_cert["spec"]["isCA"], true);
     let root_issuer = by_name(&issuers, &ca_cert["spec"]["issuerRef"]["name"]);
-    assert!(root_issuer["spec"]["selfSigned"].is_mapping(), "the CA is self-signed");
+    assert!(
+        root_issuer["spec"]["selfSigned"].is_mapping(),
+        "the CA is self-signed"
+    );
     // The CA outlives many renewals of the serving certificate.
-    let hours = |v: &Value| v.as_str().unwrap().trim_end_matches('h').parse::<u64>().unwrap();
+    let hours = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .trim_end_matches('h')
+            .parse::<u64>()
+            .unwrap()
+    };
     assert!(hours(&ca_cert["spec"]["duration"]) >= 4 * hours(&serving["spec"]["duration"]));
     assert!(hours(&serving["spec"]["renewBefore"]) < hours(&serving["spec"]["duration"]));
 
     // With an issuerRef of your own, the chart makes no Issuer of its own.
-    let docs = installed(&render(&["-f", chart_dir().join("ci/certmanager-issuer-values.yaml").to_str().unwrap()]));
+    let docs = installed(&render(&[
+        "-f",
+        chart_dir()
+            .join("ci/certmanager-issuer-values.yaml")
+            .to_str()
+            .unwrap(),
+    ]));
     assert!(all(&docs, "Issuer").is_empty());
     let cert = one(&docs, "Certificate");
     assert_eq!(cert["spec"]["issuerRef"]["kind"], "ClusterIssuer");
@@ -1163,7 +1770,11 @@ fn cert_manager_mode_signs_the_serving_certificate_with_a_stable_ca() {
 fn config_keys(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     if let Some(m) = v.as_mapping() {
         for (k, child) in m {
-            let p = if prefix.is_empty() { k.as_str().unwrap().to_string() } else { format!("{prefix}.{}", k.as_str().unwrap()) };
+            let p = if prefix.is_empty() {
+                k.as_str().unwrap().to_string()
+            } else {
+                format!("{prefix}.{}", k.as_str().unwrap())
+            };
             out.insert(p.clone());
             if p != "policy.defaults.limits" && p != "registries" {
                 config_keys(child, &p, out);
@@ -1192,7 +1803,13 @@ fn every_config_key_is_reachable_from_values() {
         .iter()
         .filter(|k| !rendered.contains(*k) && !chart_supplies_the_certificate.contains(&k.as_str()))
         .collect();
-    assert!(missing.is_empty(), "config keys no value reaches: {missing:?} (add them to values.yaml and a ci/ value set)");
+    assert!(
+        missing.is_empty(),
+        "config keys no value reaches: {missing:?} (add them to values.yaml and a ci/ value set)"
+    );
     let unknown: Vec<&String> = rendered.iter().filter(|k| !known.contains(*k)).collect();
-    assert!(unknown.is_empty(), "the chart renders keys vulngate does not have: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the chart renders keys vulngate does not have: {unknown:?}"
+    );
 }

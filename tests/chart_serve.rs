@@ -27,11 +27,15 @@ fn helm() -> PathBuf {
         .map(|d| d.join("helm"))
         .chain([root.join(".tools/bin/helm")])
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`helm` is not installed: run `bash {SETUP}` (tests/run.sh runs it)"))
+        .unwrap_or_else(|| {
+            panic!("`helm` is not installed: run `bash {SETUP}` (tests/run.sh runs it)")
+        })
 }
 
 fn b64(v: &Value) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("base64 string")).expect("base64");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().expect("base64 string"))
+        .expect("base64");
     String::from_utf8(bytes).expect("UTF-8")
 }
 
@@ -43,7 +47,10 @@ fn local(path: &str) -> String {
 /// Renders the chart with `args`, lays out the Pod's volumes in a temp dir (Secrets the chart
 /// does not render come from `external`), starts the binary on that config, and returns it
 /// with a client that reaches it as the API server does, plus the test namespace's name.
-async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) -> (Webhook, reqwest::Client, String, String) {
+async fn serve(
+    args: &[&str],
+    external: &dyn Fn(&str) -> Vec<(String, String)>,
+) -> (Webhook, reqwest::Client, String, String) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(helm())
         .args(["template", "vulngate"])
@@ -53,11 +60,16 @@ async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) 
         .current_dir(&root)
         .output()
         .expect("run helm");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
-        .map(|d| Value::deserialize(d).unwrap())
-        .filter(|d| !d.is_null())
-        .collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> =
+        serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
+            .map(|d| Value::deserialize(d).unwrap())
+            .filter(|d| !d.is_null())
+            .collect();
     let find = |kind: &str, pred: &dyn Fn(&Value) -> bool| -> Option<Value> {
         docs.iter().find(|d| d["kind"] == kind && pred(d)).cloned()
     };
@@ -66,7 +78,11 @@ async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) 
     let container = &pod["containers"][0];
     let vwc = find("ValidatingWebhookConfiguration", &|_| true).expect("webhook configuration");
     let svc = &vwc["webhooks"][0]["clientConfig"]["service"];
-    let host = format!("{}.{}.svc", svc["name"].as_str().unwrap(), svc["namespace"].as_str().unwrap());
+    let host = format!(
+        "{}.{}.svc",
+        svc["name"].as_str().unwrap(),
+        svc["namespace"].as_str().unwrap()
+    );
 
     // The Pod's filesystem: every volume the container mounts, with what the chart puts in it.
     let mut files: Vec<(String, String)> = vec![];
@@ -74,15 +90,25 @@ async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) 
     let mut scans_dir = None;
     for m in container["volumeMounts"].as_sequence().unwrap() {
         let mount = m["mountPath"].as_str().unwrap();
-        let vol = pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == m["name"]).unwrap();
+        let vol = pod["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == m["name"])
+            .unwrap();
         if let Some(cm) = vol["configMap"]["name"].as_str() {
             if let Some(sub) = m["subPath"].as_str() {
                 assert_eq!(mount, "/etc/vulngate/config.yaml");
-                let data = find("ConfigMap", &|d| d["metadata"]["name"] == cm).expect("config ConfigMap")["data"].clone();
+                let data = find("ConfigMap", &|d| d["metadata"]["name"] == cm)
+                    .expect("config ConfigMap")["data"]
+                    .clone();
                 config_text = Some(data[sub].as_str().unwrap().to_string());
             } else if let Some(made) = find("ConfigMap", &|d| d["metadata"]["name"] == cm) {
                 for (k, v) in made["data"].as_mapping().unwrap() {
-                    files.push((format!("{}/{}", local(mount), k.as_str().unwrap()), v.as_str().unwrap().to_string()));
+                    files.push((
+                        format!("{}/{}", local(mount), k.as_str().unwrap()),
+                        v.as_str().unwrap().to_string(),
+                    ));
                 }
             }
         } else if let Some(secret) = vol["secret"]["secretName"].as_str() {
@@ -98,7 +124,9 @@ async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) 
                     }
                 }
             }
-        } else if vol["persistentVolumeClaim"].is_mapping() || vol["emptyDir"].is_mapping() && mount != "/tmp" {
+        } else if vol["persistentVolumeClaim"].is_mapping()
+            || vol["emptyDir"].is_mapping() && mount != "/tmp"
+        {
             scans_dir = Some(local(mount));
         }
     }
@@ -106,9 +134,15 @@ async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) 
     let scans_dir = scans_dir.expect("scans volume");
 
     // The namespaces file the values point at: the helm test's own namespace.
-    let test_ns = find("Namespace", &|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test").expect("test namespace");
+    let test_ns = find("Namespace", &|d| {
+        d["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    })
+    .expect("test namespace");
     let test_ns_name = test_ns["metadata"]["name"].as_str().unwrap().to_string();
-    files.push(("etc/vulngate/namespaces/namespaces.yaml".into(), serde_yaml::to_string(&test_ns).unwrap()));
+    files.push((
+        "etc/vulngate/namespaces/namespaces.yaml".into(),
+        serde_yaml::to_string(&test_ns).unwrap(),
+    ));
 
     // Scan results in each directory the routes read.
     let summaries = format!(
@@ -117,7 +151,10 @@ async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) 
         digest("bad")
     );
     for sub in ["", "/local", "/example"] {
-        files.push((format!("{scans_dir}{sub}/summaries.yaml"), summaries.clone()));
+        files.push((
+            format!("{scans_dir}{sub}/summaries.yaml"),
+            summaries.clone(),
+        ));
     }
 
     // The chart's config, with only the Pod's root moved to the test's directory and the
@@ -127,29 +164,53 @@ async fn serve(args: &[&str], external: &dyn Fn(&str) -> Vec<(String, String)>) 
         .replace("0.0.0.0:8080", "127.0.0.1:0")
         .replace("/etc/vulngate/", "etc/vulngate/")
         .replace("/var/lib/vulngate/", "var/lib/vulngate/");
-    let file_refs: Vec<(&str, String)> = files.iter().map(|(p, c)| (p.as_str(), c.clone())).collect();
+    let file_refs: Vec<(&str, String)> =
+        files.iter().map(|(p, c)| (p.as_str(), c.clone())).collect();
     let webhook = Webhook::start(&config, &file_refs);
 
     // The API server's view: the Service's DNS name, trusting only the caBundle (the
     // rendered one, or the ca.crt cert-manager's cainjector would copy from the Secret).
     let ca_pem = match vwc["webhooks"][0]["clientConfig"]["caBundle"].as_str() {
         Some(_) => b64(&vwc["webhooks"][0]["clientConfig"]["caBundle"]),
-        None => files.iter().find(|(p, _)| p.ends_with("tls/ca.crt")).expect("ca.crt").1.clone(),
+        None => files
+            .iter()
+            .find(|(p, _)| p.ends_with("tls/ca.crt"))
+            .expect("ca.crt")
+            .1
+            .clone(),
     };
     let port: u16 = webhook.base.rsplit_once(':').unwrap().1.parse().unwrap();
-    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("caBundle is a PEM certificate");
+    let ca =
+        reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("caBundle is a PEM certificate");
     let client = reqwest::Client::builder()
         .tls_certs_only([ca])
         .resolve(&host, ([127, 0, 0, 1], port).into())
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    (webhook, client, format!("https://{host}:{port}/validate?timeout=5s"), test_ns_name)
+    (
+        webhook,
+        client,
+        format!("https://{host}:{port}/validate?timeout=5s"),
+        test_ns_name,
+    )
 }
 
-async fn decide(client: &reqwest::Client, url: &str, namespace: &str, label: &str) -> serde_json::Value {
+async fn decide(
+    client: &reqwest::Client,
+    url: &str,
+    namespace: &str,
+    label: &str,
+) -> serde_json::Value {
     let image = format!("registry.example.com/app/web@{}", digest(label));
-    let body = review("uid-1", "Pod", "CREATE", namespace, object_with_pod_spec("Pod", pod_spec(&[("app", &image)])), None);
+    let body = review(
+        "uid-1",
+        "Pod",
+        "CREATE",
+        namespace,
+        object_with_pod_spec("Pod", pod_spec(&[("app", &image)])),
+        None,
+    );
     let r = client
         .post(url)
         .header("Content-Type", "application/json")
@@ -176,8 +237,19 @@ async fn expect_decisions(client: &reqwest::Client, url: &str, ns: &str) {
 
 #[tokio::test]
 async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
-    let values = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/vulngate/ci/full-values.yaml");
-    let (webhook, client, url, ns) = serve(&["-f", values.to_str().unwrap()], &|s| panic!("Secret {s} not rendered")).await;
+    let values =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/vulngate/ci/full-values.yaml");
+    // No cluster here: pull secrets would need the Kubernetes API at start-up.
+    let (webhook, client, url, ns) = serve(
+        &[
+            "-f",
+            values.to_str().unwrap(),
+            "--set",
+            "config.resolution.useImagePullSecrets=false",
+        ],
+        &|s| panic!("Secret {s} not rendered"),
+    )
+    .await;
     expect_decisions(&client, &url, &ns).await;
     let (status, _) = webhook.ops_get("/readyz");
     assert_eq!(status, 200);
@@ -193,24 +265,97 @@ async fn the_binary_serves_a_cert_manager_shaped_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
     let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl (tests/setup.d/helm.sh installs it)");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (tests/setup.d/helm.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &d("ca.key")]);
-    openssl(&["req", "-x509", "-new", "-key", &d("ca.key"), "-subj", "/CN=vulngate-ca", "-days", "2", "-out", &d("ca.crt")]);
-    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &d("tls.key")]);
-    openssl(&["req", "-new", "-key", &d("tls.key"), "-subj", "/CN=vulngate.vulngate.svc", "-out", &d("tls.csr")]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &d("ca.key"),
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &d("ca.key"),
+        "-subj",
+        "/CN=vulngate-ca",
+        "-days",
+        "2",
+        "-out",
+        &d("ca.crt"),
+    ]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &d("tls.key"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &d("tls.key"),
+        "-subj",
+        "/CN=vulngate.vulngate.svc",
+        "-out",
+        &d("tls.csr"),
+    ]);
     std::fs::write(d("ext"), "subjectAltName=DNS:vulngate,DNS:vulngate.vulngate,DNS:vulngate.vulngate.svc,DNS:vulngate.vulngate.svc.cluster.local\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(&["x509", "-req", "-in", &d("tls.csr"), "-CA", &d("ca.crt"), "-CAkey", &d("ca.key"), "-CAcreateserial", "-days", "1", "-extfile", &d("ext"), "-out", &d("tls.crt")]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &d("tls.csr"),
+        "-CA",
+        &d("ca.crt"),
+        "-CAkey",
+        &d("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &d("ext"),
+        "-out",
+        &d("tls.crt"),
+    ]);
     let read = |f: &str| std::fs::read_to_string(d(f)).unwrap();
-    assert!(read("tls.key").contains("BEGIN EC PRIVATE KEY"), "SEC1 key, as cert-manager writes by default");
-    let secret = vec![("tls.crt".to_string(), read("tls.crt")), ("tls.key".to_string(), read("tls.key")), ("ca.crt".to_string(), read("ca.crt"))];
+    assert!(
+        read("tls.key").contains("BEGIN EC PRIVATE KEY"),
+        "SEC1 key, as cert-manager writes by default"
+    );
+    let secret = vec![
+        ("tls.crt".to_string(), read("tls.crt")),
+        ("tls.key".to_string(), read("tls.key")),
+        ("ca.crt".to_string(), read("ca.crt")),
+    ];
 
     // Default values; only the namespaces come from a file, as there is no cluster here.
     let (_webhook, client, url, ns) = serve(
-        &["--set", "config.namespacesFile=/etc/vulngate/namespaces/namespaces.yaml"],
+        &[
+            "--set",
+            "config.namespacesFile=/etc/vulngate/namespaces/namespaces.yaml",
+        ],
         &|name| {
-            assert_eq!(name, "vulngate-tls", "the Secret the chart's Certificate writes");
+            assert_eq!(
+                name, "vulngate-tls",
+                "the Secret the chart's Certificate writes"
+            );
             secret.clone()
         },
     )
