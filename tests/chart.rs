@@ -900,7 +900,9 @@ fn rbac_grants_exactly_what_the_options_need() {
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
     ];
-    let combos: [(&[&str], Vec<(&str, &str, &str)>); 4] = [
+    // (helm --set flags, the rules (group, resource, verb) they must grant)
+    type Combo<'a> = (&'a [&'a str], Vec<(&'a str, &'a str, &'a str)>);
+    let combos: [Combo; 4] = [
         (&[], namespaces.to_vec()),
         (
             &["--set", "config.resolution.useImagePullSecrets=true"],
