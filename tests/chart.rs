@@ -1391,7 +1391,7 @@ fn manifests_are_the_chart_rendered_with_default_values() {
         std::env::var("PATH").unwrap_or_default()
     );
     let out = Command::new("bash")
-        .arg(root().join("scripts/render-manifests.sh"))
+        .arg(root().join("manifests/render.sh"))
         .arg(dir.path())
         .env("PATH", path)
         .current_dir(root())
@@ -1406,7 +1406,7 @@ fn manifests_are_the_chart_rendered_with_default_values() {
     let committed = std::fs::read_to_string(root().join("manifests/vulngate.yaml")).unwrap();
     assert!(
         fresh == committed,
-        "manifests/vulngate.yaml is out of date with charts/vulngate: run scripts/render-manifests.sh"
+        "manifests/vulngate.yaml is out of date with charts/vulngate: run manifests/render.sh"
     );
 
     let docs = parse_docs(&committed);
@@ -1589,7 +1589,7 @@ fn readme_documents_every_value() {
     }
     assert!(
         fresh == readme,
-        "charts/vulngate/README.md is out of date with values.yaml: run scripts/chart-readme.sh"
+        "charts/vulngate/README.md is out of date with values.yaml: run charts/readme.sh"
     );
     for d in &documented {
         assert!(readme.contains(&format!("`{d}`")), "README lacks {d}");

@@ -239,7 +239,7 @@ async fn expect_decisions(client: &reqwest::Client, url: &str, ns: &str) {
 async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
     let values =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/vulngate/ci/full-values.yaml");
-    // No cluster here: pull secrets would need the Kubernetes API at start-up.
+    // imagePullSecrets are read through the Kubernetes API, which this test has none of.
     let (webhook, client, url, ns) = serve(
         &[
             "-f",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders charts/vulngate with its default values (cert-manager TLS) into
 # manifests/vulngate.yaml for `kubectl apply -f manifests/`.
-# Usage: scripts/render-manifests.sh [OUTPUT_DIR]   (default: manifests)
+# Usage: manifests/render.sh [OUTPUT_DIR]   (default: manifests)
 # tests/chart.rs fails when manifests/ differs from what this script writes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ helm="$(command -v helm || echo .tools/bin/helm)"
 mkdir -p "$out"
 {
   cat <<'HEAD'
-# vulngate, rendered from charts/vulngate with default values by scripts/render-manifests.sh.
+# vulngate, rendered from charts/vulngate with default values by manifests/render.sh.
 # Do not edit: change the chart and run the script again.
 # Needs cert-manager in the cluster (it issues the webhook's certificate and injects its CA).
 # Install:  kubectl apply -f manifests/vulngate.yaml
