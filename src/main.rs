@@ -33,6 +33,12 @@ enum Command {
         /// Where the embedded default and a generated certificate are written.
         #[arg(long, default_value = "vulngate-local")]
         state_dir: PathBuf,
+        /// Overrides `listen` of the config (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Overrides `opsListen` of the config.
+        #[arg(long)]
+        ops_listen: Option<std::net::SocketAddr>,
     },
     /// Decide one AdmissionReview (a file, or - for standard input) and print the response.
     Review {
@@ -78,7 +84,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Serve { config, state_dir } => serve(config, state_dir).await,
+        Command::Serve {
+            config,
+            state_dir,
+            listen,
+            ops_listen,
+        } => serve(config, state_dir, listen, ops_listen).await,
         Command::Review {
             config,
             state_dir,
@@ -134,9 +145,16 @@ fn read_input(file: &PathBuf) -> Result<Vec<u8>, String> {
     }
 }
 
-async fn serve(config_path: Option<PathBuf>, state_dir: PathBuf) -> Result<ExitCode, String> {
+async fn serve(
+    config_path: Option<PathBuf>,
+    state_dir: PathBuf,
+    listen: Option<std::net::SocketAddr>,
+    ops_listen: Option<std::net::SocketAddr>,
+) -> Result<ExitCode, String> {
     let embedded = config_path.is_none();
-    let config = app::load_config(config_path.as_deref(), &state_dir)?;
+    let mut config = app::load_config(config_path.as_deref(), &state_dir)?;
+    config.listen = listen.unwrap_or(config.listen);
+    config.ops_listen = ops_listen.unwrap_or(config.ops_listen);
     app::init_logging(&config.log, None);
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(app::build_engine(&config, Arc::clone(&metrics)).await?);
