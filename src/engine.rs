@@ -14,7 +14,7 @@ use crate::config::{Config, Mode, OnError, PolicyConfig, UnscannedRule};
 use crate::image::ImageRef;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceSource;
-use crate::policy::{judge, Limit, NamespacePolicy, Violation};
+use crate::policy::{judge, Limit, NamespacePolicy, PolicyCache, Violation};
 use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
 use crate::scan::cache::SummaryCache;
 use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter};
@@ -30,6 +30,7 @@ pub struct Engine {
     router: ScannerRouter,
     resolver: Option<Arc<dyn DigestResolver>>,
     cache: SummaryCache,
+    policies: PolicyCache,
     metrics: Arc<Metrics>,
 }
 
@@ -101,6 +102,7 @@ impl Engine {
             router: parts.router,
             resolver: parts.resolver,
             cache: SummaryCache::new(&config.cache, parts.metrics.clone()),
+            policies: PolicyCache::default(),
             metrics: parts.metrics,
         }
     }
@@ -241,9 +243,9 @@ impl Engine {
         deadline: TokioInstant,
     ) -> Verdict {
         let policy = match self.namespaces.annotations(namespace).await {
-            Ok(annotations) => {
-                NamespacePolicy::resolve(&self.policy, namespace, annotations.as_deref())
-            }
+            Ok(annotations) => self
+                .policies
+                .resolve(&self.policy, namespace, annotations.as_ref()),
             Err(e) => {
                 // Without the namespace's annotations its limits are unknown: a backend error.
                 let policy = NamespacePolicy::resolve(&self.policy, namespace, None);

@@ -1,8 +1,9 @@
 //! Pure policy: namespace annotations merged over the cluster defaults, and a scan
 //! summary judged against the resulting limits. No I/O here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use crate::config::{Mode, PolicyConfig, UnscannedRule};
 use crate::pattern::ImagePattern;
@@ -207,6 +208,62 @@ impl NamespacePolicy {
     }
 }
 
+/// Resolved policies by namespace, reused for as long as the namespace source hands
+/// out the same annotations `Arc` (a namespace update brings a new one), so a review
+/// does not re-parse annotations and re-clone the exemptions.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    by_namespace: RwLock<HashMap<String, CachedPolicy>>,
+}
+
+#[derive(Debug)]
+struct CachedPolicy {
+    annotations: Option<Arc<BTreeMap<String, String>>>,
+    policy: Arc<NamespacePolicy>,
+}
+
+/// More namespaces than this and the cache starts over (deleted namespaces leave entries).
+const MAX_CACHED_POLICIES: usize = 10_000;
+
+impl PolicyCache {
+    /// The policy of `namespace` with these annotations (`None`: no such namespace).
+    pub fn resolve(
+        &self,
+        config: &PolicyConfig,
+        namespace: &str,
+        annotations: Option<&Arc<BTreeMap<String, String>>>,
+    ) -> Arc<NamespacePolicy> {
+        let same = |cached: &CachedPolicy| match (&cached.annotations, annotations) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if let Ok(map) = self.by_namespace.read() {
+            if let Some(cached) = map.get(namespace).filter(|c| same(c)) {
+                return Arc::clone(&cached.policy);
+            }
+        }
+        let policy = Arc::new(NamespacePolicy::resolve(
+            config,
+            namespace,
+            annotations.map(|a| &**a),
+        ));
+        if let Ok(mut map) = self.by_namespace.write() {
+            if map.len() >= MAX_CACHED_POLICIES && !map.contains_key(namespace) {
+                map.clear();
+            }
+            map.insert(
+                namespace.to_string(),
+                CachedPolicy {
+                    annotations: annotations.cloned(),
+                    policy: Arc::clone(&policy),
+                },
+            );
+        }
+        policy
+    }
+}
+
 /// A count over its limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -303,6 +360,25 @@ mod tests {
             j.unenforceable[0].key,
             LimitKey::Severity(Severity::Critical)
         );
+    }
+
+    #[test]
+    fn policy_cache_follows_the_annotations_arc() {
+        let config = PolicyConfig::default();
+        let cache = PolicyCache::default();
+        let a = Arc::new(ann(&[("vulngate.io/max-high", "3")]));
+        let first = cache.resolve(&config, "shop", Some(&a));
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.resolve(&config, "shop", Some(&a))
+        ));
+        // An updated namespace is a new Arc: resolved again.
+        let b = Arc::new(ann(&[("vulngate.io/max-high", "5")]));
+        let second = cache.resolve(&config, "shop", Some(&b));
+        assert_eq!(second.limits[1].max, 5);
+        let gone = cache.resolve(&config, "shop", None);
+        assert_eq!(gone.limits[1].max, 0);
+        assert_eq!(*first, NamespacePolicy::resolve(&config, "shop", Some(&a)));
     }
 
     #[test]
