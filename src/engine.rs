@@ -11,7 +11,7 @@ use tokio::time::Instant as TokioInstant;
 
 use crate::admission::{self, BadReview, ContainerImage, PodSpecPath, Request, Verdict};
 use crate::config::{Config, Mode, OnError, PolicyConfig, UnscannedRule};
-use crate::image::ImageRef;
+use crate::image::{ImageRef, ParseCache};
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceSource;
 use crate::policy::{judge, Limit, NamespacePolicy, PolicyCache, Violation};
@@ -31,6 +31,7 @@ pub struct Engine {
     resolver: Option<Arc<dyn DigestResolver>>,
     cache: SummaryCache,
     policies: PolicyCache,
+    images: ParseCache,
     metrics: Arc<Metrics>,
 }
 
@@ -103,6 +104,7 @@ impl Engine {
             resolver: parts.resolver,
             cache: SummaryCache::new(&config.cache, parts.metrics.clone()),
             policies: PolicyCache::default(),
+            images: ParseCache::default(),
             metrics: parts.metrics,
         }
     }
@@ -405,7 +407,7 @@ impl Engine {
         policy: &NamespacePolicy,
         pull: &PullContext,
     ) -> Outcome {
-        let image = match ImageRef::parse(written) {
+        let image = match self.images.parse(written) {
             Ok(i) => i,
             Err(e) => {
                 return Outcome::Invalid {
