@@ -80,15 +80,17 @@ impl ImageRef {
 /// cluster's pods name the same images again and again.
 #[derive(Debug, Default)]
 pub struct ParseCache {
-    by_written: RwLock<HashMap<Box<str>, Result<Arc<ImageRef>, InvalidImage>>>,
+    by_written: RwLock<HashMap<Box<str>, Parsed>>,
 }
+
+type Parsed = Result<Arc<ImageRef>, InvalidImage>;
 
 /// More distinct references than this and the cache starts over.
 const MAX_CACHED_REFS: usize = 10_000;
 
 impl ParseCache {
     /// `ImageRef::parse`, remembered.
-    pub fn parse(&self, written: &str) -> Result<Arc<ImageRef>, InvalidImage> {
+    pub fn parse(&self, written: &str) -> Parsed {
         if let Ok(map) = self.by_written.read() {
             if let Some(parsed) = map.get(written) {
                 return parsed.clone();

@@ -294,8 +294,7 @@ pub async fn warm_up(target: &Target, bodies: &[(usize, Bytes)]) -> Result<Vec<(
     let mut sender = loop {
         match client::connect(target, Proto::Http1).await {
             Ok(s) => break s,
-            Err(e) if started.elapsed() < Duration::from_secs(20) => {
-                let _ = e;
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => return Err(e),
