@@ -11,11 +11,11 @@ use tokio::time::Instant as TokioInstant;
 
 use crate::admission::{self, BadReview, ContainerImage, PodSpecPath, Request, Verdict};
 use crate::config::{Config, ControllerPods, Mode, OnError, PolicyConfig, UnscannedRule};
-use crate::image::ImageRef;
+use crate::image::{ImageRef, ParseCache};
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceSource;
 use crate::policy::allowlist::{self, AllowEntry};
-use crate::policy::{judge, Limit, NamespacePolicy, Source, Violation};
+use crate::policy::{judge, Limit, NamespacePolicy, PolicyCache, Source, Violation};
 use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
 use crate::scan::cache::SummaryCache;
 use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter};
@@ -33,6 +33,8 @@ pub struct Engine {
     router: ScannerRouter,
     resolver: Option<Arc<dyn DigestResolver>>,
     cache: SummaryCache,
+    policies: PolicyCache,
+    images: ParseCache,
     metrics: Arc<Metrics>,
 }
 
@@ -111,6 +113,8 @@ impl Engine {
             router: parts.router,
             resolver: parts.resolver,
             cache: SummaryCache::new(&config.cache, parts.metrics.clone()),
+            policies: PolicyCache::default(),
+            images: ParseCache::default(),
             metrics: parts.metrics,
         }
     }
@@ -275,11 +279,11 @@ impl Engine {
                 ))
             });
         let policy = match lookup {
-            Ok(annotations) => NamespacePolicy::resolve(
+            Ok(annotations) => self.policies.resolve(
                 &self.policy,
                 &self.accepted,
                 namespace,
-                annotations.as_deref(),
+                annotations.as_ref(),
                 now,
             ),
             Err(e) => {
@@ -482,7 +486,7 @@ impl Engine {
         pull: &PullContext,
         now: time::OffsetDateTime,
     ) -> Outcome {
-        let image = match ImageRef::parse(written) {
+        let image = match self.images.parse(written) {
             Ok(i) => i,
             Err(e) => {
                 return Outcome::Invalid {

@@ -1,7 +1,9 @@
 //! Image references, normalized the way the container runtime reads them.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use oci_client::Reference;
 
@@ -73,6 +75,38 @@ impl ImageRef {
     }
 }
 
+/// Parsed references by their written form. Parsing runs the distribution
+/// grammar's large regular expression (the costliest step of a warm review), and a
+/// cluster's pods name the same images again and again.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    by_written: RwLock<HashMap<Box<str>, Parsed>>,
+}
+
+type Parsed = Result<Arc<ImageRef>, InvalidImage>;
+
+/// More distinct references than this and the cache starts over.
+const MAX_CACHED_REFS: usize = 10_000;
+
+impl ParseCache {
+    /// `ImageRef::parse`, remembered.
+    pub fn parse(&self, written: &str) -> Parsed {
+        if let Ok(map) = self.by_written.read() {
+            if let Some(parsed) = map.get(written) {
+                return parsed.clone();
+            }
+        }
+        let parsed = ImageRef::parse(written).map(Arc::new);
+        if let Ok(mut map) = self.by_written.write() {
+            if map.len() >= MAX_CACHED_REFS {
+                map.clear();
+            }
+            map.insert(written.into(), parsed.clone());
+        }
+        parsed
+    }
+}
+
 impl fmt::Display for ImageRef {
     /// The fully normalized form: `registry/repository[:tag][@digest]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -107,6 +141,17 @@ mod tests {
         assert_eq!(r.host(), "localhost");
         assert_eq!(r.repository, "app");
         assert_eq!(r.digest.as_deref(), Some(d.as_str()));
+    }
+
+    #[test]
+    fn parse_cache_answers_like_parse() {
+        let cache = ParseCache::default();
+        for written in ["nginx", "localhost:5000/app:1", "UPPER/case", "nginx"] {
+            assert_eq!(
+                cache.parse(written).map(|r| (*r).clone()),
+                ImageRef::parse(written)
+            );
+        }
     }
 
     #[test]

@@ -200,18 +200,7 @@ pub async fn serve(
     });
 
     let router = webhook_router(Arc::clone(&state), options.request_timeout);
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Duration::from_secs(30));
-    let builder = Arc::new(builder);
+    let builder = Arc::new(connection_builder());
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
 
@@ -276,8 +265,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// The HTTP/1.1 + HTTP/2 connection settings of the webhook port (also used by
+/// the benchmark's baseline server, so both serve with the same stack).
+pub fn connection_builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30));
+    builder
+}
+
 /// One TLS connection: handshake (bounded), then HTTP/1.1 or HTTP/2 by ALPN.
-async fn serve_connection(
+pub async fn serve_connection(
     acceptor: TlsAcceptor,
     builder: Arc<Builder<TokioExecutor>>,
     router: Router,

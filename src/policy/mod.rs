@@ -4,8 +4,9 @@
 pub mod allowlist;
 pub mod counting;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339;
@@ -315,6 +316,74 @@ impl NamespacePolicy {
     }
 }
 
+/// Resolved policies by namespace, reused while the namespace's annotations are
+/// the same `Arc` (the namespace sources hand out a new one on every change), so
+/// the hot path does not parse annotations per review.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    by_namespace: RwLock<HashMap<String, CachedPolicy>>,
+}
+
+#[derive(Debug)]
+struct CachedPolicy {
+    annotations: Option<Arc<BTreeMap<String, String>>>,
+    policy: Arc<NamespacePolicy>,
+}
+
+/// More namespaces than this and the cache starts over (deleted namespaces leave entries).
+const MAX_CACHED_POLICIES: usize = 10_000;
+
+impl PolicyCache {
+    /// The policy of `namespace` with these annotations (`None`: no such namespace).
+    /// A policy with an active break-glass is resolved again once it has expired.
+    pub fn resolve(
+        &self,
+        config: &PolicyConfig,
+        accepted: &[AllowEntry],
+        namespace: &str,
+        annotations: Option<&Arc<BTreeMap<String, String>>>,
+        now: OffsetDateTime,
+    ) -> Arc<NamespacePolicy> {
+        let fresh = |cached: &CachedPolicy| {
+            let same = match (&cached.annotations, annotations) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            same && cached
+                .policy
+                .break_glass_until
+                .as_ref()
+                .is_none_or(|(until, _)| *until > now)
+        };
+        if let Ok(map) = self.by_namespace.read() {
+            if let Some(cached) = map.get(namespace).filter(|c| fresh(c)) {
+                return Arc::clone(&cached.policy);
+            }
+        }
+        let policy = Arc::new(NamespacePolicy::resolve(
+            config,
+            accepted,
+            namespace,
+            annotations.map(|a| &**a),
+            now,
+        ));
+        if let Ok(mut map) = self.by_namespace.write() {
+            if map.len() >= MAX_CACHED_POLICIES && !map.contains_key(namespace) {
+                map.clear();
+            }
+            map.insert(
+                namespace.to_string(),
+                CachedPolicy {
+                    annotations: annotations.cloned(),
+                    policy: Arc::clone(&policy),
+                },
+            );
+        }
+        policy
+    }
+}
+
 /// A count over its limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -419,6 +488,37 @@ mod tests {
             j.unenforceable[0].key,
             LimitKey::Severity(Severity::Critical)
         );
+    }
+
+    #[test]
+    fn policy_cache_reuses_until_annotations_change_or_break_glass_expires() {
+        let config = PolicyConfig::default();
+        let cache = PolicyCache::default();
+        let now = OffsetDateTime::now_utc();
+        let a = Arc::new(ann(&[("vulngate.io/max-high", "3")]));
+        let first = cache.resolve(&config, &[], "shop", Some(&a), now);
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.resolve(&config, &[], "shop", Some(&a), now)
+        ));
+        // An updated namespace is a new Arc: resolved again.
+        let b = Arc::new(ann(&[("vulngate.io/max-high", "5")]));
+        let second = cache.resolve(&config, &[], "shop", Some(&b), now);
+        assert_eq!(second.limits[1].max, 5);
+        let gone = cache.resolve(&config, &[], "shop", None, now);
+        assert_eq!(gone.limits[1].max, 0);
+        // A break-glass stops applying when its time has passed, without any change.
+        let until = (now + time::Duration::minutes(5)).format(&Rfc3339).unwrap();
+        let c = Arc::new(ann(&[("vulngate.io/break-glass-until", until.as_str())]));
+        assert!(cache
+            .resolve(&config, &[], "shop", Some(&c), now)
+            .break_glass_until
+            .is_some());
+        let later = now + time::Duration::minutes(6);
+        assert!(cache
+            .resolve(&config, &[], "shop", Some(&c), later)
+            .break_glass_until
+            .is_none());
     }
 
     #[test]

@@ -1,0 +1,449 @@
+//! The admission benchmark, shared by the bench target and its smoke test.
+
+pub mod baseline;
+pub mod client;
+pub mod cold;
+pub mod memory;
+pub mod setup;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use client::{LoadResult, Proto};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Connection counts and pod sizes of the matrix.
+pub const CONNECTIONS: [usize; 3] = [1, 16, 64];
+pub const CONTAINERS: [usize; 3] = [1, 5, 20];
+pub const PROTOCOLS: [Proto; 2] = [Proto::Http1, Proto::Http2];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub smoke: bool,
+    /// Load before each measurement, discarded.
+    pub warmup: Duration,
+    /// Measured load of one cell (one server, protocol, connection count, pod size).
+    pub measure: Duration,
+    /// Concurrent reviews of the cold path.
+    pub cold_reviews: usize,
+    pub scanner_latency: Duration,
+    /// Distinct digests cached for the memory figure (also the cache's maxEntries).
+    pub memory_digests: usize,
+    /// Where the JSON report is written.
+    pub out: PathBuf,
+    /// The `vulngate` binary to start.
+    pub vulngate_bin: PathBuf,
+    /// Only matrix cells whose `protocol/connections/containers` contains this
+    /// (`VULNGATE_BENCH_FILTER`, for profiling one cell).
+    pub filter: Option<String>,
+    /// Skip the cold path and memory runs (`VULNGATE_BENCH_MATRIX_ONLY=1`).
+    pub matrix_only: bool,
+}
+
+impl Options {
+    pub fn full() -> Options {
+        let secs = |name: &str, default: f64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(Duration::from_secs_f64(default), Duration::from_secs_f64)
+        };
+        Options {
+            smoke: false,
+            warmup: secs("VULNGATE_BENCH_WARMUP_SECS", 1.0),
+            measure: secs("VULNGATE_BENCH_SECS", 3.0),
+            cold_reviews: 1000,
+            scanner_latency: Duration::from_millis(50),
+            memory_digests: 100_000,
+            out: out_path("admission.json"),
+            vulngate_bin: PathBuf::from(env!("CARGO_BIN_EXE_vulngate")),
+            filter: std::env::var("VULNGATE_BENCH_FILTER").ok(),
+            matrix_only: std::env::var("VULNGATE_BENCH_MATRIX_ONLY").is_ok_and(|v| v == "1"),
+        }
+    }
+
+    pub fn smoke() -> Options {
+        Options {
+            smoke: true,
+            warmup: Duration::from_millis(50),
+            measure: Duration::from_millis(150),
+            cold_reviews: 1000,
+            scanner_latency: Duration::from_millis(50),
+            memory_digests: 2_000,
+            out: out_path("admission-smoke.json"),
+            filter: None,
+            matrix_only: false,
+            ..Options::full()
+        }
+    }
+}
+
+/// `VULNGATE_BENCH_OUT`, else `<target dir>/bench/<name>` (the target dir found from
+/// this executable's path: `<target>/<profile>/deps/<exe>`).
+fn out_path(name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os("VULNGATE_BENCH_OUT") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("bench").join(name)
+}
+
+/// One cell of the matrix, both servers.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub proto: Proto,
+    pub connections: usize,
+    pub containers: usize,
+    pub body_bytes: usize,
+    pub baseline: LoadResult,
+    pub vulngate: LoadResult,
+}
+
+impl Row {
+    pub fn ratio(&self) -> f64 {
+        if self.baseline.rps() > 0.0 {
+            self.vulngate.rps() / self.baseline.rps()
+        } else {
+            0.0
+        }
+    }
+}
+
+pub struct Report {
+    pub json: Value,
+    pub rows: Vec<Row>,
+    pub cold: cold::ColdResult,
+    pub memory: memory::MemoryResult,
+    pub vulngate_rss_kib: u64,
+}
+
+/// Runs everything and writes the JSON report.
+pub fn run(options: &Options) -> Result<Report> {
+    let workdir = tempfile::tempdir()?;
+    let files = setup::write_files(workdir.path(), options)?;
+
+    // The load generator's runtime; each server has runtimes of its own (vulngate
+    // its process, the baseline a dedicated 2-thread runtime in this process).
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("load-client")
+        .enable_all()
+        .build()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("baseline")
+        .enable_all()
+        .build()?;
+
+    let mut vulngate = setup::start_vulngate(&options.vulngate_bin, &files.config, workdir.path())?;
+    let vulngate_target = client::Target::new(vulngate.webhook, &files.ca_pem)?;
+    eprintln!(
+        "vulngate pid {} on {}",
+        vulngate.child.id(),
+        vulngate.webhook
+    );
+
+    // vulngate's real answers, which the baseline then returns as fixed bytes.
+    let responses = client_rt.block_on(setup::warm_up(&vulngate_target, &files.bodies))?;
+    let baseline = server_rt.block_on(baseline::start(&files.cert, &files.key, responses))?;
+    let baseline_target = client::Target::new(baseline.addr, &files.ca_pem)?;
+
+    let mut rows = Vec::new();
+    for proto in PROTOCOLS {
+        for connections in CONNECTIONS {
+            for (containers, body) in &files.bodies {
+                let cell = format!("{}/{connections}/{containers}", proto.as_str());
+                if options
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| !cell.contains(f.as_str()))
+                {
+                    continue;
+                }
+                let load = |target: &client::Target| {
+                    client_rt.block_on(client::run_load(
+                        target,
+                        proto,
+                        connections,
+                        body.clone(),
+                        options.warmup,
+                        options.measure,
+                    ))
+                };
+                let baseline_result = load(&baseline_target)?;
+                let vulngate_result = load(&vulngate_target)?;
+                let row = Row {
+                    proto,
+                    connections,
+                    containers: *containers,
+                    body_bytes: body.len(),
+                    baseline: baseline_result,
+                    vulngate: vulngate_result,
+                };
+                eprintln!("{}", row_line(&row));
+                rows.push(row);
+            }
+        }
+    }
+    let vulngate_rss_kib = setup::rss_kib(vulngate.child.id()).unwrap_or(0);
+    vulngate.stop();
+    server_rt.block_on(baseline.stop());
+    drop(server_rt);
+
+    if options.matrix_only {
+        return Err("VULNGATE_BENCH_MATRIX_ONLY: the cold path and memory runs were skipped, no report written".into());
+    }
+    let cold = client_rt.block_on(cold::run(
+        &files,
+        options.cold_reviews,
+        options.scanner_latency,
+    ))?;
+    eprintln!(
+        "cold path: {} reviews, {} scanner call(s), p99 {:.2} ms",
+        cold.reviews, cold.scanner_calls, cold.p99_ms
+    );
+    let memory = client_rt.block_on(memory::run(options, workdir.path(), &files))?;
+    eprintln!(
+        "memory: {} digests cached: RSS {:.1} MiB; churned: {:.1} MiB, {} entries",
+        memory.digests,
+        kib_to_mib(memory.rss_filled_kib),
+        kib_to_mib(memory.rss_churned_kib),
+        memory.entries_after_churn
+    );
+    drop(client_rt);
+
+    let report = Report {
+        json: Value::Null,
+        rows,
+        cold,
+        memory,
+        vulngate_rss_kib,
+    };
+    let json = report.to_json(options);
+    if let Some(dir) = options.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&options.out, serde_json::to_vec_pretty(&json)?)?;
+    Ok(Report { json, ..report })
+}
+
+pub fn kib_to_mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn row_line(row: &Row) -> String {
+    format!(
+        "{:<6} {:>4} conn {:>3} ctr | baseline {:>8.0} req/s p50 {:>6.3} p99 {:>6.3} p99.9 {:>6.3} ms | vulngate {:>8.0} req/s p50 {:>6.3} p99 {:>6.3} p99.9 {:>6.3} ms | ratio {:>5.1}%",
+        row.proto.as_str(),
+        row.connections,
+        row.containers,
+        row.baseline.rps(),
+        row.baseline.quantile_ms(0.5),
+        row.baseline.quantile_ms(0.99),
+        row.baseline.quantile_ms(0.999),
+        row.vulngate.rps(),
+        row.vulngate.quantile_ms(0.5),
+        row.vulngate.quantile_ms(0.99),
+        row.vulngate.quantile_ms(0.999),
+        row.ratio() * 100.0
+    )
+}
+
+fn load_json(r: &LoadResult) -> Value {
+    json!({
+        "requests": r.requests,
+        "errors": r.errors,
+        "seconds": r.elapsed.as_secs_f64(),
+        "rps": round(r.rps(), 1),
+        "p50_ms": round(r.quantile_ms(0.5), 3),
+        "p99_ms": round(r.quantile_ms(0.99), 3),
+        "p999_ms": round(r.quantile_ms(0.999), 3),
+        "max_ms": round(r.quantile_ms(1.0), 3),
+    })
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+impl Report {
+    /// The headline row: warm cache, HTTP/1.1 keep-alive, 5 containers, 16 connections.
+    pub fn headline(&self) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.proto == Proto::Http1 && r.connections == 16 && r.containers == 5)
+    }
+
+    fn targets(&self, options: &Options) -> Vec<Value> {
+        let mut out = Vec::new();
+        if let Some(h) = self.headline() {
+            out.push(json!({
+                "name": "warm h1 16 conn 5 ctr: vulngate req/s >= 60% of baseline",
+                "value": round(h.ratio(), 3), "limit": 0.6, "met": h.ratio() >= 0.6,
+            }));
+            let p99 = h.vulngate.quantile_ms(0.99);
+            out.push(json!({
+                "name": "warm h1 16 conn 5 ctr: vulngate p99 < 2 ms",
+                "value": round(p99, 3), "limit": 2.0, "met": p99 < 2.0,
+            }));
+        }
+        out.push(json!({
+            "name": "cold path: exactly one scanner call",
+            "value": self.cold.scanner_calls, "limit": 1, "met": self.cold.scanner_calls == 1,
+        }));
+        let cold_limit = options.scanner_latency.as_secs_f64() * 1000.0 + 5.0;
+        out.push(json!({
+            "name": "cold path: p99 <= scanner latency + 5 ms",
+            "value": round(self.cold.p99_ms, 3), "limit": cold_limit,
+            "met": self.cold.p99_ms <= cold_limit,
+        }));
+        let rss = kib_to_mib(self.memory.rss_filled_kib);
+        out.push(json!({
+            "name": format!("RSS < 128 MiB with {} cached digests", self.memory.digests),
+            "value": round(rss, 1), "limit": 128.0, "met": rss < 128.0,
+        }));
+        out
+    }
+
+    fn to_json(&self, options: &Options) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "protocol": r.proto.as_str(),
+                    "connections": r.connections,
+                    "containers": r.containers,
+                    "body_bytes": r.body_bytes,
+                    "baseline": load_json(&r.baseline),
+                    "vulngate": load_json(&r.vulngate),
+                    "ratio_rps": round(r.ratio(), 3),
+                })
+            })
+            .collect();
+        json!({
+            "benchmark": "admission",
+            "mode": if options.smoke { "smoke" } else { "full" },
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "warmup_seconds": options.warmup.as_secs_f64(),
+            "measure_seconds": options.measure.as_secs_f64(),
+            "rows": rows,
+            "vulngate_rss_mib": round(kib_to_mib(self.vulngate_rss_kib), 1),
+            "cold": {
+                "reviews": self.cold.reviews,
+                "connections": self.cold.connections,
+                "scanner_latency_ms": options.scanner_latency.as_secs_f64() * 1000.0,
+                "scanner_calls": self.cold.scanner_calls,
+                "errors": self.cold.errors,
+                "p50_ms": round(self.cold.p50_ms, 3),
+                "p99_ms": round(self.cold.p99_ms, 3),
+                "max_ms": round(self.cold.max_ms, 3),
+            },
+            "memory": {
+                "digests": self.memory.digests,
+                "max_entries": self.memory.max_entries,
+                "rss_start_mib": round(kib_to_mib(self.memory.rss_start_kib), 1),
+                "rss_filled_mib": round(kib_to_mib(self.memory.rss_filled_kib), 1),
+                "rss_churned_mib": round(kib_to_mib(self.memory.rss_churned_kib), 1),
+                "rss_peak_mib": round(kib_to_mib(self.memory.rss_peak_kib), 1),
+                "entries_after_churn": self.memory.entries_after_churn,
+                "churn_digests": self.memory.churn_digests,
+            },
+            "targets": self.targets(options),
+        })
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<6} {:>5} {:>4} | {:>9} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} | {:>6}",
+            "proto",
+            "conns",
+            "ctrs",
+            "base r/s",
+            "p50 ms",
+            "p99",
+            "p99.9",
+            "vg r/s",
+            "p50 ms",
+            "p99",
+            "p99.9",
+            "ratio"
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "{:<6} {:>5} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} | {:>5.1}%",
+                r.proto.as_str(),
+                r.connections,
+                r.containers,
+                r.baseline.rps(),
+                r.baseline.quantile_ms(0.5),
+                r.baseline.quantile_ms(0.99),
+                r.baseline.quantile_ms(0.999),
+                r.vulngate.rps(),
+                r.vulngate.quantile_ms(0.5),
+                r.vulngate.quantile_ms(0.99),
+                r.vulngate.quantile_ms(0.999),
+                r.ratio() * 100.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            "vulngate RSS after the matrix: {:.1} MiB",
+            kib_to_mib(self.vulngate_rss_kib)
+        );
+        let _ = writeln!(
+            s,
+            "cold path: {} concurrent reviews of one uncached digest over {} h2 connections: {} scanner call(s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors",
+            self.cold.reviews,
+            self.cold.connections,
+            self.cold.scanner_calls,
+            self.cold.p50_ms,
+            self.cold.p99_ms,
+            self.cold.max_ms,
+            self.cold.errors
+        );
+        let m = &self.memory;
+        let _ = writeln!(
+            s,
+            "memory (maxEntries {}): RSS at start {:.1} MiB, {} digests cached {:.1} MiB, after {} more (churn) {:.1} MiB with {} entries, peak {:.1} MiB",
+            m.max_entries,
+            kib_to_mib(m.rss_start_kib),
+            m.digests,
+            kib_to_mib(m.rss_filled_kib),
+            m.churn_digests,
+            kib_to_mib(m.rss_churned_kib),
+            m.entries_after_churn,
+            kib_to_mib(m.rss_peak_kib)
+        );
+        if let Some(targets) = self.json.get("targets").and_then(Value::as_array) {
+            for t in targets {
+                let _ = writeln!(
+                    s,
+                    "target {}: {} (value {}, limit {})",
+                    t["name"].as_str().unwrap_or(""),
+                    if t["met"].as_bool() == Some(true) {
+                        "met"
+                    } else {
+                        "NOT met"
+                    },
+                    t["value"],
+                    t["limit"]
+                );
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,67 @@
+//! Runs the admission benchmark in its smoke mode (a few seconds of every
+//! measurement) and checks the report's shape. Timings are never asserted.
+
+#[path = "../benches/admission/bench/mod.rs"]
+#[allow(dead_code)]
+mod bench;
+
+use serde_json::Value;
+
+#[test]
+fn admission_benchmark_smoke_writes_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("admission-smoke.json");
+    let options = bench::Options {
+        out: out.clone(),
+        ..bench::Options::smoke()
+    };
+    let report = bench::run(&options).expect("the smoke benchmark runs");
+    assert!(!report.table().is_empty());
+
+    let json: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(json["mode"], "smoke");
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(
+        rows.len(),
+        bench::PROTOCOLS.len() * bench::CONNECTIONS.len() * bench::CONTAINERS.len()
+    );
+    for proto in ["http1", "h2"] {
+        for conns in bench::CONNECTIONS {
+            for containers in bench::CONTAINERS {
+                let row = rows
+                    .iter()
+                    .find(|r| {
+                        r["protocol"] == proto
+                            && r["connections"] == conns
+                            && r["containers"] == containers
+                    })
+                    .unwrap_or_else(|| panic!("row {proto} {conns} {containers} missing"));
+                for server in ["baseline", "vulngate"] {
+                    let s = &row[server];
+                    for field in ["rps", "p50_ms", "p99_ms", "p999_ms"] {
+                        assert!(s[field].is_number(), "{server}.{field} in {row}");
+                    }
+                    assert!(
+                        s["requests"].as_u64().unwrap() > 0,
+                        "{server} served nothing: {row}"
+                    );
+                    assert_eq!(s["errors"], 0, "{server} errors: {row}");
+                }
+                assert!(row["ratio_rps"].is_number());
+            }
+        }
+    }
+    assert!(json["vulngate_rss_mib"].as_f64().unwrap() > 0.0);
+    let cold = &json["cold"];
+    assert_eq!(cold["reviews"], 1000);
+    // Concurrent misses of one digest make one scanner call: behaviour, not timing.
+    assert_eq!(cold["scanner_calls"], 1);
+    assert_eq!(cold["errors"], 0);
+    assert!(cold["p99_ms"].is_number());
+    let memory = &json["memory"];
+    assert!(memory["rss_filled_mib"].as_f64().unwrap() > 0.0);
+    assert!(
+        memory["entries_after_churn"].as_u64().unwrap() <= memory["max_entries"].as_u64().unwrap()
+    );
+    assert!(!json["targets"].as_array().unwrap().is_empty());
+}
