@@ -240,7 +240,16 @@ impl Engine {
         pull: &PullContext,
         deadline: TokioInstant,
     ) -> Verdict {
-        let policy = match self.namespaces.annotations(namespace).await {
+        // The lookup is under the review's deadline too: a namespace source that
+        // hangs (a cache that asks the apiserver on a miss) must not hold the review.
+        let looked_up = tokio::time::timeout_at(deadline, self.namespaces.annotations(namespace))
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::namespaces::NamespaceError(
+                    "no answer within the review deadline".into(),
+                ))
+            });
+        let policy = match looked_up {
             Ok(annotations) => {
                 NamespacePolicy::resolve(&self.policy, namespace, annotations.as_deref())
             }
