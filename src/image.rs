@@ -18,7 +18,10 @@ pub struct ImageRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid image reference {reference:?}: {reason}")]
+#[error(
+    "invalid image reference {:?}: {reason}",
+    crate::admission::clip(reference, crate::admission::MAX_QUOTED)
+)]
 pub struct InvalidImage {
     pub reference: String,
     pub reason: String,

@@ -12,6 +12,9 @@ pub const ANNOTATION_PREFIX: &str = "vulngate.io/";
 pub const MODE_ANNOTATION: &str = "vulngate.io/mode";
 pub const UNSCANNED_ANNOTATION: &str = "vulngate.io/unscanned";
 pub const EXEMPT_IMAGES_ANNOTATION: &str = "vulngate.io/exempt-images";
+/// Most exemption patterns read from one namespace annotation: each image of every
+/// review in the namespace is matched against all of them.
+pub const MAX_EXEMPT_PATTERNS: usize = 64;
 
 /// What a limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -143,7 +146,8 @@ impl NamespacePolicy {
                     Ok(max) => Some(max),
                     Err(_) => {
                         policy.problems.push(format!(
-                            "annotation {name}={raw:?} on namespace {namespace} is not a non-negative integer; the cluster default applies"
+                            "annotation {name}={:?} on namespace {namespace} is not a non-negative integer; the cluster default applies",
+                            crate::admission::clip(raw, crate::admission::MAX_QUOTED)
                         ));
                         None
                     }
@@ -170,7 +174,8 @@ impl NamespacePolicy {
                 "warn" => policy.mode = Mode::Warn,
                 "off" => policy.mode = Mode::Off,
                 _ => policy.problems.push(format!(
-                    "annotation {MODE_ANNOTATION}={raw:?} on namespace {namespace} is not one of enforce, warn, off; the cluster default applies"
+                    "annotation {MODE_ANNOTATION}={:?} on namespace {namespace} is not one of enforce, warn, off; the cluster default applies",
+                    crate::admission::clip(raw, crate::admission::MAX_QUOTED)
                 )),
             }
         }
@@ -185,12 +190,24 @@ impl NamespacePolicy {
                     policy.unscanned_source = source(UNSCANNED_ANNOTATION);
                 }
                 _ => policy.problems.push(format!(
-                    "annotation {UNSCANNED_ANNOTATION}={raw:?} on namespace {namespace} is not one of deny, warn, allow; the cluster default applies"
+                    "annotation {UNSCANNED_ANNOTATION}={:?} on namespace {namespace} is not one of deny, warn, allow; the cluster default applies",
+                    crate::admission::clip(raw, crate::admission::MAX_QUOTED)
                 )),
             }
         }
         if let Some(raw) = annotations.get(EXEMPT_IMAGES_ANNOTATION) {
-            for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let parts: Vec<&str> = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
+            if parts.len() > MAX_EXEMPT_PATTERNS {
+                policy.problems.push(format!(
+                    "annotation {EXEMPT_IMAGES_ANNOTATION} on namespace {namespace} has {} patterns; only the first {MAX_EXEMPT_PATTERNS} are used",
+                    parts.len()
+                ));
+            }
+            for part in parts.into_iter().take(MAX_EXEMPT_PATTERNS) {
                 match ImagePattern::parse(part) {
                     Ok(p) => policy.exempt_images.push(p),
                     Err(e) => policy.problems.push(format!(
@@ -290,6 +307,33 @@ mod tests {
         assert_eq!(p.mode, Mode::Enforce);
         let j = judge(&p, &summary(Some(1), 0));
         assert_eq!(j.violations[0].limit.source, Source::ClusterDefault);
+    }
+
+    #[test]
+    fn exemption_lists_and_echoed_values_are_bounded() {
+        let config = PolicyConfig::default();
+        let many = (0..200)
+            .map(|i| format!("registry.example.com/team-{i}/*"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let huge = "9".repeat(100_000);
+        let a = ann(&[
+            ("vulngate.io/exempt-images", many.as_str()),
+            ("vulngate.io/max-high", huge.as_str()),
+        ]);
+        let p = NamespacePolicy::resolve(&config, "shop", Some(&a));
+        assert_eq!(p.exempt_images.len(), MAX_EXEMPT_PATTERNS);
+        assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+        assert!(p.problems.iter().all(|m| m.len() < 1024));
+        // The overflowing number is a bad value: the default limit stays.
+        assert_eq!(
+            p.limits
+                .iter()
+                .find(|l| l.key == LimitKey::Severity(Severity::High))
+                .unwrap()
+                .max,
+            0
+        );
     }
 
     #[test]
