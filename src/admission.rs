@@ -9,6 +9,23 @@ use serde_json::value::RawValue;
 pub const V1: &str = "admission.k8s.io/v1";
 pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
 
+/// Longest piece of request data quoted back in a message or a log line.
+pub const MAX_QUOTED: usize = 256;
+
+/// `s` cut to at most `max` bytes (on a character boundary), saying how long it was.
+/// Request data quoted in answers and logs goes through here, so a 7 MiB value
+/// never becomes a 7 MiB message or log line.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}... ({} bytes)", &s[..end], s.len()))
+}
+
 /// An undecodable review: answered with HTTP 400, since it has no uid to answer.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -91,7 +108,8 @@ pub fn decode(body: &[u8]) -> Result<Request, BadReview> {
         Some(v @ (V1 | V1BETA1)) => v.to_string(),
         Some(other) => {
             return Err(BadReview(format!(
-                "unsupported apiVersion {other:?}: expected {V1} or {V1BETA1}"
+                "unsupported apiVersion {:?}: expected {V1} or {V1BETA1}",
+                clip(other, MAX_QUOTED)
             )))
         }
         None => return Err(BadReview("AdmissionReview has no apiVersion".into())),
@@ -99,7 +117,8 @@ pub fn decode(body: &[u8]) -> Result<Request, BadReview> {
     if let Some(kind) = review.kind.as_deref() {
         if kind != "AdmissionReview" {
             return Err(BadReview(format!(
-                "unexpected kind {kind:?}: expected AdmissionReview"
+                "unexpected kind {:?}: expected AdmissionReview",
+                clip(kind, MAX_QUOTED)
             )));
         }
     }
@@ -394,6 +413,21 @@ mod tests {
         assert!(decode(br#"{"apiVersion":"admission.k8s.io/v1"}"#).is_err());
         let r = decode(br#"{"apiVersion":"admission.k8s.io/v1","request":{"uid":"x","object":{"spec":{"containers":5}}}}"#).unwrap();
         assert!(r.object.is_err());
+    }
+
+    #[test]
+    fn echoed_envelope_values_are_clipped() {
+        let huge = "v".repeat(1 << 20);
+        let body = format!(r#"{{"apiVersion":"{huge}","request":{{"uid":"x"}}}}"#);
+        let e = decode(body.as_bytes()).unwrap_err().to_string();
+        assert!(e.len() < 1024, "{} bytes", e.len());
+        assert!(e.contains("1048576 bytes"), "{e}");
+        let body = format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"{huge}","request":{{"uid":"x"}}}}"#
+        );
+        assert!(decode(body.as_bytes()).unwrap_err().to_string().len() < 1024);
+        assert_eq!(clip("héllo", 2), "h... (6 bytes)");
+        assert_eq!(clip("short", 10), "short");
     }
 
     #[test]

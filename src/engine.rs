@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tokio::time::Instant as TokioInstant;
 
-use crate::admission::{self, BadReview, ContainerImage, PodSpecPath, Request, Verdict};
+use crate::admission::{
+    self, clip, BadReview, ContainerImage, PodSpecPath, Request, Verdict, MAX_QUOTED,
+};
 use crate::config::{Config, ControllerPods, Mode, OnError, PolicyConfig, UnscannedRule};
 use crate::image::{ImageRef, ParseCache};
 use crate::metrics::Metrics;
@@ -20,8 +22,10 @@ use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
 use crate::scan::cache::SummaryCache;
 use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter};
 
-/// Longest list of offending images spelled out in one message.
+/// Longest list of offending images spelled out in one message (and of warnings).
 const MAX_LISTED: usize = 20;
+/// Longest single line of a message or warning.
+const MAX_LINE: usize = 2048;
 
 pub struct Engine {
     policy: PolicyConfig,
@@ -334,12 +338,13 @@ impl Engine {
             let line = format!(
                 "{} {:?} (image {:?}{}): {text}",
                 container.kind.describe(),
-                container.name,
-                container.image,
+                clip(&container.name, MAX_QUOTED),
+                clip(&container.image, MAX_QUOTED),
                 digest_of(outcome)
-                    .map(|d| format!(", {d}"))
+                    .map(|d| format!(", {}", clip(d, MAX_QUOTED)))
                     .unwrap_or_default()
             );
+            let line = clip(&line, MAX_LINE).into_owned();
             match effect {
                 Effect::Deny => denials.push(line),
                 Effect::Warn | Effect::Allow => warnings.push(line),
@@ -376,6 +381,7 @@ impl Engine {
                 warnings.push(format!("{relief}: {denial}"));
             }
         }
+        bound_warnings(&mut warnings);
         audit.insert("decision".to_string(), decision.to_string());
         if denials.is_empty() {
             if !warnings.is_empty() && policy.mode == Mode::Warn {
@@ -793,6 +799,22 @@ fn unscanned_source(policy: &NamespacePolicy) -> String {
     }
 }
 
+/// At most [`MAX_LISTED`] warnings, each at most [`MAX_LINE`] bytes, the last one
+/// saying how many were left out: a pod of 10,000 containers in warn mode must not
+/// become an answer of 10,000 warnings.
+fn bound_warnings(warnings: &mut Vec<String>) {
+    for w in warnings.iter_mut() {
+        if w.len() > MAX_LINE {
+            *w = clip(w, MAX_LINE).into_owned();
+        }
+    }
+    if warnings.len() > MAX_LISTED {
+        let more = warnings.len() - MAX_LISTED;
+        warnings.truncate(MAX_LISTED);
+        warnings.push(format!("and {more} more warnings"));
+    }
+}
+
 fn allow_unjudged(reason: String) -> Verdict {
     Verdict {
         allowed: true,
@@ -820,5 +842,77 @@ fn result_label(verdict: &Verdict) -> &'static str {
         (false, _) => "denied",
         (true, true) => "allowed",
         (true, false) => "warned",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HostPattern;
+    use crate::namespaces::file::FileNamespaces;
+    use crate::scan::file::FileScanner;
+    use crate::scan::Route;
+
+    fn engine() -> Engine {
+        let config = Config::from_yaml(
+            "registries: [{match: \"*\", scanner: {file: {path: scans}}}]\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let namespaces = FileNamespaces::parse(
+            "kind: Namespace\nmetadata: {name: relaxed, annotations: {vulngate.io/mode: warn}}\n",
+        )
+        .unwrap();
+        Engine::new(
+            &config,
+            EngineParts {
+                namespaces: Arc::new(namespaces),
+                router: ScannerRouter::from_routes(vec![Route {
+                    index: 0,
+                    pattern: HostPattern("*".into()),
+                    scanner: Arc::new(FileScanner::default()),
+                }]),
+                resolver: None,
+                metrics: Arc::new(Metrics::new()),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn many_unscanned_images_give_bounded_denials_and_warnings() {
+        let images: Vec<String> = (0..1000)
+            .map(|i| format!("registry.example.com/app-{i}:1"))
+            .collect();
+        let engine = engine();
+        let denied = engine.check_images("default", &images).await;
+        assert!(!denied.allowed);
+        let message = denied.message.unwrap();
+        assert!(message.ends_with("and 980 more"), "{message}");
+        assert!(message.len() < 16 * 1024);
+
+        let warned = engine.check_images("relaxed", &images).await;
+        assert!(warned.allowed);
+        assert_eq!(warned.warnings.len(), MAX_LISTED + 1);
+        assert_eq!(warned.warnings[MAX_LISTED], "and 980 more warnings");
+    }
+
+    #[tokio::test]
+    async fn huge_image_names_are_clipped_in_messages() {
+        let images = vec![
+            format!("registry.example.com/{}:1", "a".repeat(100_000)),
+            format!("UPPER/{}", "B".repeat(100_000)),
+        ];
+        let verdict = engine().check_images("default", &images).await;
+        assert!(!verdict.allowed);
+        let message = verdict.message.unwrap();
+        assert!(
+            message.len() < 2 * MAX_LINE + 200,
+            "{} bytes",
+            message.len()
+        );
+        assert!(
+            message.contains("bytes)"),
+            "says how long the clipped value was"
+        );
     }
 }

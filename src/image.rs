@@ -20,7 +20,10 @@ pub struct ImageRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid image reference {reference:?}: {reason}")]
+#[error(
+    "invalid image reference {:?}: {reason}",
+    crate::admission::clip(reference, crate::admission::MAX_QUOTED)
+)]
 pub struct InvalidImage {
     pub reference: String,
     pub reason: String,
@@ -48,6 +51,9 @@ impl ImageRef {
             return Err(invalid(format!("character {c:?} in the repository name")));
         }
         let digest = parsed.digest().map(str::to_string);
+        if let Some(d) = &digest {
+            check_digest(d).map_err(invalid)?;
+        }
         let tag = match (parsed.tag(), &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, None) => Some("latest".to_string()),
@@ -107,6 +113,30 @@ impl ParseCache {
     }
 }
 
+/// A digest the container runtime accepts: a known algorithm and its exact length
+/// of lower-case hex (the reference grammar alone allows any algorithm name and
+/// any length from 32 hex digits up).
+fn check_digest(d: &str) -> Result<(), String> {
+    let (algorithm, hex) = d.split_once(':').unwrap_or((d, ""));
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => {
+            return Err(format!(
+                "digest algorithm {:?} is not sha256, sha384 or sha512",
+                crate::admission::clip(algorithm, 32)
+            ))
+        }
+    };
+    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!(
+            "a {algorithm} digest is {len} lower-case hex digits"
+        ));
+    }
+    Ok(())
+}
+
 impl fmt::Display for ImageRef {
     /// The fully normalized form: `registry/repository[:tag][@digest]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,8 +185,31 @@ mod tests {
     }
 
     #[test]
+    fn known_digest_algorithms_are_accepted() {
+        for d in [
+            format!("sha256:{}", "0".repeat(64)),
+            format!("sha512:{}", "f".repeat(128)),
+        ] {
+            let r = ImageRef::parse(&format!("quay.io/a/b@{d}")).unwrap();
+            assert_eq!(r.digest.as_deref(), Some(d.as_str()));
+        }
+    }
+
+    #[test]
     fn malformed_references_are_errors() {
-        for bad in ["", "UPPER/case", "nginx@sha256:abc", " nginx", "a:b:c:d"] {
+        let long = format!("nginx@sha256:{}", "a".repeat(1 << 20));
+        let upper = format!("nginx@sha256:{}", "A".repeat(64));
+        let other = format!("nginx@md5:{}", "a".repeat(64));
+        for bad in [
+            "",
+            "UPPER/case",
+            "nginx@sha256:abc",
+            " nginx",
+            "a:b:c:d",
+            &long,
+            &upper,
+            &other,
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be invalid");
         }
     }

@@ -27,6 +27,9 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
+/// Longest image pattern accepted.
+pub const MAX_PATTERN_LEN: usize = 512;
+
 /// An image exemption pattern such as `registry.k8s.io/*` or `docker.io/library/nginx`.
 /// It is matched against the normalized image (`nginx:1.25` is
 /// `docker.io/library/nginx:1.25`), with and without its tag and digest.
@@ -42,6 +45,16 @@ impl ImagePattern {
         }
         if s.contains(char::is_whitespace) {
             return Err(format!("image pattern {s:?} contains white space"));
+        }
+        // An image reference is at most a few hundred bytes, so a longer pattern can
+        // never be needed; bounding it bounds the cost of matching (the wildcard match
+        // is O(pattern x text) in the worst case, and patterns come from namespace
+        // annotations that namespace editors write).
+        if s.len() > MAX_PATTERN_LEN {
+            return Err(format!(
+                "image pattern of {} bytes is longer than {MAX_PATTERN_LEN}",
+                s.len()
+            ));
         }
         // A pattern written in short form (`nginx`, `library/*`) is normalized the
         // way the image itself is, so it matches what the runtime pulls.
@@ -105,6 +118,15 @@ mod tests {
             "swr.cn-north-4.myhuaweicloud.com"
         ));
         assert!(!wildcard_match("a*b", "ac"));
+    }
+
+    #[test]
+    fn overlong_patterns_are_refused() {
+        let long = format!("registry.example.com/{}", "*a".repeat(300));
+        assert!(ImagePattern::parse(&long)
+            .unwrap_err()
+            .contains("longer than 512"));
+        assert!(ImagePattern::parse("registry.example.com/*").is_ok());
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub const ANNOTATION_PREFIX: &str = "vulngate.io/";
 pub const MODE_ANNOTATION: &str = "vulngate.io/mode";
 pub const UNSCANNED_ANNOTATION: &str = "vulngate.io/unscanned";
 pub const EXEMPT_IMAGES_ANNOTATION: &str = "vulngate.io/exempt-images";
+/// Most exemption patterns read from one namespace annotation: each image of every
+/// review in the namespace is matched against all of them.
+pub const MAX_EXEMPT_PATTERNS: usize = 64;
 pub const COUNT_ANNOTATION: &str = "vulngate.io/count";
 pub const ALLOW_CVES_ANNOTATION: &str = "vulngate.io/allow-cves";
 pub const GRACE_DAYS_ANNOTATION: &str = "vulngate.io/grace-days";
@@ -181,7 +184,8 @@ impl NamespacePolicy {
                     Ok(max) => Some(max),
                     Err(_) => {
                         policy.problems.push(format!(
-                            "annotation {name}={raw:?} on namespace {namespace} is not a non-negative integer; the cluster default applies"
+                            "annotation {name}={:?} on namespace {namespace} is not a non-negative integer; the cluster default applies",
+                            crate::admission::clip(raw, crate::admission::MAX_QUOTED)
                         ));
                         None
                     }
@@ -208,7 +212,8 @@ impl NamespacePolicy {
                 "warn" => policy.mode = Mode::Warn,
                 "off" => policy.mode = Mode::Off,
                 _ => policy.problems.push(format!(
-                    "annotation {MODE_ANNOTATION}={raw:?} on namespace {namespace} is not one of enforce, warn, off; the cluster default applies"
+                    "annotation {MODE_ANNOTATION}={:?} on namespace {namespace} is not one of enforce, warn, off; the cluster default applies",
+                    crate::admission::clip(raw, crate::admission::MAX_QUOTED)
                 )),
             }
         }
@@ -223,12 +228,24 @@ impl NamespacePolicy {
                     policy.unscanned_source = source(UNSCANNED_ANNOTATION);
                 }
                 _ => policy.problems.push(format!(
-                    "annotation {UNSCANNED_ANNOTATION}={raw:?} on namespace {namespace} is not one of deny, warn, allow; the cluster default applies"
+                    "annotation {UNSCANNED_ANNOTATION}={:?} on namespace {namespace} is not one of deny, warn, allow; the cluster default applies",
+                    crate::admission::clip(raw, crate::admission::MAX_QUOTED)
                 )),
             }
         }
         if let Some(raw) = annotations.get(EXEMPT_IMAGES_ANNOTATION) {
-            for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let parts: Vec<&str> = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
+            if parts.len() > MAX_EXEMPT_PATTERNS {
+                policy.problems.push(format!(
+                    "annotation {EXEMPT_IMAGES_ANNOTATION} on namespace {namespace} has {} patterns; only the first {MAX_EXEMPT_PATTERNS} are used",
+                    parts.len()
+                ));
+            }
+            for part in parts.into_iter().take(MAX_EXEMPT_PATTERNS) {
                 match ImagePattern::parse(part) {
                     Ok(p) => policy.exempt_images.push(p),
                     Err(e) => policy.problems.push(format!(
@@ -251,7 +268,8 @@ impl NamespacePolicy {
         };
         let bad = |key: &str, raw: &str, expected: &str| {
             format!(
-                "annotation {key}={raw:?} on namespace {namespace} is not {expected}; the cluster default applies"
+                "annotation {key}={:?} on namespace {namespace} is not {expected}; the cluster default applies",
+                crate::admission::clip(raw, crate::admission::MAX_QUOTED)
             )
         };
         if let Some(raw) = annotations.get(COUNT_ANNOTATION) {
@@ -519,6 +537,30 @@ mod tests {
             .resolve(&config, &[], "shop", Some(&c), later)
             .break_glass_until
             .is_none());
+    }
+
+    #[test]
+    fn exemption_lists_and_echoed_values_are_bounded() {
+        let config = PolicyConfig::default();
+        let many = (0..200)
+            .map(|i| format!("registry.example.com/team-{i}/*"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let huge = "9".repeat(100_000);
+        let a = ann(&[
+            ("vulngate.io/exempt-images", many.as_str()),
+            ("vulngate.io/max-high", huge.as_str()),
+        ]);
+        let p = NamespacePolicy::resolve(&config, &[], "shop", Some(&a), OffsetDateTime::now_utc());
+        assert_eq!(p.exempt_images.len(), MAX_EXEMPT_PATTERNS);
+        assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+        assert!(p.problems.iter().all(|m| m.len() < 1024));
+        // The overflowing number is a bad value: the default limit stays.
+        let high = p
+            .limits
+            .iter()
+            .find(|l| l.key == LimitKey::Severity(Severity::High));
+        assert_eq!(high.map(|l| l.max), Some(0));
     }
 
     #[test]

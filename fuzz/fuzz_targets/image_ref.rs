@@ -1,0 +1,29 @@
+//! Image references as written in a pod spec, and exemption patterns.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vulngate::image::ImageRef;
+use vulngate::pattern::{wildcard_match, ImagePattern};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(image) = ImageRef::parse(text) {
+        // The normalized form is itself a valid reference that means the same image.
+        let normalized = image.to_string();
+        let again = ImageRef::parse(&normalized).unwrap_or_else(|e| {
+            panic!("{text:?} normalized to {normalized:?}, which is invalid: {e}")
+        });
+        assert_eq!(again, image, "{text:?} -> {normalized:?} is not stable");
+        assert!(image.registry.starts_with(image.host()));
+        let _ = image.name();
+    }
+    // A pattern and a text from one input: `pattern\ntext`.
+    if let Some((pattern, subject)) = text.split_once('\n') {
+        let _ = wildcard_match(pattern, subject);
+        if let (Ok(p), Ok(i)) = (ImagePattern::parse(pattern), ImageRef::parse(subject)) {
+            let _ = p.matches(&i);
+        }
+    }
+});
