@@ -119,8 +119,6 @@ struct VulnerabilitySummary {
     #[serde(default)]
     total: Option<u64>,
     #[serde(default)]
-    fixable: Option<u64>,
-    #[serde(default)]
     summary: Option<BTreeMap<String, u64>>,
 }
 
@@ -355,12 +353,10 @@ impl Scanner for HarborScanner {
         };
         let mut out = ScanSummary::status_only(KIND, status);
         out.counts = counts_from(&summary);
-        // Harbor gives one fixable total, not one per severity: it is kept as
-        // fixable of unknown severity, so `fixable.total()` is Harbor's number.
-        out.fixable = summary.fixable.map(|n| SeverityCounts {
-            unknown: Some(n),
-            ..SeverityCounts::default()
-        });
+        // Harbor's overview gives one fixable total, not one per severity, so it
+        // cannot serve per-severity limits: `count: fixable` then says it could not
+        // be applied and counts everything, rather than passing on a partial number.
+        out.fixable = None;
         out.finished_at = report.end_time.as_deref().and_then(|t| {
             OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
         });
