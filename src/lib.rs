@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod audit;
 pub mod cloud;
 pub mod config;
 pub mod engine;
