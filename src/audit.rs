@@ -101,7 +101,7 @@ pub struct Summary {
     pub containers: usize,
     /// Distinct images shown (by digest when known, else as written).
     pub distinct_images: usize,
-    /// Distinct images over a limit.
+    /// Distinct images over a limit in at least one of the namespaces they run in.
     pub over_limit: usize,
     /// Distinct images with no finished scan.
     pub unscanned: usize,
@@ -354,7 +354,11 @@ fn keep(row: &Row, options: &AuditOptions, image: Option<&(&str, Option<ImagePat
 
 fn summarize(rows: &[Row]) -> Summary {
     let mut pods = BTreeSet::new();
-    let mut images: BTreeMap<String, &Row> = BTreeMap::new();
+    let mut images: BTreeSet<String> = BTreeSet::new();
+    let mut over_limit = BTreeSet::new();
+    let mut unscanned = BTreeSet::new();
+    // One row with counts per digest: the counts of a digest are the same everywhere.
+    let mut counted: BTreeMap<String, &Row> = BTreeMap::new();
     let mut summary = Summary {
         containers: rows.len(),
         ..Summary::default()
@@ -362,7 +366,20 @@ fn summarize(rows: &[Row]) -> Summary {
     for row in rows {
         pods.insert((&row.namespace, &row.pod));
         let key = row.digest.clone().unwrap_or_else(|| row.image.clone());
-        images.entry(key).or_insert(row);
+        match row.status {
+            // Over a limit in at least one namespace.
+            "over-limit" => {
+                over_limit.insert(key.clone());
+            }
+            "unscanned" => {
+                unscanned.insert(key.clone());
+            }
+            _ => {}
+        }
+        if row_counts(row).iter().any(|(_, n)| n.is_some()) {
+            counted.entry(key.clone()).or_insert(row);
+        }
+        images.insert(key);
         match row.verdict {
             "denied" => summary.denied_containers += 1,
             "warn" => summary.warned_containers += 1,
@@ -371,15 +388,12 @@ fn summarize(rows: &[Row]) -> Summary {
     }
     summary.pods = pods.len();
     summary.distinct_images = images.len();
+    summary.over_limit = over_limit.len();
+    summary.unscanned = unscanned.len();
     for s in Severity::ALL {
         summary.vulnerabilities.insert(s.as_str(), 0);
     }
-    for row in images.values() {
-        match row.status {
-            "over-limit" => summary.over_limit += 1,
-            "unscanned" => summary.unscanned += 1,
-            _ => {}
-        }
+    for row in counted.values() {
         for (s, n) in row_counts(row) {
             if let Some(total) = summary.vulnerabilities.get_mut(s.as_str()) {
                 *total += n.unwrap_or(0);
