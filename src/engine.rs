@@ -176,6 +176,11 @@ impl Engine {
         &self.cache
     }
 
+    /// The kind of scanner that holds `image`'s scans (`file`, `harbor`...), if any.
+    pub fn scanner_for(&self, image: &ImageRef) -> Option<&'static str> {
+        self.router.route(image).map(|r| r.scanner.kind())
+    }
+
     pub fn namespaces_ready(&self) -> bool {
         self.namespaces.is_ready()
     }

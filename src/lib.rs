@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod pattern;
 pub mod policy;
+pub mod precheck;
 pub mod registry;
 pub mod resolve;
 pub mod scan;

@@ -88,6 +88,17 @@ enum Command {
         #[arg(long)]
         image: Option<String>,
     },
+    /// List the distinct images running in the cluster that have no finished scan,
+    /// grouped by registry and scanner. Exit 0: none; 1: some; 2: error.
+    Precheck {
+        #[arg(long, env = "VULNGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "vulngate-local")]
+        state_dir: PathBuf,
+        /// Only this namespace (default: all).
+        #[arg(long, short)]
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -190,6 +201,25 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 state_dir,
                 output,
                 options,
+                precheck: false,
+            })
+            .await
+        }
+        Command::Precheck {
+            config,
+            state_dir,
+            namespace,
+        } => {
+            audit_command(AuditArgs {
+                config,
+                state_dir,
+                output: OutputFormat::Table,
+                options: audit::AuditOptions {
+                    namespace,
+                    unscanned: true,
+                    ..audit::AuditOptions::default()
+                },
+                precheck: true,
             })
             .await
         }
@@ -225,6 +255,8 @@ struct AuditArgs {
     state_dir: PathBuf,
     output: OutputFormat,
     options: audit::AuditOptions,
+    /// Report images without a finished scan instead of the audit.
+    precheck: bool,
 }
 
 async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
@@ -242,6 +274,15 @@ async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let report = audit::audit(&engine, &pods, &args.options).await;
+    if args.precheck {
+        let groups = vulngate::precheck::pending(&engine, &report);
+        print!("{}", vulngate::precheck::render(&groups));
+        return Ok(if groups.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     match args.output {
         OutputFormat::Table => print!("{}", audit::render_table(&report)),
         OutputFormat::Json => println!("{}", audit::render_json(&report)),

@@ -512,6 +512,35 @@ async fn audit_without_a_cluster_fails_with_exit_status_2() {
     assert!(stderr.contains("cannot list pods"), "{stderr}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precheck_lists_images_without_a_finished_scan_by_registry_and_scanner() {
+    let cluster = cluster().await;
+    let out = cluster.vulngate(&["precheck"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let unscanned = unscanned_image();
+    assert!(
+        text.contains("registry.example.com (scanner file): 1 image(s) without a finished scan"),
+        "{text}"
+    );
+    // One distinct image, run by two pods in two namespaces.
+    assert!(
+        text.contains(&format!(
+            "  {unscanned} {} (2 pod(s))",
+            digest("never-scanned")
+        )),
+        "{text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with("1 image(s) without a finished scan"),
+        "{text}"
+    );
+
+    let out = cluster.vulngate(&["precheck", "--namespace", "soft"]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
 /// One CSV record (quoted fields with doubled quotes; no embedded newlines here).
 fn parse_csv_line(line: &str) -> Vec<String> {
     let mut fields = Vec::new();
