@@ -584,7 +584,10 @@ pub fn render_table(report: &Report) -> String {
 
 fn short_digest(digest: &str) -> String {
     match digest.split_once(':') {
-        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}", &hex[..12]),
+        Some((alg, hex)) if hex.len() > 12 => match hex.get(..12) {
+            Some(short) => format!("{alg}:{short}"),
+            None => digest.to_string(),
+        },
         _ => digest.to_string(),
     }
 }
