@@ -10,7 +10,7 @@ use futures::future::join_all;
 use tokio::time::Instant as TokioInstant;
 
 use crate::admission::{
-    self, clip, BadReview, ContainerImage, PodSpecPath, Request, Verdict, MAX_QUOTED,
+    self, clip, BadReview, ContainerImage, PodSpecPath, Request, SpecLite, Verdict, MAX_QUOTED,
 };
 use crate::config::{Config, ControllerPods, Mode, OnError, PolicyConfig, UnscannedRule};
 use crate::image::{ImageRef, ParseCache};
@@ -20,7 +20,7 @@ use crate::policy::allowlist::{self, AllowEntry};
 use crate::policy::{judge, Limit, NamespacePolicy, PolicyCache, Source, Violation};
 use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
 use crate::scan::cache::SummaryCache;
-use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter};
+use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter, SeverityCounts};
 
 /// Longest list of offending images spelled out in one message (and of warnings).
 const MAX_LISTED: usize = 20;
@@ -50,11 +50,14 @@ pub enum Outcome {
     },
     Passed {
         digest: String,
+        /// The counts judged (the worst per severity over an index's platforms).
+        counts: SeverityCounts,
         unenforceable: Vec<Unenforceable>,
         notes: Vec<String>,
     },
     OverLimit {
         digest: String,
+        counts: SeverityCounts,
         violations: Vec<PlatformViolation>,
         unenforceable: Vec<Unenforceable>,
         notes: Vec<String>,
@@ -85,6 +88,51 @@ pub struct PlatformViolation {
 pub struct Unenforceable {
     pub limit: Limit,
     pub scanner: &'static str,
+}
+
+/// What became of one container of a pod judged by [`Engine::judge_pod`].
+#[derive(Debug, Clone)]
+pub struct ContainerResult {
+    pub container: ContainerImage,
+    /// `None` when the pod was not judged image by image (exempt namespace, mode off,
+    /// namespace lookup failed); `message` then says why.
+    pub outcome: Option<Outcome>,
+    pub verdict: ContainerVerdict,
+    /// The text admission would give for this container (a denial or a warning).
+    pub message: Option<String>,
+}
+
+/// One container's share of the pod's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerVerdict {
+    Allowed,
+    Warned,
+    Denied,
+}
+
+impl ContainerVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerVerdict::Allowed => "allowed",
+            ContainerVerdict::Warned => "warn",
+            ContainerVerdict::Denied => "denied",
+        }
+    }
+
+    fn of(verdict: &Verdict) -> ContainerVerdict {
+        match (verdict.allowed, verdict.warnings.is_empty()) {
+            (false, _) => ContainerVerdict::Denied,
+            (true, true) => ContainerVerdict::Allowed,
+            (true, false) => ContainerVerdict::Warned,
+        }
+    }
+}
+
+/// A pod judged as admission would judge it: the verdict and each container's part.
+#[derive(Debug, Clone)]
+pub struct PodJudgement {
+    pub verdict: Verdict,
+    pub containers: Vec<ContainerResult>,
 }
 
 /// The effect of an outcome under the namespace's rules.
@@ -134,6 +182,11 @@ impl Engine {
 
     pub fn cache(&self) -> &SummaryCache {
         &self.cache
+    }
+
+    /// The kind of scanner that holds `image`'s scans (`file`, `harbor`...), if any.
+    pub fn scanner_for(&self, image: &ImageRef) -> Option<&'static str> {
+        self.router.route(image).map(|r| r.scanner.kind())
     }
 
     pub fn namespaces_ready(&self) -> bool {
@@ -217,15 +270,7 @@ impl Engine {
                 return allow_unjudged("the update adds or changes no image".into());
             }
         }
-        let pull = PullContext {
-            namespace: namespace.clone(),
-            service_account: spec.service_account_name.clone(),
-            image_pull_secrets: spec
-                .image_pull_secrets
-                .iter()
-                .map(|s| s.name.clone())
-                .collect(),
-        };
+        let pull = pull_context(&namespace, spec);
         let subject = match request.name.as_deref().or(object.metadata.name.as_deref()) {
             Some(name) => format!("{kind} {namespace}/{name}"),
             None => format!("{kind} in namespace {namespace}"),
@@ -242,6 +287,30 @@ impl Engine {
             deadline,
         )
         .await
+        .0
+    }
+
+    /// Judges a pod spec's containers as a new Pod in `namespace` created directly by a
+    /// user would be judged (no controller-pod relief), reporting each container's outcome
+    /// (`vulngate audit`). Each distinct image is looked up once, through the summary cache.
+    pub async fn judge_pod(&self, subject: &str, namespace: &str, spec: &SpecLite) -> PodJudgement {
+        let containers = spec.images();
+        if self.exempt_namespaces.contains(namespace) {
+            let reason = format!("namespace {namespace} is exempt");
+            return PodJudgement {
+                containers: unjudged(&containers, &reason),
+                verdict: allow_unjudged(reason),
+            };
+        }
+        let pull = pull_context(namespace, spec);
+        let deadline = TokioInstant::now() + self.deadline;
+        let (verdict, containers) = self
+            .judge_containers(subject, namespace, &containers, &pull, None, deadline)
+            .await;
+        PodJudgement {
+            verdict,
+            containers,
+        }
     }
 
     /// Decides bare image references as if they were one pod's containers (`vulngate check`).
@@ -263,6 +332,7 @@ impl Engine {
         let subject = format!("images for namespace {namespace}");
         self.judge_containers(&subject, namespace, &containers, &pull, None, deadline)
             .await
+            .0
     }
 
     async fn judge_containers(
@@ -273,7 +343,7 @@ impl Engine {
         pull: &PullContext,
         controller: Option<&'static str>,
         deadline: TokioInstant,
-    ) -> Verdict {
+    ) -> (Verdict, Vec<ContainerResult>) {
         let now = time::OffsetDateTime::now_utc();
         let lookup = tokio::time::timeout_at(deadline, self.namespaces.annotations(namespace))
             .await
@@ -294,13 +364,18 @@ impl Engine {
                 // Without the namespace's annotations its limits are unknown: a backend error.
                 let policy =
                     NamespacePolicy::resolve(&self.policy, &self.accepted, namespace, None, now);
-                return self.on_error_verdict(&policy, subject, &e.to_string());
+                let verdict = self.on_error_verdict(&policy, subject, &e.to_string());
+                let mut results = unjudged(containers, &e.to_string());
+                let status = ContainerVerdict::of(&verdict);
+                results.iter_mut().for_each(|r| r.verdict = status);
+                return (verdict, results);
             }
         };
         if policy.mode == Mode::Off {
-            let mut v = allow_unjudged(format!("mode off in namespace {namespace}"));
+            let reason = format!("mode off in namespace {namespace}");
+            let mut v = allow_unjudged(reason.clone());
             v.warnings.extend(policy.problems.iter().cloned());
-            return v;
+            return (v, unjudged(containers, &reason));
         }
 
         let distinct: Vec<&str> = {
@@ -329,11 +404,22 @@ impl Engine {
         let mut denials = Vec::new();
         let mut warnings: Vec<String> = policy.problems.clone();
         let mut audit = BTreeMap::new();
+        let mut results = Vec::with_capacity(containers.len());
         for container in containers {
             let Some(outcome) = by_image.get(container.image.as_str()) else {
                 continue;
             };
             let (effect, text) = self.effect(&policy, outcome);
+            results.push(ContainerResult {
+                container: container.clone(),
+                outcome: Some(outcome.clone()),
+                verdict: match effect {
+                    Effect::Deny => ContainerVerdict::Denied,
+                    Effect::Warn if text.is_some() => ContainerVerdict::Warned,
+                    _ => ContainerVerdict::Allowed,
+                },
+                message: text.clone(),
+            });
             let Some(text) = text else { continue };
             let line = format!(
                 "{} {:?} (image {:?}{}): {text}",
@@ -380,6 +466,12 @@ impl Engine {
             for denial in denials.drain(..) {
                 warnings.push(format!("{relief}: {denial}"));
             }
+            for result in &mut results {
+                if result.verdict == ContainerVerdict::Denied {
+                    result.verdict = ContainerVerdict::Warned;
+                    result.message = result.message.take().map(|m| format!("{relief}: {m}"));
+                }
+            }
         }
         bound_warnings(&mut warnings);
         audit.insert("decision".to_string(), decision.to_string());
@@ -387,12 +479,13 @@ impl Engine {
             if !warnings.is_empty() && policy.mode == Mode::Warn {
                 audit.insert("mode".into(), "warn".into());
             }
-            return Verdict {
+            let verdict = Verdict {
                 allowed: true,
                 message: None,
                 warnings,
                 audit_annotations: audit,
             };
+            return (verdict, results);
         }
         audit.insert("denied-containers".into(), denials.len().to_string());
         let mut message = format!("vulngate denied {subject}: ");
@@ -401,12 +494,13 @@ impl Engine {
         if denials.len() > listed {
             let _ = write!(message, "; and {} more", denials.len() - listed);
         }
-        Verdict {
+        let verdict = Verdict {
             allowed: false,
             message: Some(message),
             warnings,
             audit_annotations: audit,
-        }
+        };
+        (verdict, results)
     }
 
     /// What one image's outcome means under the namespace's mode and rules.
@@ -653,9 +747,14 @@ fn judge_platforms(
     now: time::OffsetDateTime,
 ) -> Outcome {
     let mut worst: BTreeMap<crate::policy::LimitKey, PlatformViolation> = BTreeMap::new();
+    let mut counts: Option<SeverityCounts> = None;
     let mut unenforceable = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     for (platform, summary) in judged {
+        counts = Some(match counts {
+            Some(c) => c.worst(&summary.counts),
+            None => summary.counts,
+        });
         let j = judge(policy, summary, now);
         for note in j.notes {
             if !notes.contains(&note) {
@@ -688,15 +787,18 @@ fn judge_platforms(
             }
         }
     }
+    let counts = counts.unwrap_or_default();
     if worst.is_empty() {
         Outcome::Passed {
             digest,
+            counts,
             unenforceable,
             notes,
         }
     } else {
         Outcome::OverLimit {
             digest,
+            counts,
             violations: worst.into_values().collect(),
             unenforceable,
             notes,
@@ -736,6 +838,30 @@ fn controller_of(request: &Request, object: &admission::ObjectLite) -> Option<&'
         .iter()
         .any(|o| o.controller == Some(true) && o.kind == *owner_kind);
     owned.then(|| user.rsplit(':').next().unwrap_or(user))
+}
+
+fn pull_context(namespace: &str, spec: &SpecLite) -> PullContext {
+    PullContext {
+        namespace: namespace.to_string(),
+        service_account: spec.service_account_name.clone(),
+        image_pull_secrets: spec
+            .image_pull_secrets
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+    }
+}
+
+fn unjudged(containers: &[ContainerImage], reason: &str) -> Vec<ContainerResult> {
+    containers
+        .iter()
+        .map(|c| ContainerResult {
+            container: c.clone(),
+            outcome: None,
+            verdict: ContainerVerdict::Allowed,
+            message: Some(reason.to_string()),
+        })
+        .collect()
 }
 
 fn unscanned(digest: &str, summary: &ScanSummary) -> Outcome {

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod audit;
 pub mod cloud;
 pub mod config;
 pub mod engine;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod pattern;
 pub mod policy;
+pub mod precheck;
 pub mod registry;
 pub mod resolve;
 pub mod scan;

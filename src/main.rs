@@ -1,4 +1,4 @@
-//! The `vulngate` command line: serve, review, check.
+//! The `vulngate` command line: serve, review, check, audit.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -9,7 +9,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use vulngate::app;
+use vulngate::audit;
+use vulngate::engine::ContainerVerdict;
 use vulngate::metrics::Metrics;
+use vulngate::scan::Severity;
 use vulngate::server::{self, AppState, ServeOptions};
 
 #[derive(Parser)]
@@ -59,6 +62,66 @@ enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Judge the images of every running Pod against its namespace's current policy, as
+    /// admission would judge the Pod created now. Exit 0: nothing over its limit;
+    /// 1: some image shown is over a limit; 2: error.
+    Audit {
+        #[arg(long, env = "VULNGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "vulngate-local")]
+        state_dir: PathBuf,
+        /// Only this namespace (default: all).
+        #[arg(long, short)]
+        namespace: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Only images with a vulnerability of this severity or worse.
+        #[arg(long, value_enum)]
+        severity: Option<SeverityArg>,
+        /// Only containers with this verdict.
+        #[arg(long, value_enum)]
+        verdict: Option<VerdictArg>,
+        /// Only containers whose image has no finished scan.
+        #[arg(long)]
+        unscanned: bool,
+        /// Only images matching this pattern (`*` matches anything).
+        #[arg(long)]
+        image: Option<String>,
+    },
+    /// List the distinct images running in the cluster that have no finished scan,
+    /// grouped by registry and scanner. Exit 0: none; 1: some; 2: error.
+    Precheck {
+        #[arg(long, env = "VULNGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "vulngate-local")]
+        state_dir: PathBuf,
+        /// Only this namespace (default: all).
+        #[arg(long, short)]
+        namespace: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SeverityArg {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Unknown,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VerdictArg {
+    Denied,
+    Warn,
+    Allowed,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +169,60 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             println!("{}", String::from_utf8_lossy(&out));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit {
+            config,
+            state_dir,
+            namespace,
+            output,
+            severity,
+            verdict,
+            unscanned,
+            image,
+        } => {
+            let options = audit::AuditOptions {
+                namespace,
+                severity: severity.map(|s| match s {
+                    SeverityArg::Critical => Severity::Critical,
+                    SeverityArg::High => Severity::High,
+                    SeverityArg::Medium => Severity::Medium,
+                    SeverityArg::Low => Severity::Low,
+                    SeverityArg::Unknown => Severity::Unknown,
+                }),
+                verdict: verdict.map(|v| match v {
+                    VerdictArg::Denied => ContainerVerdict::Denied,
+                    VerdictArg::Warn => ContainerVerdict::Warned,
+                    VerdictArg::Allowed => ContainerVerdict::Allowed,
+                }),
+                unscanned,
+                image,
+            };
+            audit_command(AuditArgs {
+                config,
+                state_dir,
+                output,
+                options,
+                precheck: false,
+            })
+            .await
+        }
+        Command::Precheck {
+            config,
+            state_dir,
+            namespace,
+        } => {
+            audit_command(AuditArgs {
+                config,
+                state_dir,
+                output: OutputFormat::Table,
+                options: audit::AuditOptions {
+                    namespace,
+                    unscanned: true,
+                    ..audit::AuditOptions::default()
+                },
+                precheck: true,
+            })
+            .await
+        }
         Command::Check {
             config,
             state_dir,
@@ -131,6 +248,54 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
         }
     }
+}
+
+struct AuditArgs {
+    config: Option<PathBuf>,
+    state_dir: PathBuf,
+    output: OutputFormat,
+    options: audit::AuditOptions,
+    /// Report images without a finished scan instead of the audit.
+    precheck: bool,
+}
+
+async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
+    let config = app::load_config(args.config.as_deref(), &args.state_dir)?;
+    app::init_logging(&config.log, Some("warn"));
+    let engine = app::build_engine(&config, Arc::new(Metrics::new())).await?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("kubernetes client: {e}"))?;
+    let pods = audit::running_pods(client, args.options.namespace.as_deref()).await?;
+    // Let a cluster namespace cache sync first (it answers meanwhile by direct GETs).
+    let waited = std::time::Instant::now();
+    while !engine.namespaces_ready() && waited.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = audit::audit(&engine, &pods, &args.options).await;
+    if args.precheck {
+        let groups = vulngate::precheck::pending(&engine, &report);
+        print!("{}", vulngate::precheck::render(&groups));
+        return Ok(if groups.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    match args.output {
+        OutputFormat::Table => print!("{}", audit::render_table(&report)),
+        OutputFormat::Json => println!("{}", audit::render_json(&report)),
+        OutputFormat::Csv => {
+            print!("{}", audit::render_csv(&report));
+            eprintln!("{}", report.summary.line());
+        }
+    }
+    Ok(if report.any_over_limit() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read_input(file: &PathBuf) -> Result<Vec<u8>, String> {

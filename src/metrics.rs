@@ -40,6 +40,8 @@ pub struct Metrics {
     tls_reloads: Counter,
     controller_pods_warned: Counter,
     in_flight: Gauge<i64, AtomicI64Wrapper>,
+    /// Every scanner call, whatever its outcome (the sum of `scanner_calls`).
+    scanner_calls_total: std::sync::atomic::AtomicU64,
 }
 
 type AtomicI64Wrapper = std::sync::atomic::AtomicI64;
@@ -120,6 +122,7 @@ impl Metrics {
             tls_reloads,
             controller_pods_warned,
             in_flight,
+            scanner_calls_total: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -155,9 +158,17 @@ impl Metrics {
         self.scanner_calls
             .get_or_create(&ScannerLabels { scanner, outcome })
             .inc();
+        self.scanner_calls_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.scanner_seconds
             .get_or_create(&ScannerKindLabel { scanner })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// How many times a scanner was asked for a summary, over every scanner.
+    pub fn scanner_calls_total(&self) -> u64 {
+        self.scanner_calls_total
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn controller_pod_warned(&self) {
