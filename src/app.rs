@@ -85,6 +85,13 @@ pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engi
             metrics,
         },
     );
+    if config.namespaces_file.is_none() {
+        // Policies come from the cluster, so Events can go there too.
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("Kubernetes API client for Events: {e}"))?;
+        engine.set_events(crate::events::Events::new(client));
+    }
     if let Some(path) = &config.policy.accepted_cves_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("acceptedCvesFile {}: {e}", path.display()))?;

@@ -13,6 +13,7 @@ use crate::admission::{
     self, clip, BadReview, ContainerImage, PodSpecPath, Request, SpecLite, Verdict, MAX_QUOTED,
 };
 use crate::config::{Config, ControllerPods, Mode, OnError, PolicyConfig, UnscannedRule};
+use crate::events::{Events, Regarding};
 use crate::image::{ImageRef, ParseCache};
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceSource;
@@ -39,6 +40,7 @@ pub struct Engine {
     cache: SummaryCache,
     policies: PolicyCache,
     images: ParseCache,
+    events: Option<Events>,
     metrics: Arc<Metrics>,
 }
 
@@ -167,7 +169,19 @@ impl Engine {
             cache: SummaryCache::new(&config.cache, parts.metrics.clone()),
             policies: PolicyCache::default(),
             images: ParseCache::default(),
+            events: None,
             metrics: parts.metrics,
+        }
+    }
+
+    /// Publishes Kubernetes Events (break-glass, controller pods over their limits).
+    pub fn set_events(&mut self, events: Events) {
+        self.events = Some(events);
+    }
+
+    fn publish(&self, origin: &Origin, regarding: Regarding, reason: &'static str, note: String) {
+        if let (Some(events), false) = (&self.events, origin.dry_run) {
+            events.warn(regarding, reason, note);
         }
     }
 
@@ -275,19 +289,15 @@ impl Engine {
             Some(name) => format!("{kind} {namespace}/{name}"),
             None => format!("{kind} in namespace {namespace}"),
         };
-        let controller = (kind == "Pod" && request.operation == "CREATE")
-            .then(|| controller_of(request, object))
-            .flatten();
-        self.judge_containers(
-            &subject,
-            &namespace,
-            &containers,
-            &pull,
-            controller,
-            deadline,
-        )
-        .await
-        .0
+        let origin = Origin {
+            controller: (kind == "Pod" && request.operation == "CREATE")
+                .then(|| controller_of(request, object))
+                .flatten(),
+            dry_run: request.dry_run,
+        };
+        self.judge_containers(&subject, &namespace, &containers, &pull, &origin, deadline)
+            .await
+            .0
     }
 
     /// Judges a pod spec's containers as a new Pod in `namespace` created directly by a
@@ -305,7 +315,14 @@ impl Engine {
         let pull = pull_context(namespace, spec);
         let deadline = TokioInstant::now() + self.deadline;
         let (verdict, containers) = self
-            .judge_containers(subject, namespace, &containers, &pull, None, deadline)
+            .judge_containers(
+                subject,
+                namespace,
+                &containers,
+                &pull,
+                &Origin::default(),
+                deadline,
+            )
             .await;
         PodJudgement {
             verdict,
@@ -330,9 +347,16 @@ impl Engine {
         };
         let deadline = TokioInstant::now() + self.deadline;
         let subject = format!("images for namespace {namespace}");
-        self.judge_containers(&subject, namespace, &containers, &pull, None, deadline)
-            .await
-            .0
+        self.judge_containers(
+            &subject,
+            namespace,
+            &containers,
+            &pull,
+            &Origin::default(),
+            deadline,
+        )
+        .await
+        .0
     }
 
     async fn judge_containers(
@@ -341,7 +365,7 @@ impl Engine {
         namespace: &str,
         containers: &[ContainerImage],
         pull: &PullContext,
-        controller: Option<&'static str>,
+        origin: &Origin,
         deadline: TokioInstant,
     ) -> (Verdict, Vec<ContainerResult>) {
         let now = time::OffsetDateTime::now_utc();
@@ -448,16 +472,41 @@ impl Engine {
             None
         } else if let Some((until, source)) = &policy.break_glass_until {
             audit.insert("break-glass-until".into(), until.to_string());
-            Some(format!("allowed by break-glass until {until} ({source})"))
-        } else if let (Some(controller), ControllerPods::Warn) =
-            (controller, policy.controller_pods)
+            let relief = format!("allowed by break-glass until {until} ({source})");
+            self.publish(
+                origin,
+                Regarding {
+                    api_version: "v1",
+                    kind: "Namespace",
+                    namespace: None,
+                    name: namespace.to_string(),
+                },
+                "BreakGlass",
+                format!("{relief}: {subject}: {}", denials.join("; ")),
+            );
+            Some(relief)
+        } else if let (Some(owner), ControllerPods::Warn) =
+            (&origin.controller, policy.controller_pods)
         {
+            let controller = owner.controller;
             audit.insert("controller-pod".into(), controller.to_string());
             self.metrics.controller_pod_warned();
-            Some(format!(
+            let relief = format!(
                 "allowed because the {controller} created this pod from a template judged when its workload was created or updated ({} is warn)",
                 crate::policy::CONTROLLER_PODS_ANNOTATION
-            ))
+            );
+            self.publish(
+                origin,
+                Regarding {
+                    api_version: owner.api_version,
+                    kind: owner.kind,
+                    namespace: Some(namespace.to_string()),
+                    name: owner.name.clone(),
+                },
+                "ReplicaOverLimits",
+                format!("{relief}: {}", denials.join("; ")),
+            );
+            Some(relief)
         } else {
             None
         };
@@ -806,38 +855,51 @@ fn judge_platforms(
     }
 }
 
+/// A Pod's owning workload, when a built-in controller created the Pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerOwner {
+    pub controller: &'static str,
+    pub kind: &'static str,
+    pub api_version: &'static str,
+    pub name: String,
+}
+
+/// Where a review comes from, beyond its namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub controller: Option<ControllerOwner>,
+    /// A dry run (`kubectl --dry-run=server`): no Events.
+    pub dry_run: bool,
+}
+
 /// The built-in controller that created a Pod: the request comes from that
 /// controller's service account AND the Pod names a matching controller owner.
 /// An ownerReference alone, written by anyone, proves nothing.
-fn controller_of(request: &Request, object: &admission::ObjectLite) -> Option<&'static str> {
-    const CONTROLLERS: [(&str, &str); 5] = [
-        (
-            "system:serviceaccount:kube-system:replicaset-controller",
-            "ReplicaSet",
-        ),
-        ("system:serviceaccount:kube-system:job-controller", "Job"),
-        (
-            "system:serviceaccount:kube-system:statefulset-controller",
-            "StatefulSet",
-        ),
-        (
-            "system:serviceaccount:kube-system:daemon-set-controller",
-            "DaemonSet",
-        ),
-        (
-            "system:serviceaccount:kube-system:replication-controller",
-            "ReplicationController",
-        ),
+fn controller_of(request: &Request, object: &admission::ObjectLite) -> Option<ControllerOwner> {
+    // (the controller's service account, the owner kind it creates pods for, its API version)
+    const CONTROLLERS: [(&str, &str, &str); 5] = [
+        ("replicaset-controller", "ReplicaSet", "apps/v1"),
+        ("job-controller", "Job", "batch/v1"),
+        ("statefulset-controller", "StatefulSet", "apps/v1"),
+        ("daemon-set-controller", "DaemonSet", "apps/v1"),
+        ("replication-controller", "ReplicationController", "v1"),
     ];
-    let (user, owner_kind) = CONTROLLERS
-        .iter()
-        .find(|(user, _)| *user == request.user_info.username)?;
-    let owned = object
+    let account = request
+        .user_info
+        .username
+        .strip_prefix("system:serviceaccount:kube-system:")?;
+    let (controller, kind, api_version) = CONTROLLERS.iter().find(|(sa, _, _)| *sa == account)?;
+    let owner = object
         .metadata
         .owner_references
         .iter()
-        .any(|o| o.controller == Some(true) && o.kind == *owner_kind);
-    owned.then(|| user.rsplit(':').next().unwrap_or(user))
+        .find(|o| o.controller == Some(true) && o.kind == *kind)?;
+    Some(ControllerOwner {
+        controller,
+        kind,
+        api_version,
+        name: owner.name.clone(),
+    })
 }
 
 fn pull_context(namespace: &str, spec: &SpecLite) -> PullContext {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cloud;
 pub mod config;
 pub mod engine;
+pub mod events;
 pub mod httputil;
 pub mod image;
 pub mod metrics;

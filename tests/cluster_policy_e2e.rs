@@ -32,6 +32,8 @@ async fn namespace_policy_comes_from_the_cluster_and_follows_its_changes() {
     let apiserver = FakeApiServer::start().await;
     apiserver.upsert(namespace("relaxed", &[("vulngate.io/max-high", "5")]));
     apiserver.upsert(namespace("strict", &[]));
+    // Events about cluster-scoped objects (a Namespace) are kept in `default`.
+    apiserver.upsert(namespace("default", &[]));
 
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = format!(
@@ -83,6 +85,75 @@ async fn namespace_policy_comes_from_the_cluster_and_follows_its_changes() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the new limit was never applied: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A break-glass lets the violation through and leaves an Event on the Namespace.
+    let until = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let until = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    apiserver.annotate(
+        "v1",
+        "namespaces",
+        None,
+        "relaxed",
+        "vulngate.io/max-high",
+        Some("0"),
+    );
+    apiserver.annotate(
+        "v1",
+        "namespaces",
+        None,
+        "relaxed",
+        "vulngate.io/break-glass-until",
+        Some(&until),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = webhook.review(&client, &pod("relaxed")).await;
+        if now["auditAnnotations"]["break-glass-until"].is_string() {
+            assert!(allowed(&now), "{now}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "break-glass never applied: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let events = apiserver.list("events.k8s.io/v1", "events");
+        let found = events.iter().find(|e| e["reason"] == "BreakGlass");
+        if let Some(event) = found {
+            assert_eq!(event["regarding"]["kind"], "Namespace");
+            assert_eq!(event["regarding"]["name"], "relaxed");
+            assert_eq!(event["type"], "Warning");
+            assert!(
+                event["note"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("high vulnerabilities"),
+                "{event}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no BreakGlass Event: {events:?}; requests: {:?}; logs: {}",
+            apiserver
+                .requests()
+                .iter()
+                .filter(|r| r.path.contains("events"))
+                .count(),
+            webhook
+                .stderr()
+                .lines()
+                .filter(|l| l.contains("Event"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -88,6 +88,8 @@ impl SummaryCache {
     /// Drops one digest (every route) or, with `None`, everything; returns how many
     /// entries were dropped.
     pub async fn purge(&self, digest: Option<&str>) -> u64 {
+        // Evictions are applied lazily; settle them so the count is what is held.
+        self.cache.run_pending_tasks().await;
         let keys: Vec<Arc<CacheKey>> = self
             .cache
             .iter()
