@@ -9,4 +9,4 @@ for setup in tests/setup.d/*.sh; do
   bash "$setup"
 done
 export PATH="$PWD/.tools/bin:$PATH"
-cargo test --all-targets --locked -- --test-threads="${TEST_THREADS:-4}"
+cargo test --all-targets --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
