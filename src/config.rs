@@ -192,7 +192,8 @@ impl Default for PolicyConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CacheConfig {
-    /// How long a finished scan summary is kept.
+    /// How often a cached summary of a finished scan is checked against its scanner
+    /// (replaced when the scanner answers differently).
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub ttl: Duration,
     /// How long a summary of an unfinished scan (scanning, not scanned) is kept.
@@ -294,6 +295,14 @@ pub enum ScannerConfig {
 pub struct FileScannerConfig {
     /// A summaries file, a Trivy JSON report, or a directory of them.
     pub path: PathBuf,
+    /// How often the files are checked for changes (and read again when they changed);
+    /// `0s` reads them only at start.
+    #[serde(default = "default_file_reload", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+fn default_file_reload() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

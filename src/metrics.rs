@@ -25,6 +25,29 @@ struct ScannerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefreshLabels {
+    result: &'static str,
+}
+
+/// What a check of a cached summary against its scanner found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshResult {
+    Unchanged,
+    Changed,
+    Failed,
+}
+
+impl RefreshResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefreshResult::Unchanged => "unchanged",
+            RefreshResult::Changed => "changed",
+            RefreshResult::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScannerKindLabel {
     scanner: &'static str,
 }
@@ -35,6 +58,7 @@ pub struct Metrics {
     decision_seconds: Histogram,
     cache_hits: Counter,
     cache_misses: Counter,
+    cache_refreshes: Family<RefreshLabels, Counter>,
     scanner_calls: Family<ScannerLabels, Counter>,
     scanner_seconds: Family<ScannerKindLabel, Histogram>,
     tls_reloads: Counter,
@@ -79,6 +103,12 @@ impl Metrics {
             "Scan summary cache misses",
             cache_misses.clone(),
         );
+        let cache_refreshes = Family::<RefreshLabels, Counter>::default();
+        registry.register(
+            "summary_cache_refreshes",
+            "Checks of cached summaries against their scanner (result: unchanged, changed, failed)",
+            cache_refreshes.clone(),
+        );
         let scanner_calls = Family::<ScannerLabels, Counter>::default();
         registry.register(
             "scanner_calls",
@@ -117,6 +147,7 @@ impl Metrics {
             decision_seconds,
             cache_hits,
             cache_misses,
+            cache_refreshes,
             scanner_calls,
             scanner_seconds,
             tls_reloads,
@@ -142,6 +173,14 @@ impl Metrics {
 
     pub fn cache_miss(&self) {
         self.cache_misses.inc();
+    }
+
+    pub fn cache_refresh(&self, result: RefreshResult) {
+        self.cache_refreshes
+            .get_or_create(&RefreshLabels {
+                result: result.as_str(),
+            })
+            .inc();
     }
 
     pub fn scanner_call<T>(

@@ -1,47 +1,74 @@
-//! The summary cache: finished scans kept `ttl`, unfinished ones `pendingTtl`;
-//! concurrent misses for one key make one scanner call; errors are not cached.
+//! The summary cache. Finished scans stay until evicted by `maxEntries`, and are
+//! checked against their scanner at most every `ttl`: a different answer (a newer
+//! scan) replaces the entry; a failed check keeps it, so an unreachable scanner does
+//! not turn known images into errors. The check runs in the background, so no review
+//! waits for it. Unfinished scans expire after `pendingTtl`. Concurrent misses for
+//! one key make one scanner call; errors are not cached.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::Expiry;
 
+use super::digest_key::DigestKey;
 use super::{ScanError, ScanSummary, ScanTarget, Scanner};
 use crate::config::CacheConfig;
-use crate::metrics::Metrics;
+use crate::image::ImageRef;
+use crate::metrics::{Metrics, RefreshResult};
 
 /// Summaries are per scanner route and digest: the same digest may be held by
 /// two scanners with different answers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub route: usize,
-    pub digest: Arc<str>,
+    pub digest: DigestKey,
+}
+
+#[derive(Clone)]
+struct Entry {
+    summary: Arc<ScanSummary>,
+    /// When the scanner last gave (or confirmed) this summary.
+    checked: Instant,
 }
 
 struct ByStatus {
-    ttl: Duration,
     pending_ttl: Duration,
 }
 
-impl Expiry<CacheKey, Arc<ScanSummary>> for ByStatus {
+impl Expiry<CacheKey, Entry> for ByStatus {
     fn expire_after_create(
         &self,
         _key: &CacheKey,
-        value: &Arc<ScanSummary>,
+        value: &Entry,
         _now: Instant,
     ) -> Option<Duration> {
-        Some(if value.status.is_pending() {
-            self.pending_ttl
-        } else {
-            self.ttl
-        })
+        // Finished scans have no timer: they are checked for newer scans instead.
+        value
+            .summary
+            .status
+            .is_pending()
+            .then_some(self.pending_ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &CacheKey,
+        value: &Entry,
+        now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, now)
     }
 }
 
 #[derive(Clone)]
 pub struct SummaryCache {
-    cache: Cache<CacheKey, Arc<ScanSummary>>,
+    cache: Cache<CacheKey, Entry>,
+    ttl: Duration,
+    /// Keys whose check against the scanner is under way (one check per key).
+    checking: Arc<Mutex<HashSet<CacheKey>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,11 +77,15 @@ impl SummaryCache {
         let cache = Cache::builder()
             .max_capacity(config.max_entries)
             .expire_after(ByStatus {
-                ttl: config.ttl,
                 pending_ttl: config.pending_ttl,
             })
             .build();
-        SummaryCache { cache, metrics }
+        SummaryCache {
+            cache,
+            ttl: config.ttl,
+            checking: Arc::default(),
+            metrics,
+        }
     }
 
     /// The cached summary, or one fetched from the scanner (one call for many
@@ -67,22 +98,90 @@ impl SummaryCache {
     ) -> Result<Arc<ScanSummary>, Arc<ScanError>> {
         let key = CacheKey {
             route,
-            digest: Arc::from(target.digest),
+            digest: DigestKey::new(target.digest),
         };
         if let Some(hit) = self.cache.get(&key).await {
             self.metrics.cache_hit();
-            return Ok(hit);
+            if hit.checked.elapsed() >= self.ttl {
+                self.check_later(key, scanner, target, hit.summary.clone());
+            }
+            return Ok(hit.summary);
         }
         self.metrics.cache_miss();
         self.cache
             .try_get_with(key, async {
-                let started = Instant::now();
-                let result = scanner.summary(target).await;
-                self.metrics
-                    .scanner_call(scanner.kind(), &result, started.elapsed());
-                result.map(Arc::new)
+                let summary = fetch(&self.metrics, scanner.as_ref(), target).await?;
+                Ok(Entry {
+                    summary,
+                    checked: Instant::now(),
+                })
             })
             .await
+            .map(|e| e.summary)
+    }
+
+    /// Asks the scanner again, in the background, and replaces the entry when the
+    /// answer differs.
+    fn check_later(
+        &self,
+        key: CacheKey,
+        scanner: &Arc<dyn Scanner>,
+        target: &ScanTarget<'_>,
+        cached: Arc<ScanSummary>,
+    ) {
+        {
+            let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+            if !checking.insert(key.clone()) {
+                return;
+            }
+        }
+        let this = self.clone();
+        let scanner = Arc::clone(scanner);
+        let image: ImageRef = target.image.clone();
+        let digest = target.digest.to_string();
+        tokio::spawn(async move {
+            let target = ScanTarget {
+                image: &image,
+                digest: &digest,
+            };
+            let (summary, result) = match fetch(&this.metrics, scanner.as_ref(), &target).await {
+                Ok(fresh) if *fresh == *cached => (cached, RefreshResult::Unchanged),
+                Ok(fresh) => {
+                    tracing::info!(
+                        scanner = scanner.kind(),
+                        digest = %digest,
+                        status = fresh.status.as_str(),
+                        "the scanner has a newer scan: cached summary replaced"
+                    );
+                    (fresh, RefreshResult::Changed)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        scanner = scanner.kind(),
+                        error = %e,
+                        "checking a cached summary failed; it stays in use until the next check"
+                    );
+                    (cached, RefreshResult::Failed)
+                }
+            };
+            this.metrics.cache_refresh(result);
+            // Not if it was purged or evicted meanwhile: that was someone's intent.
+            if this.cache.contains_key(&key) {
+                this.cache
+                    .insert(
+                        key.clone(),
+                        Entry {
+                            summary,
+                            checked: Instant::now(),
+                        },
+                    )
+                    .await;
+            }
+            this.checking
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        });
     }
 
     /// Drops one digest (every route) or, with `None`, everything; returns how many
@@ -93,7 +192,7 @@ impl SummaryCache {
         let keys: Vec<Arc<CacheKey>> = self
             .cache
             .iter()
-            .filter(|(k, _)| digest.is_none_or(|d| &*k.digest == d))
+            .filter(|(k, _)| digest.is_none_or(|d| k.digest.is(d)))
             .map(|(k, _)| k)
             .collect();
         for key in &keys {
@@ -105,5 +204,151 @@ impl SummaryCache {
     pub async fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks().await;
         self.cache.entry_count()
+    }
+}
+
+async fn fetch(
+    metrics: &Metrics,
+    scanner: &dyn Scanner,
+    target: &ScanTarget<'_>,
+) -> Result<Arc<ScanSummary>, ScanError> {
+    let started = Instant::now();
+    let result = scanner.summary_shared(target).await;
+    metrics.scanner_call(scanner.kind(), &result, started.elapsed());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::scan::{ScanStatus, SeverityCounts};
+
+    /// Answers `high` highs, or fails while `down`; counts its calls.
+    #[derive(Default)]
+    struct Changing {
+        high: AtomicU64,
+        down: std::sync::atomic::AtomicBool,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Scanner for Changing {
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        async fn summary(&self, _t: &ScanTarget<'_>) -> Result<ScanSummary, ScanError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(ScanError::Unavailable {
+                    scanner: "test",
+                    message: "down".into(),
+                });
+            }
+            let mut s = ScanSummary::status_only("test", ScanStatus::Complete);
+            s.counts = SeverityCounts::zero();
+            s.counts.high = Some(self.high.load(Ordering::SeqCst));
+            Ok(s)
+        }
+    }
+
+    fn cache(ttl: Duration) -> (SummaryCache, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new());
+        let config = CacheConfig {
+            ttl,
+            ..CacheConfig::default()
+        };
+        (SummaryCache::new(&config, Arc::clone(&metrics)), metrics)
+    }
+
+    async fn highs(cache: &SummaryCache, scanner: &Arc<dyn Scanner>) -> Option<u64> {
+        let image = ImageRef::parse("registry.example.com/app:1").unwrap();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let target = ScanTarget {
+            image: &image,
+            digest: &digest,
+        };
+        match cache.get_or_fetch(0, scanner, &target).await {
+            Ok(s) => s.counts.high,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Polls until `f` holds (the check runs in the background).
+    async fn eventually(mut f: impl AsyncFnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if f().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn within_ttl_the_scanner_is_not_asked_again() {
+        let (cache, _) = cache(Duration::from_secs(3600));
+        let changing = Arc::new(Changing::default());
+        let scanner: Arc<dyn Scanner> = changing.clone();
+        assert_eq!(highs(&cache, &scanner).await, Some(0));
+        changing.high.store(3, Ordering::SeqCst);
+        for _ in 0..10 {
+            assert_eq!(highs(&cache, &scanner).await, Some(0));
+        }
+        assert_eq!(changing.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_newer_scan_replaces_the_entry_and_a_failed_check_keeps_it() {
+        let (cache, metrics) = cache(Duration::from_millis(50));
+        let changing = Arc::new(Changing::default());
+        let scanner: Arc<dyn Scanner> = changing.clone();
+        assert_eq!(highs(&cache, &scanner).await, Some(0));
+
+        // The scanner is down: the cached summary keeps deciding.
+        changing.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(highs(&cache, &scanner).await, Some(0));
+        assert!(
+            eventually(async || metrics
+                .encode()
+                .contains("refreshes_total{result=\"failed\"} 1"))
+            .await,
+            "{}",
+            metrics.encode()
+        );
+        assert_eq!(highs(&cache, &scanner).await, Some(0));
+
+        // Back, with a newer scan: seen after the next check.
+        changing.down.store(false, Ordering::SeqCst);
+        changing.high.store(4, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(eventually(async || highs(&cache, &scanner).await == Some(4)).await);
+        assert!(metrics
+            .encode()
+            .contains("refreshes_total{result=\"changed\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn purge_by_digest_and_all() {
+        let (cache, _) = cache(Duration::from_secs(3600));
+        let scanner: Arc<dyn Scanner> = Arc::new(Changing::default());
+        highs(&cache, &scanner).await;
+        assert_eq!(
+            cache
+                .purge(Some(&format!("sha256:{}", "b".repeat(64))))
+                .await,
+            0
+        );
+        assert_eq!(
+            cache
+                .purge(Some(&format!("sha256:{}", "a".repeat(64))))
+                .await,
+            1
+        );
+        assert_eq!(cache.entry_count().await, 0);
     }
 }

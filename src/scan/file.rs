@@ -4,12 +4,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::digest_key::DigestKey;
 use super::{
     ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
     Vulnerability,
@@ -18,11 +21,32 @@ use crate::image::ImageRef;
 
 pub const KIND: &str = "file";
 
-#[derive(Debug, Default)]
-pub struct FileScanner {
-    by_digest: HashMap<String, ScanSummary>,
+/// What the files held when they were read.
+#[derive(Debug, Default, Clone)]
+struct Tables {
+    /// Shared with the summary cache: a cached summary costs no copy.
+    by_digest: HashMap<DigestKey, Arc<ScanSummary>>,
     /// `registry/repository:tag` -> digest, from reports that name their tags.
     by_tag: HashMap<String, String>,
+}
+
+/// The files read and their modification times and sizes: a change to any of them,
+/// or a file added or removed, makes the scanner read them again.
+type Stamp = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+#[derive(Debug)]
+pub struct FileScanner {
+    /// `None` for a scanner built from documents in memory.
+    path: Option<PathBuf>,
+    tables: RwLock<Arc<Tables>>,
+    stamp: RwLock<Stamp>,
+    not_scanned: Arc<ScanSummary>,
+}
+
+impl Default for FileScanner {
+    fn default() -> Self {
+        FileScanner::with_tables(None, Tables::default(), Stamp::new())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,41 +56,148 @@ pub struct FileScanError {
     pub message: String,
 }
 
+fn file_error(path: &Path, message: String) -> FileScanError {
+    FileScanError {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
 impl FileScanner {
+    fn with_tables(path: Option<PathBuf>, tables: Tables, stamp: Stamp) -> FileScanner {
+        FileScanner {
+            path,
+            tables: RwLock::new(Arc::new(tables)),
+            stamp: RwLock::new(stamp),
+            not_scanned: Arc::new(ScanSummary::status_only(KIND, ScanStatus::NotScanned)),
+        }
+    }
+
     /// Reads one file, or every `.json`/`.yaml`/`.yml` file of a directory.
     pub fn load(path: &Path) -> Result<FileScanner, FileScanError> {
-        let err = |p: &Path, message: String| FileScanError {
-            path: p.to_path_buf(),
-            message,
+        let stamp = stamp_of(path)?;
+        let tables = read_tables(&stamp)?;
+        Ok(FileScanner::with_tables(
+            Some(path.to_path_buf()),
+            tables,
+            stamp,
+        ))
+    }
+
+    /// Reads the files again when any of them changed; a file that no longer reads
+    /// leaves the previous summaries in place. `Ok(Some(n))`: reloaded, `n` digests.
+    pub fn reload_if_changed(&self) -> Result<Option<usize>, FileScanError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
         };
-        let mut scanner = FileScanner::default();
-        let meta = std::fs::metadata(path).map_err(|e| err(path, e.to_string()))?;
-        let files = if meta.is_dir() {
-            let mut files = Vec::new();
-            for entry in std::fs::read_dir(path).map_err(|e| err(path, e.to_string()))? {
-                let p = entry.map_err(|e| err(path, e.to_string()))?.path();
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-                if matches!(ext, "json" | "yaml" | "yml") && p.is_file() {
-                    files.push(p);
+        let stamp = stamp_of(path)?;
+        if *self.stamp.read().unwrap_or_else(|e| e.into_inner()) == stamp {
+            return Ok(None);
+        }
+        let tables = read_tables(&stamp);
+        // Remember the failed stamp too, so a broken file is reported once, not every poll.
+        *self.stamp.write().unwrap_or_else(|e| e.into_inner()) = stamp;
+        let tables = tables?;
+        let count = tables.by_digest.len();
+        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tables);
+        Ok(Some(count))
+    }
+
+    /// Polls the files every `every` while the scanner is in use (a ConfigMap or Secret
+    /// volume is updated in place by the kubelet).
+    pub fn watch(self: &Arc<Self>, every: Duration) {
+        let (Some(path), Ok(runtime)) = (self.path.clone(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let scanner: Weak<FileScanner> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(scanner) = scanner.upgrade() else {
+                    return;
+                };
+                // Reading a large directory blocks; keep it off the reactor threads.
+                let result = tokio::task::spawn_blocking(move || scanner.reload_if_changed()).await;
+                match result {
+                    Ok(Ok(Some(count))) => tracing::info!(
+                        path = %path.display(),
+                        digests = count,
+                        "scan files changed: summaries reloaded"
+                    ),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        error = %e,
+                        "scan files changed but could not be read; the previous summaries stay in use"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "scan file reload task failed"),
                 }
             }
-            files.sort();
-            files
-        } else {
-            vec![path.to_path_buf()]
-        };
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|e| err(&file, e.to_string()))?;
-            scanner.add_document(&text).map_err(|m| err(&file, m))?;
-        }
-        Ok(scanner)
+        });
     }
 
     /// Adds a summaries document or a Trivy report (JSON or YAML).
     pub fn add_document(&mut self, text: &str) -> Result<(), String> {
-        let doc: Document = serde_yaml::from_str(text)
-            .map_err(|e| format!("neither a summaries file nor a Trivy JSON report: {e}"))?;
-        match doc {
+        let tables = self.tables.get_mut().unwrap_or_else(|e| e.into_inner());
+        Arc::make_mut(tables).add_document(text)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables().by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn tables(&self) -> Arc<Tables> {
+        Arc::clone(&self.tables.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The files under `path` with their modification times and sizes, in name order.
+fn stamp_of(path: &Path) -> Result<Stamp, FileScanError> {
+    let meta = std::fs::metadata(path).map_err(|e| file_error(path, e.to_string()))?;
+    let files = if meta.is_dir() {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(|e| file_error(path, e.to_string()))? {
+            let p = entry.map_err(|e| file_error(path, e.to_string()))?.path();
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if matches!(ext, "json" | "yaml" | "yml") && p.is_file() {
+                files.push(p);
+            }
+        }
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f).map_err(|e| file_error(&f, e.to_string()))?;
+            Ok((f, meta.modified().ok(), meta.len()))
+        })
+        .collect()
+}
+
+fn read_tables(stamp: &Stamp) -> Result<Tables, FileScanError> {
+    let mut tables = Tables::default();
+    for (file, _, _) in stamp {
+        let text = std::fs::read_to_string(file).map_err(|e| file_error(file, e.to_string()))?;
+        tables
+            .add_document(&text)
+            .map_err(|m| file_error(file, m))?;
+    }
+    Ok(tables)
+}
+
+impl Tables {
+    fn add_document(&mut self, text: &str) -> Result<(), String> {
+        match parse_document(text)? {
             Document::Summaries(s) => {
                 for (i, entry) in s.summaries.into_iter().enumerate() {
                     self.add_entry(entry)
@@ -77,15 +208,6 @@ impl FileScanner {
         }
         Ok(())
     }
-
-    pub fn len(&self) -> usize {
-        self.by_digest.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
-    }
-
     fn add_entry(&mut self, entry: SummaryEntry) -> Result<(), String> {
         check_digest(&entry.digest)?;
         let finished_at = match &entry.finished_at {
@@ -110,7 +232,8 @@ impl FileScanner {
             unknown: Some(entry.unknown),
         };
         summary.finished_at = finished_at;
-        self.by_digest.insert(entry.digest, summary);
+        self.by_digest
+            .insert(DigestKey::new(&entry.digest), Arc::new(summary));
         Ok(())
     }
 
@@ -170,8 +293,10 @@ impl FileScanner {
                 self.add_tag(&parsed, &digests[0]);
             }
         }
+        let summary = Arc::new(summary);
         for d in digests {
-            self.by_digest.insert(d, summary.clone());
+            self.by_digest
+                .insert(DigestKey::new(&d), Arc::clone(&summary));
         }
         Ok(())
     }
@@ -198,24 +323,73 @@ impl Scanner for FileScanner {
     }
 
     async fn summary(&self, target: &ScanTarget<'_>) -> Result<ScanSummary, ScanError> {
+        self.summary_shared(target)
+            .await
+            .map(|s| ScanSummary::clone(&s))
+    }
+
+    async fn summary_shared(&self, target: &ScanTarget<'_>) -> Result<Arc<ScanSummary>, ScanError> {
         Ok(self
+            .tables()
             .by_digest
-            .get(target.digest)
+            .get(&DigestKey::new(target.digest))
             .cloned()
-            .unwrap_or_else(|| ScanSummary::status_only(KIND, ScanStatus::NotScanned)))
+            .unwrap_or_else(|| Arc::clone(&self.not_scanned)))
     }
 
     fn digest_for_tag(&self, image: &ImageRef) -> Option<String> {
         let tag = image.tag.as_ref()?;
-        self.by_tag.get(&format!("{}:{tag}", image.name())).cloned()
+        self.tables()
+            .by_tag
+            .get(&format!("{}:{tag}", image.name()))
+            .cloned()
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum Document {
     Summaries(SummariesFile),
     Trivy(TrivyReport),
+}
+
+/// Typed parsing, one shape after the other: an untagged enum would first buffer the
+/// whole document as a tree, several times the size of a 100,000-entry file.
+fn parse_document(text: &str) -> Result<Document, String> {
+    let json = text.trim_start().starts_with('{');
+    let summaries = if json {
+        serde_json::from_str::<SummariesFile>(text).map_err(|e| e.to_string())
+    } else {
+        serde_yaml::from_str::<SummariesFile>(text).map_err(|e| e.to_string())
+    };
+    let summaries_error = match summaries {
+        Ok(s) => return Ok(Document::Summaries(s)),
+        Err(e) => e,
+    };
+    let trivy = if json {
+        serde_json::from_str::<TrivyReport>(text).map_err(|e| e.to_string())
+    } else {
+        serde_yaml::from_str::<TrivyReport>(text).map_err(|e| e.to_string())
+    };
+    let trivy_error = match trivy {
+        Ok(r) => return Ok(Document::Trivy(r)),
+        Err(e) => e,
+    };
+    // Report the error of the shape the document was meant to have.
+    let error = if looks_like_summaries(text) {
+        format!("summaries file: {summaries_error}")
+    } else {
+        format!("Trivy report: {trivy_error}")
+    };
+    Err(format!(
+        "neither a summaries file nor a Trivy JSON report: {error}"
+    ))
+}
+
+fn looks_like_summaries(text: &str) -> bool {
+    text.trim_start()
+        .trim_start_matches('{')
+        .trim_start()
+        .trim_start_matches('"')
+        .starts_with("summaries")
 }
 
 #[derive(Deserialize)]
@@ -376,7 +550,8 @@ mod tests {
         );
         let mut s = FileScanner::default();
         s.add_document(&report).unwrap();
-        let sum = &s.by_digest[D1];
+        let tables = s.tables();
+        let sum = &tables.by_digest[&DigestKey::new(D1)];
         assert_eq!(sum.counts.high, Some(1));
         assert_eq!(sum.counts.critical, Some(1));
         assert_eq!(sum.fixable.and_then(|f| f.high), Some(1));

@@ -3,6 +3,7 @@
 pub mod acr;
 pub mod backoff;
 pub mod cache;
+pub mod digest_key;
 pub mod file;
 pub mod harbor;
 pub mod hss;
@@ -259,6 +260,12 @@ pub trait Scanner: Send + Sync {
     /// `Ok` with status `NotScanned`, not an error.
     async fn summary(&self, target: &ScanTarget<'_>) -> Result<ScanSummary, ScanError>;
 
+    /// The same summary behind an `Arc`: what the summary cache keeps. A scanner that
+    /// already holds its summaries in memory hands out its own, so caching costs no copy.
+    async fn summary_shared(&self, target: &ScanTarget<'_>) -> Result<Arc<ScanSummary>, ScanError> {
+        self.summary(target).await.map(Arc::new)
+    }
+
     /// A digest the scanner itself knows for a tag (a Trivy report names its tags).
     /// Used only when the tag is not resolved on a registry.
     fn digest_for_tag(&self, _image: &ImageRef) -> Option<String> {
@@ -270,9 +277,13 @@ pub trait Scanner: Send + Sync {
 /// (a missing credential file, a bad endpoint), prefixed by the kind.
 pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String> {
     match config {
-        ScannerConfig::File(f) => Ok(Arc::new(
-            file::FileScanner::load(&f.path).map_err(|e| e.to_string())?,
-        )),
+        ScannerConfig::File(f) => {
+            let scanner = Arc::new(file::FileScanner::load(&f.path).map_err(|e| e.to_string())?);
+            if !f.reload_interval.is_zero() {
+                scanner.watch(f.reload_interval);
+            }
+            Ok(scanner)
+        }
         ScannerConfig::Hss(c) => hss::HssScanner::new(c)
             .map(|s| Arc::new(s) as Arc<dyn Scanner>)
             .map_err(|e| format!("hss: {e}")),
