@@ -31,19 +31,22 @@ pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
 #[error("{0}")]
 pub struct BadReview(pub String);
 
+/// The review as sent. `O` is how the objects are read: typed in one pass when the
+/// whole review is well formed, or kept raw so that an unreadable object still
+/// leaves a uid to answer.
 #[derive(Deserialize)]
-struct ReviewIn<'a> {
+struct ReviewIn<O> {
     #[serde(rename = "apiVersion", default)]
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
-    #[serde(borrow, default)]
-    request: Option<RequestIn<'a>>,
+    #[serde(default = "none")]
+    request: Option<RequestIn<O>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
+struct RequestIn<O> {
     uid: String,
     #[serde(default)]
     kind: GroupVersionKind,
@@ -57,12 +60,16 @@ struct RequestIn<'a> {
     operation: String,
     #[serde(default)]
     user_info: UserInfo,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    old_object: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    object: Option<O>,
+    #[serde(default = "none")]
+    old_object: Option<O>,
     #[serde(default)]
     dry_run: Option<bool>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,8 +109,26 @@ pub struct Request {
 
 /// Decodes a review. Errors only for what leaves no uid to answer to.
 pub fn decode(body: &[u8]) -> Result<Request, BadReview> {
-    let review: ReviewIn<'_> = serde_json::from_slice(body)
+    // One typed pass reads nearly every review; the raw pass below is for the rest.
+    if let Ok(review) = serde_json::from_slice::<ReviewIn<ObjectLite>>(body) {
+        return checked(review, |o| Ok(Some(o)), Some);
+    }
+    let review: ReviewIn<&RawValue> = serde_json::from_slice(body)
         .map_err(|e| BadReview(format!("cannot decode AdmissionReview: {e}")))?;
+    checked(
+        review,
+        |raw| read_object(raw).map_err(|e| format!("cannot read the object: {e}")),
+        // oldObject is `{}`, `""` or `"None"` on some CREATEs; anything unreadable
+        // is treated as absent, which only makes the review stricter.
+        |raw| read_object(raw).ok().flatten(),
+    )
+}
+
+fn checked<O>(
+    review: ReviewIn<O>,
+    object: impl FnOnce(O) -> Result<Option<ObjectLite>, String>,
+    old_object: impl FnOnce(O) -> Option<ObjectLite>,
+) -> Result<Request, BadReview> {
     let api_version = match review.api_version.as_deref() {
         Some(v @ (V1 | V1BETA1)) => v.to_string(),
         Some(other) => {
@@ -129,14 +154,10 @@ pub fn decode(body: &[u8]) -> Result<Request, BadReview> {
         return Err(BadReview("AdmissionReview request has an empty uid".into()));
     }
     let object = match request.object {
-        Some(raw) => read_object(raw).map_err(|e| format!("cannot read the object: {e}")),
+        Some(o) => object(o),
         None => Ok(None),
     };
-    // oldObject is `{}`, `""` or `"None"` on some CREATEs; anything unreadable
-    // is treated as absent, which only makes the review stricter.
-    let old_object = request
-        .old_object
-        .and_then(|raw| read_object(raw).ok().flatten());
+    let old_object = request.old_object.and_then(old_object);
     Ok(Request {
         api_version,
         uid: request.uid,

@@ -412,14 +412,18 @@ impl Engine {
         };
         let policy_ref = &policy;
         let outcomes = join_all(distinct.iter().map(|image| async move {
-            let outcome =
-                tokio::time::timeout_at(deadline, self.evaluate(image, policy_ref, pull, now))
+            let mut evaluation = std::pin::pin!(self.evaluate(image, policy_ref, pull, now));
+            // A cached image is decided on the first poll: no deadline timer to arm.
+            let outcome = match futures::poll!(evaluation.as_mut()) {
+                std::task::Poll::Ready(outcome) => outcome,
+                std::task::Poll::Pending => tokio::time::timeout_at(deadline, evaluation)
                     .await
                     .unwrap_or_else(|_| Outcome::BackendError {
                         message:
                             "no answer from the registry or scanner within the review deadline"
                                 .into(),
-                    });
+                    }),
+            };
             (*image, outcome)
         }))
         .await;

@@ -337,10 +337,19 @@ impl ScannerRouter {
 
     /// The route for an image: matched on `host:port` as written, then on the host alone.
     pub fn route(&self, image: &ImageRef) -> Option<&Route> {
-        let registry = image.registry.to_ascii_lowercase();
-        let host = image.host().to_ascii_lowercase();
+        let registry = lower(&image.registry);
+        let host = lower(image.host());
         self.routes
             .iter()
             .find(|r| r.pattern.matches(&registry) || r.pattern.matches(&host))
+    }
+}
+
+/// Host names are nearly always written in lower case already: no copy then.
+fn lower(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
