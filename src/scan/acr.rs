@@ -469,8 +469,8 @@ impl AcrScanner {
                 "{total} vulnerabilities, more than the {MAX_ENTRIES} kept per image; not read"
             ))
         } else {
-            // One request's time limit for every page together, so a slow list
-            // cannot cost the review its counts.
+            // One request's time limit for every page together: a slow list adds at
+            // most that to the lookup, and the counts stay.
             match tokio::time::timeout(self.details_timeout, self.scan_results(params, deadline))
                 .await
             {

@@ -399,7 +399,8 @@ impl HarborScanner {
             )))),
             403 => Attempt::Done(Err(self.config_error(format!(
                 "robot account {user:?} may not read artifacts of project {project:?}, {detail}; \
-                 grant it the project permissions to read artifacts (repository pull) and scans"
+                 grant it the project permissions to read artifacts (repository pull), \
+                 artifact additions (vulnerability reports) and scans"
             )))),
             400..=499 => Attempt::Done(Err(self.config_error(format!("Harbor rejected the request, {detail}")))),
             _ => Attempt::Done(Err(self.unavailable(detail))),
@@ -441,8 +442,8 @@ impl HarborScanner {
                 "{total} vulnerabilities, more than the {MAX_ENTRIES} kept per image; not read"
             ))
         } else {
-            // One request's time limit for the whole detail call, retries included,
-            // so a slow report cannot cost the review its counts.
+            // One request's time limit for the whole detail call, retries included:
+            // a slow report adds at most that to the lookup, and the counts stay.
             match tokio::time::timeout(
                 self.config.timeout,
                 self.fetch_report(project, repository, target.digest),
