@@ -282,7 +282,7 @@ pub enum ScannerConfig {
     File(FileScannerConfig),
     /// Huawei Cloud HSS, for SWR images (`docs/scanners-huawei-harbor.md`).
     Hss(crate::scan::hss::HssConfig),
-    /// Harbor v2.0 scan overviews (`docs/scanners-huawei-harbor.md`).
+    /// Harbor v2.0 scan overviews and vulnerability reports (`docs/scanners-huawei-harbor.md`).
     Harbor(crate::scan::harbor::HarborConfig),
     /// Alibaba Cloud Container Registry EE (`scanner: {acr: {region: cn-hangzhou, ...}}`).
     Acr(crate::scan::acr::AcrConfig),

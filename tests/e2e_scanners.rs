@@ -1,8 +1,9 @@
 //! End to end: the `vulngate` binary with routes to the `acr`, `hss` and `harbor`
 //! scanners, each pointed at its in-test vendor server (which verifies every
 //! signature or credential on its own) by an endpoint override in the config.
-//! Pods are denied and allowed as the scanners' counts say, and `onError` decides
-//! when a scanner is down.
+//! Pods are denied and allowed as the scanners' counts say (and, for `count: fixable`
+//! and `allow-cves`, as their vulnerability lists say), and `onError` decides when a
+//! scanner is down.
 
 mod support;
 
@@ -29,6 +30,13 @@ const BAD: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 const GOOD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 /// A Harbor image with one critical vulnerability and nothing else.
 const CRIT: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+/// Harbor images with 2 high and 1 low: `NOFIX`'s high ones have no fix, `FIXED` has
+/// a fix for one of them.
+const NOFIX: &str = "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+const FIXED: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+/// An ACR image whose only high vulnerability is CVE-2024-7777 (and 1 medium).
+const ACCEPTED: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const ACCEPTED_CVE: &str = "CVE-2024-7777";
 
 const NAMESPACES: &str = r#"---
 kind: Namespace
@@ -40,6 +48,20 @@ kind: Namespace
 metadata:
   name: critical
   annotations: {vulngate.io/max-critical: "0", vulngate.io/max-high: "50"}
+---
+kind: Namespace
+metadata:
+  name: fixable
+  annotations: {vulngate.io/count: fixable}
+---
+kind: Namespace
+metadata:
+  name: accepting
+  annotations: {vulngate.io/allow-cves: "CVE-2024-7777 until 2099-12-31"}
+---
+kind: Namespace
+metadata:
+  name: strict
 "#;
 
 struct Servers {
@@ -71,9 +93,20 @@ async fn servers() -> Servers {
         );
         d.tags.insert(
             "crr-app".into(),
-            vec![("bad".into(), BAD.into()), ("good".into(), GOOD.into())],
+            vec![
+                ("bad".into(), BAD.into()),
+                ("good".into(), GOOD.into()),
+                ("accepted".into(), ACCEPTED.into()),
+            ],
         );
-        for (tag, high) in [("bad", 12), ("good", 3)] {
+        d.scan_results.insert(
+            ("crr-app".into(), "accepted".into()),
+            vec![
+                alibaba_server::scan_result(ACCEPTED_CVE, "High", "1.1.1w"),
+                alibaba_server::scan_result("CVE-2024-8888", "Medium", ""),
+            ],
+        );
+        for (tag, high) in [("bad", 12), ("good", 3), ("accepted", 1)] {
             d.scan_status
                 .insert(("crr-app".into(), tag.into()), "COMPLETE".into());
             d.summaries
@@ -99,6 +132,14 @@ async fn servers() -> Servers {
         ),
         (GOOD, json!({"total": 4, "summary": {"High": 3, "Low": 1}})),
         (CRIT, json!({"total": 1, "summary": {"Critical": 1}})),
+        (
+            NOFIX,
+            json!({"total": 3, "fixable": 1, "summary": {"High": 2, "Low": 1}}),
+        ),
+        (
+            FIXED,
+            json!({"total": 3, "fixable": 2, "summary": {"High": 2, "Low": 1}}),
+        ),
     ] {
         let digest = format!("sha256:{hex}");
         harbor.add(
@@ -106,6 +147,18 @@ async fn servers() -> Servers {
             "app",
             &digest,
             harbor_server::scanned(&digest, "Success", Some(summary)),
+        );
+    }
+    for (hex, fix) in [(NOFIX, ""), (FIXED, "2.0.1")] {
+        harbor.add_report(
+            "library",
+            "app",
+            &format!("sha256:{hex}"),
+            json!([
+                harbor_server::finding("CVE-2024-0101", "High", ""),
+                harbor_server::finding("CVE-2024-0102", "High", fix),
+                harbor_server::finding("CVE-2024-0103", "Low", "1.0.1"),
+            ]),
         );
     }
     Servers { acr, hss, harbor }
@@ -337,6 +390,81 @@ async fn scanner_counts_deny_and_allow_pods() {
     }
     assert_no_secrets("the server's logs", &webhook.stderr());
     assert_no_secrets("the metrics", &metrics);
+}
+
+#[tokio::test]
+async fn vulnerability_lists_serve_fixable_only_and_accepted_cves() {
+    let s = servers().await;
+    let webhook = Webhook::start(
+        &config(&s.acr.url, &s.hss.url(), &s.harbor.url(), "deny"),
+        &files(),
+    );
+    let client = webhook.client(false);
+
+    // Harbor, `count: fixable` under the default max-high of 0: the two high
+    // vulnerabilities of NOFIX have no fix, so none counts.
+    let r = webhook
+        .review(&client, &pod("nofix", "fixable", &harbor_image(NOFIX)))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(
+        !r.to_string().contains("could not be applied"),
+        "Harbor's list serves the rule: {r}"
+    );
+    // FIXED has a fix for one of them: that one counts.
+    let r = webhook
+        .review(&client, &pod("fixed", "fixable", &harbor_image(FIXED)))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let text = message(&r);
+    assert!(
+        text.contains("1 high vulnerabilities, over the limit of 0"),
+        "{text}"
+    );
+    // Without the rule both count.
+    let r = webhook
+        .review(&client, &pod("nofix-all", "strict", &harbor_image(NOFIX)))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(message(&r).contains("2 high vulnerabilities"), "{r}");
+
+    // ACR, `allow-cves`: the image's only high vulnerability is accepted.
+    let r = webhook
+        .review(
+            &client,
+            &pod("acr-accepted", "accepting", &acr_image(ACCEPTED)),
+        )
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(
+        r.to_string().contains(&format!(
+            "{ACCEPTED_CVE} (accepted by annotation vulngate.io/allow-cves on namespace accepting)"
+        )),
+        "{r}"
+    );
+    let r = webhook
+        .review(&client, &pod("acr-strict", "strict", &acr_image(ACCEPTED)))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(message(&r).contains("1 high vulnerabilities"), "{r}");
+    // An ACR image without a list: the acceptance cannot be applied, all counts.
+    let r = webhook
+        .review(&client, &pod("acr-nolist", "accepting", &acr_image(GOOD)))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        r.to_string()
+            .contains("accepted vulnerabilities could not be applied"),
+        "{r}"
+    );
+
+    assert!(s.acr.count("ListRepoTagScanResult") >= 1);
+    assert!(
+        s.acr.with(|d| d.rejected.is_empty()),
+        "ACR rejected a signature"
+    );
+    assert!(s.harbor.report_requests() >= 2);
+    assert_no_secrets("the server's logs", &webhook.stderr());
 }
 
 /// A URL on which nothing listens (a stopped scanner).

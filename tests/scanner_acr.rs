@@ -6,11 +6,11 @@ mod alibaba_server;
 
 use std::time::{Duration, Instant};
 
-use alibaba_server::{fixture, Server};
+use alibaba_server::{fixture, scan_result, Server};
 use serde_json::json;
 use vulngate::image::ImageRef;
 use vulngate::scan::acr::{AcrConfig, AcrScanner};
-use vulngate::scan::{ScanError, ScanStatus, ScanTarget, Scanner};
+use vulngate::scan::{ScanError, ScanStatus, ScanTarget, Scanner, Severity, SeverityCounts};
 
 const HOST: &str = "demo-registry.cn-hangzhou.cr.aliyuncs.com";
 const HEX: &str = "815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04";
@@ -542,4 +542,175 @@ async fn rrsa_exchanges_the_token_file_and_refreshes_before_expiry() {
         }
         other => panic!("expected a config error, got {other:?}"),
     }
+}
+
+/// The fixture's 196 findings as ListRepoTagScanResult lists them: high 22 (10 with a
+/// fix), medium 81 (none), low 89 (5), unknown 4 (none).
+fn fixture_results() -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for (severity, n, fixed) in [
+        ("High", 22, 10),
+        ("Medium", 81, 0),
+        ("Low", 89, 5),
+        ("Unknown", 4, 0),
+    ] {
+        for i in 0..n {
+            let fix = if i < fixed { "1.1.1w-0+deb11u1" } else { "" };
+            out.push(scan_result(
+                &format!("CVE-2024-{severity}-{i}"),
+                severity,
+                fix,
+            ));
+        }
+    }
+    out
+}
+
+fn with_results(s: &Setup, results: Vec<serde_json::Value>) {
+    s.server.with(|d| {
+        d.scan_results
+            .insert(("crr-app".into(), "1.24".into()), results);
+    });
+}
+
+#[tokio::test]
+async fn the_vulnerability_list_is_paged_and_gives_fixable_counts() {
+    let s = setup().await;
+    with_results(&s, fixture_results());
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.counts.total(), 196);
+    assert_eq!(
+        got.fixable,
+        Some(SeverityCounts {
+            critical: None,
+            high: Some(10),
+            medium: Some(0),
+            low: Some(5),
+            unknown: Some(0)
+        }),
+        "fixable counts have the summary's shape: still no critical"
+    );
+    assert_eq!(got.vulnerabilities.len(), 196);
+    let first = &got.vulnerabilities[0];
+    assert_eq!(
+        (first.id.as_str(), first.severity, first.fixable),
+        ("CVE-2024-High-0", Severity::High, Some(true))
+    );
+    let last = &got.vulnerabilities[195];
+    assert_eq!(
+        (last.id.as_str(), last.severity, last.fixable),
+        ("CVE-2024-Unknown-3", Severity::Unknown, Some(false))
+    );
+    assert!(got.vulnerabilities.iter().all(|v| v.published.is_none()));
+
+    let pages: Vec<_> = s.server.with(|d| {
+        d.seen
+            .iter()
+            .filter(|r| r.action == "ListRepoTagScanResult")
+            .map(|r| r.params.clone())
+            .collect()
+    });
+    assert_eq!(pages.len(), 2, "196 entries in pages of 100");
+    for (i, p) in pages.iter().enumerate() {
+        assert_eq!(p["PageNo"], (i + 1).to_string());
+        assert_eq!(p["PageSize"], "100");
+        assert_eq!(p["InstanceId"], "cri-demo");
+        assert_eq!(p["RepoId"], "crr-app");
+        assert_eq!(p["Tag"], "1.24");
+        assert_eq!(p["Digest"], HEX);
+    }
+    assert!(s.server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn a_failing_or_incomplete_list_keeps_the_counts() {
+    let s = setup().await;
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    let check = |got: vulngate::scan::ScanSummary, why: &str| {
+        assert_eq!(got.status, ScanStatus::Complete, "{why}");
+        assert_eq!(got.counts.high, Some(22), "{why}");
+        assert_eq!(got.counts.total(), 196, "{why}");
+        assert_eq!(got.fixable, None, "{why}");
+        assert!(got.vulnerabilities.is_empty(), "{why}");
+    };
+    // No scan result for the tag.
+    check(
+        summary(&scanner, &tagged(), HEX).await.unwrap(),
+        "not found",
+    );
+
+    with_results(&s, fixture_results());
+    s.server.with(|d| {
+        d.errors.insert(
+            "ListRepoTagScanResult".into(),
+            (
+                500,
+                json!({"RequestId": "RID-500", "Code": "SystemError", "Message": "Unknown error."}),
+            ),
+        );
+    });
+    check(summary(&scanner, &tagged(), HEX).await.unwrap(), "HTTP 500");
+
+    // A list shorter than the summary's counts is not trusted.
+    s.server.with(|d| d.errors.clear());
+    with_results(&s, fixture_results().into_iter().take(150).collect());
+    check(
+        summary(&scanner, &tagged(), HEX).await.unwrap(),
+        "150 of 196",
+    );
+
+    // A slow page: the whole list gets one request's time limit.
+    with_results(&s, fixture_results());
+    s.server.with(|d| {
+        d.delay
+            .insert("ListRepoTagScanResult".into(), Duration::from_secs(2));
+    });
+    let quick = s.scanner("instanceId: cri-demo\ntimeout: 300ms\n");
+    let started = Instant::now();
+    check(summary(&quick, &tagged(), HEX).await.unwrap(), "slow");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert!(s.server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn no_list_call_when_switched_off_clean_or_over_the_cap() {
+    let s = setup().await;
+    with_results(&s, fixture_results());
+    let off = s.scanner("instanceId: cri-demo\nvulnerabilityDetails: false\n");
+    let got = summary(&off, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.counts.total(), 196);
+    assert_eq!(got.fixable, None);
+    assert!(got.vulnerabilities.is_empty());
+
+    let on = s.scanner("instanceId: cri-demo\n");
+    let mut clean = fixture("get_repo_tag_scan_summary.json");
+    for k in [
+        "HighSeverity",
+        "MediumSeverity",
+        "LowSeverity",
+        "UnknownSeverity",
+        "TotalSeverity",
+    ] {
+        clean[k] = json!(0);
+    }
+    s.server.with(|d| {
+        d.summaries
+            .insert(("crr-app".into(), "1.24".into()), clean.clone());
+    });
+    let got = summary(&on, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.fixable.and_then(|f| f.high), Some(0));
+    assert_eq!(got.fixable.and_then(|f| f.critical), None);
+
+    // More findings than a summary keeps: judged on counts, the list is not read.
+    let mut huge = clean;
+    huge["HighSeverity"] = json!(2500);
+    huge["TotalSeverity"] = json!(2500);
+    s.server.with(|d| {
+        d.summaries.insert(("crr-app".into(), "1.24".into()), huge);
+    });
+    let got = summary(&on, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.counts.high, Some(2500));
+    assert!(got.vulnerabilities.is_empty());
+    assert_eq!(s.server.count("ListRepoTagScanResult"), 0);
 }

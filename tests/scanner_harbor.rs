@@ -5,11 +5,13 @@ mod harbor_server;
 
 use std::time::Duration;
 
-use harbor_server::{scanned, Fault, HarborServer, ROBOT, ROBOT_SECRET};
+use harbor_server::{finding, scanned, Fault, HarborServer, ROBOT, ROBOT_SECRET};
 use serde_json::json;
 use vulngate::image::ImageRef;
 use vulngate::scan::harbor::{HarborConfig, HarborScanner};
-use vulngate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts};
+use vulngate::scan::{
+    ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
+};
 
 const D1: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const D2: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -133,11 +135,15 @@ async fn nested_repository_names_are_double_encoded() {
     .unwrap();
     assert_eq!(got.counts.high, Some(1));
     let paths = server.state.raw_paths.lock().unwrap().clone();
+    let artifact =
+        format!("/api/v2.0/projects/dockerhub-proxy/repositories/library%252Fredis/artifacts/{D2}");
+    // The artifact, then its vulnerability report (which this server does not have).
     assert_eq!(
         paths,
-        vec![format!(
-            "/api/v2.0/projects/dockerhub-proxy/repositories/library%252Fredis/artifacts/{D2}"
-        )]
+        vec![
+            artifact.clone(),
+            format!("{artifact}/additions/vulnerabilities")
+        ]
     );
 }
 
@@ -236,7 +242,11 @@ async fn throttling_is_retried_then_given_up() {
     server.set_fault(Some(Fault::Throttle { times: 2 }));
     let got = summary(&s, "harbor.example.com/p/a:1", D1).await.unwrap();
     assert_eq!(got.status, ScanStatus::Complete);
-    assert_eq!(got.fixable, None, "no fixable count in the report");
+    assert_eq!(
+        got.fixable,
+        Some(SeverityCounts::zero()),
+        "no findings: none fixable, and no report to fetch"
+    );
     assert_eq!(server.requests(), 3);
 
     server.set_fault(Some(Fault::Throttle { times: 100 }));
@@ -333,4 +343,166 @@ async fn config_errors_are_clear() {
         serde_yaml::from_str::<HarborConfig>(yaml).is_err(),
         "an inline password is refused"
     );
+}
+
+/// An artifact of `proxy/library/app` with 1 critical, 3 high and 1 negligible finding.
+fn five_findings(server: &HarborServer) {
+    server.add(
+        "proxy",
+        "library/app",
+        D1,
+        scanned(
+            D1,
+            "Success",
+            Some(json!({"total": 5, "fixable": 3, "summary": {"Critical": 1, "High": 3, "Negligible": 1}})),
+        ),
+    );
+}
+
+fn five_findings_report() -> serde_json::Value {
+    json!([
+        finding("CVE-2024-1000", "Critical", "1.2.3"),
+        finding("CVE-2024-2000", "High", ""),
+        finding("CVE-2024-3000", "High", "2.0"),
+        finding("CVE-2024-4000", "High", ""),
+        finding("CVE-2024-5000", "Negligible", "0.9"),
+    ])
+}
+
+#[tokio::test]
+async fn the_vulnerability_report_gives_per_severity_fixable_counts_and_the_list() {
+    let server = HarborServer::start().await;
+    five_findings(&server);
+    server.add_report("proxy", "library/app", D1, five_findings_report());
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    let got = summary(
+        &s,
+        &format!("harbor.example.com/proxy/library/app@{D1}"),
+        D1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        got.counts,
+        SeverityCounts {
+            critical: Some(1),
+            high: Some(3),
+            medium: Some(0),
+            low: Some(1),
+            unknown: Some(0)
+        }
+    );
+    assert_eq!(
+        got.fixable,
+        Some(SeverityCounts {
+            critical: Some(1),
+            high: Some(1),
+            medium: Some(0),
+            low: Some(1),
+            unknown: Some(0)
+        }),
+        "a finding is fixable when it has a fix_version"
+    );
+    let list: Vec<(&str, Severity, Option<bool>)> = got
+        .vulnerabilities
+        .iter()
+        .map(|v| (v.id.as_str(), v.severity, v.fixable))
+        .collect();
+    assert_eq!(
+        list,
+        vec![
+            ("CVE-2024-1000", Severity::Critical, Some(true)),
+            ("CVE-2024-2000", Severity::High, Some(false)),
+            ("CVE-2024-3000", Severity::High, Some(true)),
+            ("CVE-2024-4000", Severity::High, Some(false)),
+            ("CVE-2024-5000", Severity::Low, Some(true)),
+        ]
+    );
+    assert!(
+        got.vulnerabilities.iter().all(|v| v.published.is_none()),
+        "Harbor's report has no publication dates"
+    );
+    let paths = server.state.raw_paths.lock().unwrap().clone();
+    assert_eq!(
+        paths.last().map(String::as_str),
+        Some(
+            format!("/api/v2.0/projects/proxy/repositories/library%252Fapp/artifacts/{D1}/additions/vulnerabilities")
+                .as_str()
+        )
+    );
+    assert!(
+        server.state.bad_requests.lock().unwrap().is_empty(),
+        "{:?}",
+        server.state.bad_requests.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_or_disagreeing_report_keeps_the_counts() {
+    let server = HarborServer::start().await;
+    five_findings(&server);
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    let image = format!("harbor.example.com/proxy/library/app@{D1}");
+    let check = |got: ScanSummary, why: &str| {
+        assert_eq!(got.status, ScanStatus::Complete, "{why}");
+        assert_eq!(got.counts.high, Some(3), "{why}");
+        assert_eq!(got.counts.total(), 5, "{why}");
+        assert_eq!(got.fixable, None, "{why}");
+        assert!(got.vulnerabilities.is_empty(), "{why}");
+    };
+
+    // Harbor has no report (404).
+    check(summary(&s, &image, D1).await.unwrap(), "no report");
+    // The report call fails.
+    server.add_report("proxy", "library/app", D1, five_findings_report());
+    server.set_report_fault(Some(500));
+    check(summary(&s, &image, D1).await.unwrap(), "HTTP 500");
+    // A report that lists fewer findings than the summary counts is not trusted.
+    server.set_report_fault(None);
+    server.add_report(
+        "proxy",
+        "library/app",
+        D1,
+        json!([finding("CVE-2024-1000", "Critical", "1.2.3")]),
+    );
+    check(summary(&s, &image, D1).await.unwrap(), "short list");
+    // Garbage.
+    server.add_report("proxy", "library/app", D1, json!("garbage"));
+    check(summary(&s, &image, D1).await.unwrap(), "not a list");
+    assert_eq!(server.report_requests(), 4);
+}
+
+#[tokio::test]
+async fn no_report_call_when_switched_off_or_without_findings() {
+    let server = HarborServer::start().await;
+    five_findings(&server);
+    server.add_report("proxy", "library/app", D1, five_findings_report());
+    server.add(
+        "p",
+        "clean",
+        D2,
+        scanned(D2, "Success", Some(json!({"total": 0, "summary": {}}))),
+    );
+    let robot = robot_file(ROBOT_SECRET);
+
+    let off = scanner(&server, &robot, "vulnerabilityDetails: false\n");
+    let got = summary(
+        &off,
+        &format!("harbor.example.com/proxy/library/app@{D1}"),
+        D1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.counts.total(), 5);
+    assert_eq!(got.fixable, None);
+    assert!(got.vulnerabilities.is_empty());
+
+    let on = scanner(&server, &robot, "");
+    let got = summary(&on, "harbor.example.com/p/clean:1", D2)
+        .await
+        .unwrap();
+    assert_eq!(got.fixable, Some(SeverityCounts::zero()));
+    assert_eq!(server.report_requests(), 0);
 }

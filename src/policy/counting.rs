@@ -57,6 +57,7 @@ pub fn effective_counts(
     let mut accepted = Vec::new();
     let mut in_grace = Vec::new();
     let mut unknown_fix = 0usize;
+    let mut undated = 0usize;
     let grace_start = grace.map(|days| now - Duration::days(i64::from(days)));
     for v in &summary.vulnerabilities {
         if let Some(entry) = policy
@@ -75,8 +76,8 @@ pub fn effective_counts(
                 ));
             }
         }
-        if let (Some(start), Some(published)) = (grace_start, v.published) {
-            if published > start {
+        match (grace_start, v.published) {
+            (Some(start), Some(published)) if published > start => {
                 in_grace.push(format!(
                     "{} ({}, published {})",
                     v.id,
@@ -85,6 +86,8 @@ pub fn effective_counts(
                 ));
                 continue;
             }
+            (Some(_), None) => undated += 1,
+            _ => {}
         }
         if fixable_only {
             match v.fixable {
@@ -103,6 +106,12 @@ pub fn effective_counts(
             "not counted yet, within the {}-day grace period: {}",
             grace.unwrap_or(0),
             in_grace.join(", ")
+        ));
+    }
+    if undated > 0 {
+        // ACR and Harbor lists carry no publication dates.
+        notes.push(format!(
+            "the grace period could not be applied to {undated} vulnerabilities: the {scanner} scanner gives no publication dates; they are counted"
         ));
     }
     if unknown_fix > 0 {
@@ -168,6 +177,22 @@ mod tests {
         assert!(
             notes.contains("CVE-4 (accepted by the cluster default)"),
             "{notes}"
+        );
+    }
+
+    #[test]
+    fn a_list_without_dates_says_the_grace_period_was_not_applied() {
+        let now = datetime!(2026-11-23 12:00 UTC);
+        let mut s = summary(&[("CVE-1", Severity::High, Some(true), now)]);
+        s.scanner = "harbor";
+        s.vulnerabilities[0].published = None;
+        let mut policy = NamespacePolicy::resolve(&PolicyConfig::default(), &[], "ns", None, now);
+        policy.grace_days = Some(7);
+        let mut notes = Vec::new();
+        assert_eq!(effective_counts(&policy, &s, now, &mut notes).high, Some(1));
+        assert_eq!(
+            notes,
+            vec!["the grace period could not be applied to 1 vulnerabilities: the harbor scanner gives no publication dates; they are counted".to_string()]
         );
     }
 

@@ -13,6 +13,10 @@
 //! 5. `GetRepoTagScanSummary`: High/Medium/Low/Unknown counts. ACR has no critical
 //!    level, so `counts.critical` is `None` (a `max-critical` limit is reported as
 //!    unenforceable rather than met by a zero).
+//! 6. `ListRepoTagScanResult` (unless `vulnerabilityDetails: false`, and only when
+//!    there are findings): the vulnerability list, paged (at most `MAX_PAGES` pages
+//!    of `PAGE_SIZE`), for `count: fixable` and `allow-cves`. If it fails, the counts
+//!    of step 5 stand alone and those rules report that they could not be applied.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,7 +26,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts};
+use super::vulnlist::{self, MAX_ENTRIES};
+use super::{
+    ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
+    Vulnerability,
+};
 use crate::cloud::alibaba::client::{Api, Method, RpcClient, RpcError};
 use crate::cloud::alibaba::config::{
     default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
@@ -34,6 +42,12 @@ pub const KIND: &str = "acr";
 const VERSION: &str = "2018-12-01";
 /// How long host -> instance and name -> repository ids are kept.
 const ID_CACHE_TTL: Duration = Duration::from_secs(3600);
+/// ListRepoTagScanResult page size (ListRepoTag, of the same API, takes at most 100).
+const PAGE_SIZE: usize = 100;
+/// Pages read at most: `MAX_ENTRIES` vulnerabilities.
+const MAX_PAGES: usize = MAX_ENTRIES / PAGE_SIZE;
+/// Longest vulnerability id accepted (CVE and distro ids are short).
+const MAX_ID_LEN: usize = 128;
 
 /// `scanner: {acr: {...}}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -61,6 +75,10 @@ pub struct AcrConfig {
     /// Throttled calls are retried until this long after the lookup started.
     #[serde(default = "default_retry_budget", with = "humantime_serde")]
     pub retry_budget: Duration,
+    /// Read each finished scan's vulnerability list (ListRepoTagScanResult, paged)
+    /// for `count: fixable` and `allow-cves`.
+    #[serde(default = "vulnlist::default_details")]
+    pub vulnerability_details: bool,
 }
 
 impl AcrConfig {
@@ -136,12 +154,20 @@ static GET_REPO_TAG_SCAN_SUMMARY: Api = Api {
     method: Method::Post,
     ram_action: "cr:GetScanCount",
 };
+static LIST_REPO_TAG_SCAN_RESULT: Api = Api {
+    action: "ListRepoTagScanResult",
+    method: Method::Post,
+    ram_action: "cr:GetScan",
+};
 
 pub struct AcrScanner {
     client: RpcClient,
     region: String,
     instance_id: Option<String>,
     scan_on_missing: bool,
+    vulnerability_details: bool,
+    /// Time limit of the whole vulnerability-list read (one request's `timeout`).
+    details_timeout: Duration,
     /// Registry host (lower case) -> InstanceId.
     instances: moka::future::Cache<String, String>,
     /// (InstanceId, namespace/repo) -> RepoId.
@@ -184,6 +210,8 @@ impl AcrScanner {
             region: config.region.trim().to_string(),
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
+            vulnerability_details: config.vulnerability_details,
+            details_timeout: config.timeout,
             instances: moka::future::Cache::builder()
                 .max_capacity(1_000)
                 .time_to_live(ID_CACHE_TTL)
@@ -378,6 +406,92 @@ impl AcrScanner {
         Ok(None)
     }
 
+    /// Every page of ListRepoTagScanResult, up to `MAX_PAGES`.
+    async fn scan_results(
+        &self,
+        params: &[(&str, String)],
+        deadline: Instant,
+    ) -> Result<Vec<Vulnerability>, String> {
+        let mut out: Vec<Vulnerability> = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let mut paged = params.to_vec();
+            paged.push(("PageNo", page.to_string()));
+            paged.push(("PageSize", PAGE_SIZE.to_string()));
+            let answer = self
+                .call(&LIST_REPO_TAG_SCAN_RESULT, &paged, deadline)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (entries, total) = scan_result_page(&answer)?;
+            if total.is_some_and(|t| t > MAX_ENTRIES as u64) {
+                return Err(format!(
+                    "{} vulnerabilities listed, more than the {MAX_ENTRIES} kept per image",
+                    total.unwrap_or(0)
+                ));
+            }
+            let short = entries.len() < PAGE_SIZE;
+            out.extend(entries);
+            let done = match total {
+                Some(t) => out.len() as u64 >= t,
+                None => short,
+            };
+            if done {
+                return Ok(out);
+            }
+            if short {
+                return Err(format!(
+                    "the list ended after {} of {} vulnerabilities",
+                    out.len(),
+                    total.unwrap_or(0)
+                ));
+            }
+        }
+        Err(format!(
+            "more than {MAX_PAGES} pages of {PAGE_SIZE} vulnerabilities"
+        ))
+    }
+
+    /// Adds the vulnerability list of a finished scan. Any failure keeps the
+    /// counts: the rules that need the list then say they could not be applied.
+    async fn add_vulnerabilities(
+        &self,
+        summary: &mut ScanSummary,
+        params: &[(&str, String)],
+        target: &ScanTarget<'_>,
+        deadline: Instant,
+    ) {
+        let total = summary.counts.total();
+        if total == 0 {
+            summary.fixable = Some(vulnlist::no_fixable(&summary.counts));
+            return;
+        }
+        let result = if total > MAX_ENTRIES as u64 {
+            Err(format!(
+                "{total} vulnerabilities, more than the {MAX_ENTRIES} kept per image; not read"
+            ))
+        } else {
+            // One request's time limit for every page together: a slow list adds at
+            // most that to the lookup, and the counts stay.
+            match tokio::time::timeout(self.details_timeout, self.scan_results(params, deadline))
+                .await
+            {
+                Err(_) => Err(format!(
+                    "no complete vulnerability list within {:?}",
+                    self.details_timeout
+                )),
+                Ok(listed) => listed,
+            }
+            .and_then(|list| vulnlist::attach(summary, list))
+        };
+        if let Err(error) = result {
+            tracing::warn!(
+                image = %target.image,
+                %error,
+                "acr vulnerability list not used: count: fixable, allow-cves and grace-days \
+                 are reported as not applied for this image"
+            );
+        }
+    }
+
     async fn locate(
         &self,
         target: &ScanTarget<'_>,
@@ -442,6 +556,53 @@ pub fn counts_from_summary(answer: &Value) -> Option<SeverityCounts> {
     })
 }
 
+/// One ListRepoTagScanResult page: its entries and `TotalCount`. The severity maps
+/// as GetRepoTagScanSummary's fields do (High/Medium/Low/Unknown, no critical); an
+/// entry has a fix when `VersionFixed` or `FixCmd` is non-empty, none when they are
+/// present and empty, and an unknown fix state when both are absent. ACR gives no
+/// publication date.
+pub fn scan_result_page(answer: &Value) -> Result<(Vec<Vulnerability>, Option<u64>), String> {
+    let entries = match answer.get("Vulnerabilities") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(entries)) => entries.as_slice(),
+        Some(_) => return Err("`Vulnerabilities` is not a list".into()),
+    };
+    if entries.len() > PAGE_SIZE {
+        return Err(format!(
+            "{} entries on a page of {PAGE_SIZE}",
+            entries.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let id = ["CveName", "AliasName"]
+            .iter()
+            .filter_map(|k| json_str(entry, k))
+            .map(str::trim)
+            .find(|id| !id.is_empty())
+            .filter(|id| id.len() <= MAX_ID_LEN)
+            .ok_or_else(|| format!("entry {i} has no usable CveName"))?;
+        let fix_fields: Vec<&str> = ["VersionFixed", "FixCmd"]
+            .iter()
+            .filter_map(|k| json_str(entry, k))
+            .collect();
+        let fixable = if fix_fields.iter().any(|f| !f.trim().is_empty()) {
+            Some(true)
+        } else if fix_fields.is_empty() {
+            None
+        } else {
+            Some(false)
+        };
+        out.push(Vulnerability {
+            id: id.to_string(),
+            severity: Severity::parse_loose(json_str(entry, "Severity").unwrap_or("")),
+            fixable,
+            published: None,
+        });
+    }
+    Ok((out, json_u64(answer, "TotalCount")))
+}
+
 #[async_trait]
 impl Scanner for AcrScanner {
     fn kind(&self) -> &'static str {
@@ -502,6 +663,10 @@ impl Scanner for AcrScanner {
         })?;
         let mut summary = ScanSummary::status_only(KIND, ScanStatus::Complete);
         summary.counts = counts;
+        if self.vulnerability_details {
+            self.add_vulnerabilities(&mut summary, &params, target, deadline)
+                .await;
+        }
         tracing::debug!(digest = digest_hex(target.digest), "ACR summary read");
         Ok(summary)
     }
@@ -531,6 +696,54 @@ mod tests {
     }
 
     #[test]
+    fn scan_result_pages_are_read_without_trusting_their_shape() {
+        let page = serde_json::json!({
+            "TotalCount": "3", "PageNo": 1, "PageSize": 100, "Code": "success", "IsSuccess": true,
+            "Vulnerabilities": [
+                {"CveName": "CVE-2009-5155", "Severity": "High", "Feature": "libc6", "Version": "2.28",
+                 "VersionFixed": "2.28-10", "FixCmd": "apt-get install --only-upgrade libc6",
+                 "Description": "long text", "CveLink": "https://security-tracker.debian.org/tracker/CVE-2009-5155"},
+                {"CveName": "CVE-2020-1", "Severity": "Low", "VersionFixed": "", "FixCmd": ""},
+                {"AliasName": "CVE-2020-2", "Severity": "weird"}
+            ]
+        });
+        let (list, total) = scan_result_page(&page).unwrap();
+        assert_eq!(total, Some(3));
+        assert_eq!(list[0].id, "CVE-2009-5155");
+        assert_eq!(list[0].severity, Severity::High);
+        assert_eq!(list[0].fixable, Some(true));
+        assert_eq!(list[1].fixable, Some(false), "present and empty: no fix");
+        assert_eq!(
+            list[2].id, "CVE-2020-2",
+            "the deprecated alias as a fallback"
+        );
+        assert_eq!(list[2].severity, Severity::Unknown);
+        assert_eq!(list[2].fixable, None, "ACR did not say");
+        assert!(list.iter().all(|v| v.published.is_none()));
+
+        // Malformed answers are errors, never panics.
+        for bad in [
+            serde_json::json!({"Vulnerabilities": "x"}),
+            serde_json::json!({"Vulnerabilities": [7]}),
+            serde_json::json!({"Vulnerabilities": [{"Severity": "High"}]}),
+            serde_json::json!({"Vulnerabilities": [{"CveName": "  ", "Severity": "High"}]}),
+            serde_json::json!({"Vulnerabilities": [{"CveName": "C".repeat(500)}]}),
+            serde_json::json!({"Vulnerabilities": (0..101).map(|i| serde_json::json!({"CveName": format!("CVE-{i}")})).collect::<Vec<_>>()}),
+        ] {
+            assert!(scan_result_page(&bad).is_err(), "{bad}");
+        }
+        let (list, total) =
+            scan_result_page(&serde_json::json!({"TotalCount": -1, "Vulnerabilities": null}))
+                .unwrap();
+        assert!(list.is_empty());
+        assert_eq!(total, None);
+        assert!(scan_result_page(&serde_json::json!([1, 2]))
+            .unwrap()
+            .0
+            .is_empty());
+    }
+
+    #[test]
     fn config_keys() {
         let c: AcrConfig = serde_yaml::from_str(
             "region: cn-hangzhou\ninstanceId: cri-1\nsignatureVersion: v1\nscanOnMissing: true\n\
@@ -539,6 +752,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.signature_version, SignatureVersion::V1);
         assert!(c.scan_on_missing);
+        assert!(c.vulnerability_details, "on unless switched off");
+        let off: AcrConfig =
+            serde_yaml::from_str("region: cn-hangzhou\nvulnerabilityDetails: false\n").unwrap();
+        assert!(!off.vulnerability_details);
         assert_eq!(c.settings().endpoint, "cr.cn-hangzhou.aliyuncs.com");
         let err =
             serde_yaml::from_str::<AcrConfig>("region: x\naccessKeySecret: oops\n").unwrap_err();

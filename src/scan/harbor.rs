@@ -4,6 +4,12 @@
 //! `GET /api/v2.0/projects/<project>/repositories/<repository>/artifacts/<digest>?with_scan_overview=true`
 //! (a repository name with `/` is URL-encoded twice, as Harbor requires) and the
 //! `scan_overview` entry for the first report type vulngate accepts is read.
+//!
+//! For a finished scan with findings, the artifact's vulnerability report
+//! (`.../artifacts/<digest>/additions/vulnerabilities`) is read too, unless
+//! `vulnerabilityDetails: false`: each entry's id, severity and whether it has a
+//! `fix_version` feed `count: fixable` and `allow-cves`. If that call fails, the
+//! counts stand alone and those rules report that they could not be applied.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +21,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::backoff::{self, Attempt, RetryConfig};
-use super::{ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts};
+use super::vulnlist::{self, MAX_ENTRIES};
+use super::{
+    ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
+    Vulnerability,
+};
 use crate::secret::SecretSource;
 
 pub const KIND: &str = "harbor";
@@ -40,6 +50,10 @@ pub struct HarborConfig {
     pub timeout: Duration,
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Read each finished scan's vulnerability report (one more call per digest) for
+    /// `count: fixable`, `allow-cves` and `grace-days`.
+    #[serde(default = "vulnlist::default_details")]
+    pub vulnerability_details: bool,
 }
 
 fn default_timeout() -> Duration {
@@ -64,6 +78,13 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~')
     .remove(b':');
+
+/// Largest answer read from Harbor: a report of a few thousand findings with their
+/// descriptions fits; anything larger is refused rather than buffered.
+const MAX_BODY: usize = 16 << 20;
+
+/// Longest vulnerability id accepted from a report (CVE, GHSA, distro ids are short).
+const MAX_ID_LEN: usize = 128;
 
 fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
@@ -137,9 +158,9 @@ fn harbor_error_message(body: &[u8]) -> Option<String> {
 }
 
 /// The report of the most preferred accepted type, or any report Harbor gave.
-fn pick_report(overview: BTreeMap<String, ReportSummary>) -> Option<ReportSummary> {
+fn pick_report<T>(overview: BTreeMap<String, T>) -> Option<T> {
     let norm = |s: &str| s.replace(' ', "").to_ascii_lowercase();
-    let mut overview: Vec<(String, ReportSummary)> = overview.into_iter().collect();
+    let mut overview: Vec<(String, T)> = overview.into_iter().collect();
     for wanted in ACCEPT_VULNERABILITIES.split(", ") {
         if let Some(i) = overview.iter().position(|(k, _)| norm(k) == norm(wanted)) {
             return Some(overview.swap_remove(i).1);
@@ -168,6 +189,57 @@ fn counts_from(summary: &VulnerabilitySummary) -> SeverityCounts {
         }
     }
     counts
+}
+
+/// The vulnerability list of an `additions/vulnerabilities` answer: a map from report
+/// MIME type to `{vulnerabilities: [{id, severity, fix_version, ...}]}`, of which the
+/// preferred type is read. Entries of severity `None` are left out, as the summary
+/// leaves them out; an entry without a fix version has no fix (Harbor writes `""`,
+/// scanner adapters omit it). Harbor's report has no publication date.
+pub fn parse_report(body: &[u8]) -> Result<Vec<Vulnerability>, String> {
+    let reports: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| format!("unexpected report body: {e}"))?;
+    let report = pick_report(reports).ok_or("the answer holds no report")?;
+    if !report.is_object() {
+        return Err("the report is not an object".into());
+    }
+    let entries = match report.get("vulnerabilities") {
+        None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+        Some(serde_json::Value::Array(entries)) => entries,
+        Some(_) => return Err("`vulnerabilities` is not a list".into()),
+    };
+    if entries.len() > MAX_ENTRIES {
+        return Err(format!(
+            "{} vulnerabilities, more than the {MAX_ENTRIES} kept per image",
+            entries.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let id = entry
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
+            .ok_or_else(|| format!("entry {i} has no usable id"))?;
+        let severity = entry.get("severity").and_then(|v| v.as_str()).unwrap_or("");
+        if severity.trim().eq_ignore_ascii_case("none") {
+            continue;
+        }
+        let fixable = match entry.get("fix_version") {
+            None | Some(serde_json::Value::Null) => Some(false),
+            Some(serde_json::Value::String(v)) => Some(!v.trim().is_empty()),
+            // Not Harbor's shape: whether a fix exists is unknown.
+            Some(_) => None,
+        };
+        out.push(Vulnerability {
+            id: id.to_string(),
+            severity: Severity::parse_loose(severity),
+            fixable,
+            published: None,
+        });
+    }
+    Ok(out)
 }
 
 pub struct HarborScanner {
@@ -243,8 +315,33 @@ impl HarborScanner {
             self.base,
             artifact_path(project, repository, digest)
         );
+        let Some(body) = self.get(&url, project).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice::<Artifact>(&body)
+            .map(Some)
+            .map_err(|e| self.unavailable(format!("unexpected artifact body: {e}")))
+    }
+
+    /// The artifact's vulnerability report, `None` when Harbor has none (404).
+    async fn fetch_report(
+        &self,
+        project: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, ScanError> {
+        let url = format!(
+            "{}{}/additions/vulnerabilities",
+            self.base,
+            artifact_path(project, repository, digest)
+        );
+        self.get(&url, project).await
+    }
+
+    /// One GET, retried while throttled; the body of a 2xx, `None` for a 404.
+    async fn get(&self, url: &str, project: &str) -> Result<Option<Vec<u8>>, ScanError> {
         backoff::retry_throttled(&self.config.retry, || async {
-            match self.send_once(&url, project).await {
+            match self.send_once(url, project).await {
                 Ok(outcome) => outcome,
                 Err(e) => Attempt::Done(Err(e)),
             }
@@ -256,7 +353,7 @@ impl HarborScanner {
         &self,
         url: &str,
         project: &str,
-    ) -> Result<Attempt<Option<Artifact>>, ScanError> {
+    ) -> Result<Attempt<Option<Vec<u8>>>, ScanError> {
         let password = self
             .config
             .password
@@ -274,7 +371,7 @@ impl HarborScanner {
         let status = resp.status().as_u16();
         let request_id = crate::httputil::request_id(resp.headers());
         let retry_after = backoff::retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(|e| self.transport(&e))?;
+        let body = self.read_limited(resp).await?;
         let detail = {
             let mut d = format!("HTTP {status}");
             if let Some(m) = harbor_error_message(&body) {
@@ -290,11 +387,7 @@ impl HarborScanner {
         };
         let user = &self.config.username;
         Ok(match status {
-            200..=299 => Attempt::Done(
-                serde_json::from_slice::<Artifact>(&body)
-                    .map(Some)
-                    .map_err(|e| self.unavailable(format!("unexpected artifact body: {e} ({detail})"))),
-            ),
+            200..=299 => Attempt::Done(Ok(Some(body))),
             // Unknown project, repository or artifact: Harbor has no scan of it.
             404 => Attempt::Done(Ok(None)),
             429 => Attempt::Throttled {
@@ -306,11 +399,77 @@ impl HarborScanner {
             )))),
             403 => Attempt::Done(Err(self.config_error(format!(
                 "robot account {user:?} may not read artifacts of project {project:?}, {detail}; \
-                 grant it the project permissions to read artifacts (repository pull) and scans"
+                 grant it the project permissions to read artifacts (repository pull), \
+                 artifact additions (vulnerability reports) and scans"
             )))),
             400..=499 => Attempt::Done(Err(self.config_error(format!("Harbor rejected the request, {detail}")))),
             _ => Attempt::Done(Err(self.unavailable(detail))),
         })
+    }
+
+    /// The body, refused beyond `MAX_BODY` instead of buffered whole.
+    async fn read_limited(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, ScanError> {
+        let too_large = || self.unavailable(format!("answer larger than {MAX_BODY} bytes"));
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(&e))? {
+            if body.len().saturating_add(chunk.len()) > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Adds the vulnerability list of a finished scan. Any failure keeps the
+    /// counts: the rules that need the list then say they could not be applied.
+    async fn add_vulnerabilities(
+        &self,
+        out: &mut ScanSummary,
+        project: &str,
+        repository: &str,
+        target: &ScanTarget<'_>,
+    ) {
+        let total = out.counts.total();
+        if total == 0 {
+            out.fixable = Some(vulnlist::no_fixable(&out.counts));
+            return;
+        }
+        let result = if total > MAX_ENTRIES as u64 {
+            Err(format!(
+                "{total} vulnerabilities, more than the {MAX_ENTRIES} kept per image; not read"
+            ))
+        } else {
+            // One request's time limit for the whole detail call, retries included:
+            // a slow report adds at most that to the lookup, and the counts stay.
+            match tokio::time::timeout(
+                self.config.timeout,
+                self.fetch_report(project, repository, target.digest),
+            )
+            .await
+            {
+                Err(_) => Err(format!(
+                    "no vulnerability report within {:?}",
+                    self.config.timeout
+                )),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(None)) => {
+                    Err("Harbor has no vulnerability report of the artifact (HTTP 404)".into())
+                }
+                Ok(Ok(Some(body))) => parse_report(&body),
+            }
+            .and_then(|list| vulnlist::attach(out, list))
+        };
+        if let Err(error) = result {
+            tracing::warn!(
+                image = %target.image,
+                %error,
+                "harbor vulnerability list not used: count: fixable, allow-cves and grace-days \
+                 are reported as not applied for this image"
+            );
+        }
     }
 
     fn transport(&self, e: &reqwest::Error) -> ScanError {
@@ -353,13 +512,16 @@ impl Scanner for HarborScanner {
         };
         let mut out = ScanSummary::status_only(KIND, status);
         out.counts = counts_from(&summary);
-        // Harbor's overview gives one fixable total, not one per severity, so it
-        // cannot serve per-severity limits: `count: fixable` then says it could not
-        // be applied and counts everything, rather than passing on a partial number.
+        // The overview's fixable total cannot serve per-severity limits; per-severity
+        // fixable counts come from the report's list, or stay unknown.
         out.fixable = None;
         out.finished_at = report.end_time.as_deref().and_then(|t| {
             OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
         });
+        if self.config.vulnerability_details {
+            self.add_vulnerabilities(&mut out, project, repository, target)
+                .await;
+        }
         Ok(out)
     }
 }
@@ -410,6 +572,81 @@ mod tests {
             }
         );
         assert_eq!(c.total(), 12);
+    }
+
+    #[test]
+    fn vulnerability_report_entries() {
+        let body = br#"{
+          "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0": {"vulnerabilities": []},
+          "application/vnd.security.vulnerability.report; version=1.1": {
+            "generated_at": "2026-11-20T10:00:42Z", "severity": "High",
+            "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "v0.50.0"},
+            "vulnerabilities": [
+              {"id": "CVE-2024-0001", "package": "openssl", "version": "3.0.1", "fix_version": "3.0.2",
+               "severity": "High", "description": "text", "links": ["https://avd.aquasec.com/nvd/cve-2024-0001"],
+               "preferred_cvss": {"score_v3": 7.5, "vector_v3": "CVSS:3.1/AV:N"}, "cwe_ids": ["CWE-125"]},
+              {"id": "CVE-2024-0002", "package": "zlib", "version": "1", "fix_version": "", "severity": "Negligible"},
+              {"id": "CVE-2024-0003", "package": "bash", "version": "5", "severity": "Critical"},
+              {"id": "CVE-2024-0004", "package": "x", "version": "1", "fix_version": 5, "severity": "Medium"},
+              {"id": "CVE-2024-0005", "package": "y", "version": "1", "severity": "None"}
+            ]}}"#;
+        let list = parse_report(body).unwrap();
+        let got: Vec<(&str, Severity, Option<bool>)> = list
+            .iter()
+            .map(|v| (v.id.as_str(), v.severity, v.fixable))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("CVE-2024-0001", Severity::High, Some(true)),
+                ("CVE-2024-0002", Severity::Low, Some(false)),
+                ("CVE-2024-0003", Severity::Critical, Some(false)),
+                ("CVE-2024-0004", Severity::Medium, None),
+            ],
+            "None-severity entries are left out, as in the summary"
+        );
+        assert!(list.iter().all(|v| v.published.is_none()));
+    }
+
+    #[test]
+    fn malformed_reports_are_errors_not_panics() {
+        for bad in [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            br#"{"application/vnd.security.vulnerability.report; version=1.1": {"vulnerabilities": {"id": 1}}}"#,
+            br#"{"application/vnd.security.vulnerability.report; version=1.1": {"vulnerabilities": [3]}}"#,
+            br#"{"application/vnd.security.vulnerability.report; version=1.1": {"vulnerabilities": [{"id": "", "severity": "High"}]}}"#,
+            br#"{"application/vnd.security.vulnerability.report; version=1.1": {"vulnerabilities": [{"id": 12, "severity": "High"}]}}"#,
+        ] {
+            assert!(
+                parse_report(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!(
+            r#"{{"application/vnd.security.vulnerability.report; version=1.1": {{"vulnerabilities": [{{"id": "{}"}}]}}}}"#,
+            "C".repeat(MAX_ID_LEN + 1)
+        );
+        assert!(parse_report(long.as_bytes()).is_err());
+        // A report without findings (Harbor writes `[]`, older versions `null`).
+        let empty = br#"{"application/vnd.security.vulnerability.report; version=1.1": {"vulnerabilities": null}}"#;
+        assert!(parse_report(empty).unwrap().is_empty());
+        let odd = br#"{"application/vnd.security.vulnerability.report; version=1.1": 5}"#;
+        assert!(parse_report(odd).is_err());
+    }
+
+    #[test]
+    fn vulnerability_details_switch_defaults_on() {
+        let c: HarborConfig =
+            serde_yaml::from_str("url: https://h\nusername: r\npassword: {env: X}\n").unwrap();
+        assert!(c.vulnerability_details);
+        let c: HarborConfig = serde_yaml::from_str(
+            "url: https://h\nusername: r\npassword: {env: X}\nvulnerabilityDetails: false\n",
+        )
+        .unwrap();
+        assert!(!c.vulnerability_details);
     }
 
     #[test]

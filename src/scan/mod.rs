@@ -8,6 +8,7 @@ pub mod file;
 pub mod harbor;
 pub mod hss;
 pub mod sas;
+pub mod vulnlist;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -57,6 +57,8 @@ pub struct Data {
     /// (RepoId, tag) -> Status; absent = never scanned.
     pub scan_status: HashMap<(String, String), String>,
     pub summaries: HashMap<(String, String), Value>,
+    /// (RepoId, tag) -> ListRepoTagScanResult entries, served in pages.
+    pub scan_results: HashMap<(String, String), Vec<Value>>,
     // Sas: by bare hex digest
     pub sas_tasks: HashMap<String, Value>,
     pub sas_vuls: HashMap<(String, String), u64>,
@@ -613,7 +615,10 @@ fn cr(
                 json!({"Images": images, "TotalCount": tags.len().to_string(), "PageNo": page, "PageSize": size}),
             )
         }
-        "GetRepoTagScanStatus" | "GetRepoTagScanSummary" | "CreateRepoTagScanTask" => {
+        "GetRepoTagScanStatus"
+        | "GetRepoTagScanSummary"
+        | "CreateRepoTagScanTask"
+        | "ListRepoTagScanResult" => {
             let v = match require(params, &["InstanceId", "RepoId", "Tag"]) {
                 Ok(v) => v,
                 Err(r) => return r,
@@ -647,6 +652,31 @@ fn cr(
                     // Never scanned: a successful answer without a status.
                     None => ok(json!({"ScanService": "ACR_SCAN_SERVICE"})),
                 },
+                "ListRepoTagScanResult" => {
+                    let page: usize = params
+                        .get("PageNo")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(1);
+                    let size: usize = params
+                        .get("PageSize")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(30);
+                    if page == 0 || size == 0 || size > 100 {
+                        return error(400, "InvalidParameter", "PageNo/PageSize");
+                    }
+                    let Some(all) = data.scan_results.get(&key) else {
+                        return acr_not_exist("SCAN_RESULT_NOT_EXIST");
+                    };
+                    let chunk: Vec<Value> = all
+                        .iter()
+                        .skip((page - 1) * size)
+                        .take(size)
+                        .cloned()
+                        .collect();
+                    ok(
+                        json!({"Vulnerabilities": chunk, "TotalCount": all.len(), "PageNo": page, "PageSize": size}),
+                    )
+                }
                 _ => match data.summaries.get(&key) {
                     Some(body) => reply(200, body.clone()),
                     None => acr_not_exist("SCAN_RESULT_NOT_EXIST"),
@@ -655,6 +685,19 @@ fn cr(
         }
         other => error(404, "InvalidAction.NotFound", other),
     }
+}
+
+/// One ListRepoTagScanResult entry as the API reference describes it.
+pub fn scan_result(cve: &str, severity: &str, fixed: &str) -> Value {
+    json!({
+        "CveName": cve, "Severity": severity, "Feature": "openssl", "Version": "1.1.1k",
+        "VersionFixed": fixed, "VersionFormat": "dpkg",
+        "FixCmd": if fixed.is_empty() { String::new() } else { format!("apt-get install --only-upgrade openssl={fixed}") },
+        "AddedBy": "sha256:123456717b8e40b6480979b739010d8d549989602bcdd07922119aec6f9dbe57",
+        "CveLink": format!("https://security-tracker.debian.org/tracker/{cve}"),
+        "CveLocation": "/usr/lib/libssl.so", "Description": "a description vulngate does not keep",
+        "ScanType": "cve"
+    })
 }
 
 fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Response {

@@ -1,6 +1,7 @@
-//! An in-test Harbor v2.0 API on 127.0.0.1:0: `GET .../artifacts/{reference}`
-//! with basic auth of one robot account, double-encoded repository names,
-//! `X-Accept-Vulnerabilities`, and faults on demand.
+//! An in-test Harbor v2.0 API on 127.0.0.1:0: `GET .../artifacts/{reference}` and
+//! `GET .../artifacts/{reference}/additions/vulnerabilities`, with basic auth of one
+//! robot account, double-encoded repository names, `X-Accept-Vulnerabilities`, and
+//! faults on demand.
 
 #![allow(dead_code)]
 
@@ -38,7 +39,11 @@ pub enum Fault {
 pub struct HarborState {
     /// (project, repository as Harbor names it, digest) -> artifact JSON.
     pub artifacts: Mutex<BTreeMap<(String, String, String), Value>>,
+    /// (project, repository, digest) -> the `additions/vulnerabilities` answer.
+    pub reports: Mutex<BTreeMap<(String, String, String), Value>>,
     pub fault: Mutex<Option<Fault>>,
+    /// A status every `additions/vulnerabilities` request gets (artifacts unaffected).
+    pub report_fault: Mutex<Option<u16>>,
     pub requests: AtomicU32,
     pub raw_paths: Mutex<Vec<String>>,
     pub bad_requests: Mutex<Vec<String>>,
@@ -76,6 +81,35 @@ impl HarborServer {
             .insert((project.into(), repository.into(), digest.into()), artifact);
     }
 
+    /// The vulnerability report of an artifact: `vulnerabilities` under the 1.1 type.
+    pub fn add_report(
+        &self,
+        project: &str,
+        repository: &str,
+        digest: &str,
+        vulnerabilities: Value,
+    ) {
+        self.state.reports.lock().unwrap().insert(
+            (project.into(), repository.into(), digest.into()),
+            report(vulnerabilities),
+        );
+    }
+
+    pub fn set_report_fault(&self, status: Option<u16>) {
+        *self.state.report_fault.lock().unwrap() = status;
+    }
+
+    /// How many `additions/vulnerabilities` requests were made.
+    pub fn report_requests(&self) -> usize {
+        self.state
+            .raw_paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.ends_with("/additions/vulnerabilities"))
+            .count()
+    }
+
     pub fn set_fault(&self, fault: Option<Fault>) {
         *self.state.fault.lock().unwrap() = fault;
     }
@@ -108,6 +142,27 @@ pub fn scanned(digest: &str, status: &str, summary: Option<Value>) -> Value {
         "tags": [{"name": "1.0"}],
         "scan_overview": {MIME_1_1: report}
     })
+}
+
+/// One finding as Harbor's report writes it (`fix_version` empty when there is no fix).
+pub fn finding(id: &str, severity: &str, fix_version: &str) -> Value {
+    json!({
+        "id": id, "package": format!("pkg-{id}"), "version": "1.0.0", "fix_version": fix_version,
+        "severity": severity, "description": "a description vulngate does not keep",
+        "links": [format!("https://avd.aquasec.com/nvd/{}", id.to_ascii_lowercase())],
+        "preferred_cvss": {"score_v3": 7.5, "vector_v3": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"},
+        "cwe_ids": ["CWE-125"], "vendor_attributes": {}
+    })
+}
+
+/// The `additions/vulnerabilities` answer: reports keyed by MIME type.
+pub fn report(vulnerabilities: Value) -> Value {
+    json!({MIME_1_1: {
+        "generated_at": "2026-11-20T10:00:42Z",
+        "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "v0.50.0"},
+        "severity": "High",
+        "vulnerabilities": vulnerabilities
+    }})
 }
 
 fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response {
@@ -162,12 +217,16 @@ async fn handle(State(state): State<Arc<HarborState>>, uri: Uri, headers: Header
         _ => {}
     }
 
-    // /api/v2.0/projects/{project}/repositories/{repository}/artifacts/{reference}
+    // /api/v2.0/projects/{project}/repositories/{repository}/artifacts/{reference}[/additions/vulnerabilities]
     let parts: Vec<&str> = raw.split('/').collect();
-    let ["", "api", "v2.0", "projects", project, "repositories", repository, "artifacts", reference] =
-        parts.as_slice()
-    else {
-        return error(404, "NOT_FOUND", "no such API", &request_id);
+    let (project, repository, reference, is_report) = match parts.as_slice() {
+        ["", "api", "v2.0", "projects", project, "repositories", repository, "artifacts", reference] => {
+            (*project, *repository, *reference, false)
+        }
+        ["", "api", "v2.0", "projects", project, "repositories", repository, "artifacts", reference, "additions", "vulnerabilities"] => {
+            (*project, *repository, *reference, true)
+        }
+        _ => return error(404, "NOT_FOUND", "no such API", &request_id),
     };
     // The repository segment is decoded twice: once by the router, once by Harbor.
     if repository.contains('/') || (decode(repository).contains('/')) {
@@ -180,7 +239,7 @@ async fn handle(State(state): State<Arc<HarborState>>, uri: Uri, headers: Header
     }
     let repository = decode(&decode(repository));
     let query = uri.query().unwrap_or("");
-    if !query.split('&').any(|p| p == "with_scan_overview=true") {
+    if !is_report && !query.split('&').any(|p| p == "with_scan_overview=true") {
         state
             .bad_requests
             .lock()
@@ -198,8 +257,19 @@ async fn handle(State(state): State<Arc<HarborState>>, uri: Uri, headers: Header
             .unwrap()
             .push(format!("X-Accept-Vulnerabilities: {accept}"));
     }
+    if is_report {
+        let fault = *state.report_fault.lock().unwrap();
+        if let Some(status) = fault {
+            return error(status, "UNKNOWN", "report store down", &request_id);
+        }
+    }
     let key = (decode(project), repository, decode(reference));
-    let found = state.artifacts.lock().unwrap().get(&key).cloned();
+    let store = if is_report {
+        &state.reports
+    } else {
+        &state.artifacts
+    };
+    let found = store.lock().unwrap().get(&key).cloned();
     match found {
         Some(artifact) => (
             StatusCode::OK,
