@@ -58,6 +58,7 @@ fn admission_benchmark_smoke_writes_every_row() {
     assert_eq!(cold["scanner_calls"], 1);
     assert_eq!(cold["errors"], 0);
     assert!(cold["p99_ms"].is_number());
+    assert!(cold["warm_p99_ms"].is_number());
     let memory = &json["memory"];
     assert!(memory["rss_filled_mib"].as_f64().unwrap() > 0.0);
     assert!(

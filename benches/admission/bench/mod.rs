@@ -306,6 +306,13 @@ impl Report {
             "value": round(self.cold.p99_ms, 3), "limit": cold_limit,
             "met": self.cold.p99_ms <= cold_limit,
         }));
+        // What the stack needs for the burst itself is not the cold path's doing.
+        let over_warm = self.cold.p99_ms - self.cold.warm_p99_ms;
+        out.push(json!({
+            "name": "cold path: p99 beyond the same burst's warm p99 <= scanner latency + 5 ms",
+            "value": round(over_warm, 3), "limit": cold_limit,
+            "met": over_warm <= cold_limit,
+        }));
         let rss = kib_to_mib(self.memory.rss_filled_kib);
         out.push(json!({
             "name": format!("RSS < 128 MiB with {} cached digests", self.memory.digests),
@@ -347,6 +354,8 @@ impl Report {
                 "p50_ms": round(self.cold.p50_ms, 3),
                 "p99_ms": round(self.cold.p99_ms, 3),
                 "max_ms": round(self.cold.max_ms, 3),
+                "warm_p50_ms": round(self.cold.warm_p50_ms, 3),
+                "warm_p99_ms": round(self.cold.warm_p99_ms, 3),
             },
             "memory": {
                 "digests": self.memory.digests,
@@ -406,14 +415,16 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "cold path: {} concurrent reviews of one uncached digest over {} h2 connections: {} scanner call(s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors",
+            "cold path: {} concurrent reviews of one uncached digest over {} h2 connections: {} scanner call(s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors; the same burst cached: p50 {:.2} ms, p99 {:.2} ms",
             self.cold.reviews,
             self.cold.connections,
             self.cold.scanner_calls,
             self.cold.p50_ms,
             self.cold.p99_ms,
             self.cold.max_ms,
-            self.cold.errors
+            self.cold.errors,
+            self.cold.warm_p50_ms,
+            self.cold.warm_p99_ms
         );
         let m = &self.memory;
         let _ = writeln!(
