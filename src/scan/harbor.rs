@@ -191,6 +191,39 @@ fn counts_from(summary: &VulnerabilitySummary) -> SeverityCounts {
     counts
 }
 
+fn parse_artifact(body: &[u8]) -> Result<Artifact, String> {
+    serde_json::from_slice::<Artifact>(body).map_err(|e| format!("unexpected artifact body: {e}"))
+}
+
+/// The summary an artifact's scan overview gives (without its vulnerability list).
+fn summary_of(artifact: Artifact) -> Result<ScanSummary, String> {
+    let Some(report) = artifact.scan_overview.and_then(pick_report) else {
+        return Ok(ScanSummary::status_only(KIND, ScanStatus::NotScanned));
+    };
+    let status = map_scan_status(report.scan_status.as_deref().unwrap_or(""));
+    if status != ScanStatus::Complete {
+        return Ok(ScanSummary::status_only(KIND, status));
+    }
+    let Some(summary) = report.summary else {
+        return Err("finished scan report without a summary".into());
+    };
+    let mut out = ScanSummary::status_only(KIND, status);
+    out.counts = counts_from(&summary);
+    // The overview's fixable total cannot serve per-severity limits; per-severity
+    // fixable counts come from the report's list, or stay unknown.
+    out.fixable = None;
+    out.finished_at = report.end_time.as_deref().and_then(|t| {
+        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    Ok(out)
+}
+
+/// An artifact answer (`GET .../artifacts/<digest>?with_scan_overview=true`) read the
+/// way the scanner reads it.
+pub fn summary_of_artifact(body: &[u8]) -> Result<ScanSummary, String> {
+    summary_of(parse_artifact(body)?)
+}
+
 /// The vulnerability list of an `additions/vulnerabilities` answer: a map from report
 /// MIME type to `{vulnerabilities: [{id, severity, fix_version, ...}]}`, of which the
 /// preferred type is read. Entries of severity `None` are left out, as the summary
@@ -318,9 +351,9 @@ impl HarborScanner {
         let Some(body) = self.get(&url, project).await? else {
             return Ok(None);
         };
-        serde_json::from_slice::<Artifact>(&body)
+        parse_artifact(&body)
             .map(Some)
-            .map_err(|e| self.unavailable(format!("unexpected artifact body: {e}")))
+            .map_err(|m| self.unavailable(m))
     }
 
     /// The artifact's vulnerability report, `None` when Harbor has none (404).
@@ -497,28 +530,9 @@ impl Scanner for HarborScanner {
         else {
             return Ok(ScanSummary::status_only(KIND, ScanStatus::NotScanned));
         };
-        let Some(report) = artifact.scan_overview.and_then(pick_report) else {
-            return Ok(ScanSummary::status_only(KIND, ScanStatus::NotScanned));
-        };
-        let status = map_scan_status(report.scan_status.as_deref().unwrap_or(""));
-        if status != ScanStatus::Complete {
-            return Ok(ScanSummary::status_only(KIND, status));
-        }
-        let Some(summary) = report.summary else {
-            return Err(self.unavailable(format!(
-                "{}: finished scan report without a summary",
-                target.image
-            )));
-        };
-        let mut out = ScanSummary::status_only(KIND, status);
-        out.counts = counts_from(&summary);
-        // The overview's fixable total cannot serve per-severity limits; per-severity
-        // fixable counts come from the report's list, or stay unknown.
-        out.fixable = None;
-        out.finished_at = report.end_time.as_deref().and_then(|t| {
-            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        });
-        if self.config.vulnerability_details {
+        let mut out =
+            summary_of(artifact).map_err(|m| self.unavailable(format!("{}: {m}", target.image)))?;
+        if out.status == ScanStatus::Complete && self.config.vulnerability_details {
             self.add_vulnerabilities(&mut out, project, repository, target)
                 .await;
         }

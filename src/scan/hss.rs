@@ -208,6 +208,20 @@ pub fn map_scan_status(status: &str) -> ScanStatus {
     }
 }
 
+/// Counts from the totals of the vulnerability list filtered by repair necessity
+/// (immediate, delayed, not needed) and unfiltered: what no necessity covers is unknown.
+/// HSS has no critical level.
+pub fn counts_from_totals(high: u64, medium: u64, low: u64, all: u64) -> SeverityCounts {
+    let classified = high.saturating_add(medium).saturating_add(low);
+    SeverityCounts {
+        critical: None,
+        high: Some(high),
+        medium: Some(medium),
+        low: Some(low),
+        unknown: Some(all.saturating_sub(classified)),
+    }
+}
+
 /// `<org>/<repo...>` -> (namespace, image name). SWR names always have an organization.
 pub fn split_repository(repository: &str) -> Option<(&str, &str)> {
     repository
@@ -654,13 +668,7 @@ impl Scanner for HssScanner {
             ),
             self.vul_total(&record, &image_id, namespace, name, None),
         )?;
-        let counts = SeverityCounts {
-            critical: None,
-            high: Some(high),
-            medium: Some(medium),
-            low: Some(low),
-            unknown: Some(all.saturating_sub(high + medium + low)),
-        };
+        let counts = counts_from_totals(high, medium, low, all);
         let mut extra = BTreeMap::new();
         if let Some(n) = record.unsafe_setting_num {
             extra.insert(ExtraCount::BaselineRisks, n);

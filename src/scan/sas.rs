@@ -219,7 +219,7 @@ pub fn region_of_acr_host(host: &str) -> Option<String> {
 }
 
 /// The latest scan task of the digest: its status and finish time.
-fn task_status(answer: &Value, hex: &str) -> Option<(ScanStatus, Option<OffsetDateTime>)> {
+pub fn task_status(answer: &Value, hex: &str) -> Option<(ScanStatus, Option<OffsetDateTime>)> {
     let tasks = answer.get("Task").and_then(Value::as_array)?;
     let task = tasks
         .iter()
