@@ -166,11 +166,13 @@ fn is_running(pod: &Pod) -> bool {
 /// Judges every pod and applies the filters.
 pub async fn audit(engine: &Engine, pods: &[Pod], options: &AuditOptions) -> Report {
     let calls_before = engine.metrics().scanner_calls_total();
-    let judged: Vec<Vec<Row>> = stream::iter(pods.iter())
+    // The futures are made up front: a closure kept inside the stream would make the
+    // future of this function not Send for every lifetime (the background audit spawns it).
+    let judging: Vec<_> = pods
+        .iter()
         .map(|pod| judge(engine, pod))
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+        .collect();
+    let judged: Vec<Vec<Row>> = stream::iter(judging).buffered(CONCURRENCY).collect().await;
     let image_pattern = options
         .image
         .as_deref()

@@ -320,7 +320,12 @@ impl Engine {
                 namespace,
                 &containers,
                 &pull,
-                &Origin::default(),
+                // Looking at running pods changes nothing: no break-glass Events on
+                // every audit (the background audit leaves its own, on the Pod).
+                &Origin {
+                    controller: None,
+                    dry_run: true,
+                },
                 deadline,
             )
             .await;
@@ -480,6 +485,7 @@ impl Engine {
                     kind: "Namespace",
                     namespace: None,
                     name: namespace.to_string(),
+                    uid: None,
                 },
                 "BreakGlass",
                 format!("{relief}: {subject}: {}", denials.join("; ")),
@@ -502,6 +508,7 @@ impl Engine {
                     kind: owner.kind,
                     namespace: Some(namespace.to_string()),
                     name: owner.name.clone(),
+                    uid: None,
                 },
                 "ReplicaOverLimits",
                 format!("{relief}: {}", denials.join("; ")),

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod app;
 pub mod audit;
+pub mod background_audit;
 pub mod cloud;
 pub mod config;
 pub mod engine;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use vulngate::app;
 use vulngate::audit;
+use vulngate::background_audit::BackgroundAudit;
 use vulngate::engine::ContainerVerdict;
 use vulngate::metrics::Metrics;
 use vulngate::scan::Severity;
@@ -325,6 +326,18 @@ async fn serve(
     let engine = Arc::new(app::build_engine(&config, Arc::clone(&metrics)).await?);
     let (cert, generated) = app::serving_cert(&config, &state_dir)?;
     cert.spawn_reloader(Duration::from_secs(1), Arc::clone(&metrics));
+    // Stops the background audit as soon as shutdown begins.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut audit_task = None;
+    if let Some(interval) = vulngate::config::AuditConfig::period(&config) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("audit: no Kubernetes API client to list pods with: {e}"))?;
+        let audit = BackgroundAudit::new(Arc::clone(&engine), client, interval);
+        audit_task = Some(tokio::spawn(audit.run(stop_rx)));
+        tracing::info!(interval = %humantime::format_duration(interval), "background audit on");
+    }
     let state = AppState::new(engine);
     let options = ServeOptions {
         listen: config.listen,
@@ -346,7 +359,15 @@ async fn serve(
             println!("try: curl --cacert {dir}/tls/ca.crt -H 'Content-Type: application/json' --data @{dir}/example-review.json https://localhost:{}/validate", webhook.port());
         }
     };
-    server::serve(options, state, cert, shutdown_signal(), announce).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    server::serve(options, state, cert, shutdown, announce).await?;
+    if let Some(task) = audit_task {
+        // Told to stop when shutdown began; a run in flight is abandoned, not awaited.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
