@@ -16,6 +16,7 @@ pub mod namespaces;
 pub mod pattern;
 pub mod policy;
 pub mod precheck;
+pub mod progress;
 pub mod registry;
 pub mod resolve;
 pub mod scan;

@@ -274,7 +274,10 @@ async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
     while !engine.namespaces_ready() && waited.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let report = audit::audit(&engine, &pods, &args.options).await;
+    // Drawn on stderr only when it is a terminal; cleared before the report is printed.
+    let progress = vulngate::progress::Progress::new(pods.len(), "judging running pods");
+    let report = audit::audit_with_progress(&engine, &pods, &args.options, Some(&progress)).await;
+    drop(progress);
     if args.precheck {
         let groups = vulngate::precheck::pending(&engine, &report);
         print!("{}", vulngate::precheck::render(&groups));

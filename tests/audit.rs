@@ -212,6 +212,28 @@ impl Cluster {
         (out.status.code(), json)
     }
 
+    /// Runs the binary on a pseudo-terminal (script(1)): stdout and stderr both go to it,
+    /// and come back together as the transcript.
+    async fn vulngate_on_terminal(&self, args: &[&str]) -> Output {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let config = self.dir.path().join("config.yaml");
+        let mut line: Vec<String> = vec![quote(BIN)];
+        line.extend(args.iter().map(|a| quote(a)));
+        line.extend(["--config".to_string(), quote(&config.to_string_lossy())]);
+        let mut command = Command::new("script");
+        command
+            .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+            .current_dir(self.dir.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("VULNGATE_LOG")
+            .env_remove("VULNGATE_CONFIG")
+            .stdin(std::process::Stdio::null());
+        tokio::task::spawn_blocking(move || command.output().expect("run script(1)"))
+            .await
+            .expect("join")
+    }
+
     /// `vulngate review` of a pod wrapped in an AdmissionReview: (allowed, warned).
     async fn admission(&self, pod: &Value) -> (bool, bool) {
         let ns = pod["metadata"]["namespace"].as_str().expect("namespace");
@@ -471,6 +493,42 @@ async fn audit_csv_and_table_hold_the_documented_columns() {
             "3 pod(s), 5 container(s), 3 distinct image(s): 1 over limit, 1 unscanned"
         ),
         "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_bar_is_drawn_only_on_a_terminal() {
+    let cluster = cluster().await;
+    // Piped: stderr holds the summary and nothing drawn.
+    let out = cluster.vulngate(&["audit", "--output", "csv"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("judging running pods"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no terminal escapes: {stderr:?}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // On a terminal: the bar is drawn on stderr, then cleared before the table.
+    let out = cluster.vulngate_on_terminal(&["audit"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        transcript.contains("judging running pods"),
+        "{transcript:?}"
+    );
+    assert!(
+        transcript.contains("/6 "),
+        "counted over the 6 pods: {transcript:?}"
+    );
+    let (before, table) = transcript
+        .split_once("NAMESPACE")
+        .expect("the table is printed");
+    assert!(before.contains("judging running pods"), "{transcript:?}");
+    assert!(
+        !table.contains("judging running pods"),
+        "the bar is gone once the table is printed: {transcript:?}"
     );
 }
 
