@@ -203,6 +203,11 @@ impl Engine {
         self.router.route(image).map(|r| r.scanner.kind())
     }
 
+    /// Index of the config's `registries` route that holds `image`'s scans, if any.
+    pub fn route_index(&self, image: &ImageRef) -> Option<usize> {
+        self.router.route(image).map(|r| r.index)
+    }
+
     pub fn namespaces_ready(&self) -> bool {
         self.namespaces.is_ready()
     }

@@ -61,6 +61,8 @@ pub struct Data {
     pub sas_tasks: HashMap<String, Value>,
     pub sas_vuls: HashMap<(String, String), u64>,
     pub sas_counts: HashMap<String, Value>,
+    /// The images Security Center protects (PublicPreCheckImageScanTask counts them).
+    pub sas_images: Vec<SasImage>,
     // STS
     pub sts_tokens: Vec<String>,
     pub sts_expires_in: i64,
@@ -69,6 +71,38 @@ pub struct Data {
     pub unavailable: HashMap<String, u32>,
     pub errors: HashMap<String, (u16, Value)>,
     pub delay: HashMap<String, Duration>,
+}
+
+/// One image Security Center knows, as its filters name it.
+#[derive(Debug, Clone)]
+pub struct SasImage {
+    pub registry_type: String,
+    pub region: String,
+    pub instance: String,
+    pub namespace: String,
+    pub name: String,
+    pub tag: String,
+    /// Bare hex.
+    pub digest: String,
+}
+
+impl SasImage {
+    /// Whether every filter given (comma-separated values) names this image.
+    fn selected_by(&self, params: &BTreeMap<String, String>) -> bool {
+        let fields = [
+            ("RegistryTypes", &self.registry_type),
+            ("RegionIds", &self.region),
+            ("InstanceIds", &self.instance),
+            ("RepoNamespaces", &self.namespace),
+            ("RepoNames", &self.name),
+            ("Tags", &self.tag),
+            ("Digests", &self.digest),
+        ];
+        fields.iter().all(|(key, value)| match params.get(*key) {
+            Some(list) => list.split(',').any(|v| v == value.as_str()),
+            None => true,
+        })
+    }
 }
 
 impl Data {
@@ -667,16 +701,34 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
             let tasks: Vec<Value> = data.sas_tasks.get(v[0]).cloned().into_iter().collect();
             reply(200, json!({"Task": tasks}))
         }
+        "PublicPreCheckImageScanTask" => {
+            // This server's model of the quota: every selected image needs a scan,
+            // and one that has no scan task yet consumes one unit.
+            let selected: Vec<&SasImage> = data
+                .sas_images
+                .iter()
+                .filter(|i| i.selected_by(params))
+                .collect();
+            let unscanned = selected
+                .iter()
+                .filter(|i| !data.sas_tasks.contains_key(&i.digest))
+                .count();
+            reply(
+                200,
+                json!({"Data": {"ScanImageCount": unscanned, "NeedAuthCount": selected.len()}}),
+            )
+        }
         "PublicCreateImageScanTask" => {
             let v = match require(params, &["Digests"]) {
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            let digest = v[0].to_string();
-            data.sas_tasks.insert(
-                digest.clone(),
-                json!({"Status": "PROCESSING", "Target": digest, "TaskType": "IMAGE_SCAN"}),
-            );
+            for digest in v[0].split(',') {
+                data.sas_tasks.insert(
+                    digest.to_string(),
+                    json!({"Status": "PROCESSING", "Target": digest, "TaskType": "IMAGE_SCAN"}),
+                );
+            }
             reply(
                 200,
                 json!({"Data": {"CanCreate": true, "TaskId": "task-1", "Status": "INIT", "Result": "SUCCESS"}}),

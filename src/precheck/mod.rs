@@ -1,5 +1,9 @@
 //! `vulngate precheck`: the distinct images running in the cluster that have no finished
-//! scan, grouped by registry and scanner, found by the same judgement as `vulngate audit`.
+//! scan, grouped by registry and scanner, found by the same judgement as `vulngate audit`;
+//! for Alibaba Cloud routes also the scan quota a scan of them would take, and with
+//! `--scan` the scan requests themselves (`alibaba`).
+
+pub mod alibaba;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,11 +12,17 @@ use crate::audit::Report;
 use crate::engine::Engine;
 use crate::image::ImageRef;
 
+pub use alibaba::Estimate;
+
 /// One image with no finished scan.
 #[derive(Debug, Clone)]
 pub struct Pending {
     /// The image as first written by a pod.
     pub image: String,
+    /// The same, parsed (`None` for a reference that does not parse).
+    pub reference: Option<ImageRef>,
+    /// Index of the config's `registries` route that holds its scans.
+    pub route: Option<usize>,
     pub digest: Option<String>,
     /// Why it counts as unscanned (admission's text).
     pub reason: String,
@@ -32,15 +42,19 @@ pub fn pending(engine: &Engine, report: &Report) -> Groups {
             .or_default()
             .insert((row.namespace.clone(), row.pod.clone()));
         by_key.entry(key).or_insert_with(|| {
-            let (registry, scanner) = match ImageRef::parse(&row.image) {
-                Ok(image) => (
+            let reference = ImageRef::parse(&row.image).ok();
+            let (registry, scanner, route) = match &reference {
+                Some(image) => (
                     image.registry.clone(),
-                    engine.scanner_for(&image).unwrap_or("none").to_string(),
+                    engine.scanner_for(image).unwrap_or("none").to_string(),
+                    engine.route_index(image),
                 ),
-                Err(_) => (String::new(), "none".to_string()),
+                None => (String::new(), "none".to_string(), None),
             };
             let pending = Pending {
                 image: row.image.clone(),
+                reference,
+                route,
                 digest: row.digest.clone(),
                 reason: row.message.clone().unwrap_or_default(),
                 pods: 0,
@@ -56,10 +70,23 @@ pub fn pending(engine: &Engine, report: &Report) -> Groups {
     groups
 }
 
-pub fn render(groups: &Groups) -> String {
+/// The scan quota estimate of one group, or why there is none.
+#[derive(Debug, Clone)]
+pub enum Estimated {
+    Quota(Estimate),
+    Unavailable(String),
+}
+
+/// Estimates by group; groups on scanners without quota have none.
+pub type Estimates = BTreeMap<(String, String), Estimated>;
+
+pub fn render(groups: &Groups, estimates: &Estimates) -> String {
     let mut out = String::new();
     let mut total = 0;
-    for ((registry, scanner), images) in groups {
+    let mut quota = Estimate::default();
+    let mut estimated_groups = 0;
+    for (key, images) in groups {
+        let (registry, scanner) = key;
         total += images.len();
         let _ = writeln!(
             out,
@@ -78,6 +105,29 @@ pub fn render(groups: &Groups) -> String {
                 p.image, p.pods, p.reason
             );
         }
+        match estimates.get(key) {
+            Some(Estimated::Quota(e)) => {
+                estimated_groups += 1;
+                quota.images += e.images;
+                quota.quota += e.quota;
+                let _ = writeln!(
+                    out,
+                    "  scan quota estimate (Security Center): {} image(s) to scan, {} scan quota to consume",
+                    e.images, e.quota
+                );
+            }
+            Some(Estimated::Unavailable(why)) => {
+                let _ = writeln!(out, "  scan quota estimate unavailable: {why}");
+            }
+            None => {}
+        }
+    }
+    if estimated_groups > 0 {
+        let _ = writeln!(
+            out,
+            "scan quota estimate: {} image(s) to scan, {} scan quota to consume (Security Center PublicPreCheckImageScanTask)",
+            quota.images, quota.quota
+        );
     }
     let _ = writeln!(out, "{total} image(s) without a finished scan");
     out
