@@ -176,6 +176,37 @@ impl Cluster {
             .expect("join")
     }
 
+    /// Runs the binary on a pseudo-terminal (script(1)) that types `input`: the
+    /// transcript (stdout and stderr together) and the exit status.
+    async fn vulngate_on_terminal(&self, args: &[&str], input: &'static str) -> Output {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let config = self.dir.path().join("config.yaml");
+        let mut line: Vec<String> = vec![quote(BIN)];
+        line.extend(args.iter().map(|a| quote(a)));
+        line.extend(["--config".to_string(), quote(&config.to_string_lossy())]);
+        let mut command = Command::new("script");
+        command
+            .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+            .current_dir(self.dir.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("VULNGATE_LOG")
+            .env_remove("VULNGATE_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut child = command.spawn().expect("run script(1)");
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(input.as_bytes()).expect("type the answer");
+            drop(stdin);
+            child.wait_with_output().expect("script(1) output")
+        })
+        .await
+        .expect("join")
+    }
+
     fn seen(&self, action: &str) -> Vec<Seen> {
         self.server.with(|d| {
             assert!(d.rejected.is_empty(), "rejected requests: {:?}", d.rejected);
@@ -372,4 +403,33 @@ async fn scan_with_yes_asks_each_scanner_for_the_pending_digests() {
         );
         assert!(d.sas_tasks.contains_key(&hex(3)));
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_on_a_terminal_asks_first_and_takes_no_for_an_answer() {
+    let cluster = cluster(true).await;
+    let out = cluster
+        .vulngate_on_terminal(&["precheck", "--scan"], "n\n")
+        .await;
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{transcript}");
+    assert!(
+        transcript.contains("Ask the scanners to scan 4 image(s) (estimated scan quota: 3)? [y/N]"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("no scan requested"), "{transcript}");
+    assert_eq!(cluster.seen("CreateRepoTagScanTask").len(), 0);
+    assert_eq!(cluster.seen("PublicCreateImageScanTask").len(), 0);
+
+    let out = cluster
+        .vulngate_on_terminal(&["precheck", "--scan"], "y\n")
+        .await;
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{transcript}");
+    assert!(
+        transcript.contains("scan requested for 4 image(s), 0 failed"),
+        "{transcript}"
+    );
+    assert_eq!(cluster.seen("CreateRepoTagScanTask").len(), 2);
+    assert_eq!(cluster.seen("PublicCreateImageScanTask").len(), 1);
 }
