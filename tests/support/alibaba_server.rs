@@ -448,7 +448,9 @@ async fn handle(
             "v1",
         ),
     };
-    let delay = {
+    // This request's own parameters: taken from `seen` after the lock is released
+    // again, a concurrent request's could be the last one there.
+    let (delay, params) = {
         let mut data = state.lock().unwrap();
         let verified = if kind == "acs3" {
             verify_acs3(&mut data, &method, &query, &headers, &body)
@@ -483,9 +485,9 @@ async fn handle(
             action: action.clone(),
             signature: kind,
             access_key_id: ak,
-            params,
+            params: params.clone(),
         });
-        data.delay.get(&action).copied()
+        (data.delay.get(&action).copied(), params)
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -510,7 +512,6 @@ async fn handle(
     if let Some((status, body)) = data.errors.get(&action).cloned() {
         return reply(status, body);
     }
-    let params = data.seen.last().unwrap().params.clone();
     match version.as_str() {
         "2018-12-01" => cr(&mut data, &method, &action, &params),
         "2018-12-03" => sas(&mut data, &action, &params),
