@@ -26,8 +26,9 @@ const FIRST_RUN_WAIT: Duration = Duration::from_secs(30);
 
 pub struct BackgroundAudit {
     engine: Arc<Engine>,
-    client: kube::Client,
-    events: Events,
+    /// The cluster's API, made on the first run that can (no kubeconfig or in-cluster
+    /// config yet is a failed run like any other, not a reason to stop the webhook).
+    cluster: Option<(kube::Client, Events)>,
     interval: Duration,
 }
 
@@ -50,17 +51,28 @@ struct Offender<'a> {
 }
 
 impl BackgroundAudit {
-    pub fn new(engine: Arc<Engine>, client: kube::Client, interval: Duration) -> BackgroundAudit {
+    pub fn new(engine: Arc<Engine>, interval: Duration) -> BackgroundAudit {
         BackgroundAudit {
             engine,
-            events: Events::new(client.clone()),
-            client,
+            cluster: None,
             interval,
         }
     }
 
+    async fn cluster(&mut self) -> Result<(kube::Client, Events), String> {
+        if let Some(cluster) = &self.cluster {
+            return Ok(cluster.clone());
+        }
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("no Kubernetes API client to list pods with: {e}"))?;
+        let cluster = (client.clone(), Events::new(client));
+        self.cluster = Some(cluster.clone());
+        Ok(cluster)
+    }
+
     /// Runs every `interval` until `stop` turns true (or its sender is gone).
-    pub async fn run(self, stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, stop: watch::Receiver<bool>) {
         let stopped = || {
             let mut stop = stop.clone();
             async move {
@@ -91,10 +103,16 @@ impl BackgroundAudit {
     }
 
     /// One run: list, judge, export, publish. Failures are logged and counted.
-    pub async fn run_once(&self) -> Option<RunTotals> {
+    pub async fn run_once(&mut self) -> Option<RunTotals> {
         let started = Instant::now();
-        let pods = match audit::running_pods(self.client.clone(), None).await {
-            Ok(pods) => pods,
+        let listed = match self.cluster().await {
+            Ok((client, events)) => audit::running_pods(client, None)
+                .await
+                .map(|pods| (pods, events)),
+            Err(e) => Err(e),
+        };
+        let (pods, events) = match listed {
+            Ok(listed) => listed,
             Err(e) => {
                 self.engine.metrics().audit_failed();
                 tracing::warn!(error = %e, "background audit failed; the next period tries again");
@@ -127,7 +145,7 @@ impl BackgroundAudit {
             if !published.insert(key) {
                 continue;
             }
-            self.events.audit_warn(
+            events.audit_warn(
                 Regarding {
                     api_version: "v1",
                     kind: "Pod",

@@ -433,10 +433,7 @@ async fn serve(
     let mut audit_task = None;
     if let Some(interval) = vulngate::config::AuditConfig::period(&config) {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("audit: no Kubernetes API client to list pods with: {e}"))?;
-        let audit = BackgroundAudit::new(Arc::clone(&engine), client, interval);
+        let audit = BackgroundAudit::new(Arc::clone(&engine), interval);
         audit_task = Some(tokio::spawn(audit.run(stop_rx)));
         tracing::info!(interval = %humantime::format_duration(interval), "background audit on");
     }
