@@ -229,7 +229,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     unscanned: true,
                     ..audit::AuditOptions::default()
                 },
-                precheck: Some(PrecheckArgs { scan, yes }),
+                precheck: Some(vulngate::precheck::RunOptions { scan, yes }),
             })
             .await
         }
@@ -266,13 +266,7 @@ struct AuditArgs {
     output: OutputFormat,
     options: audit::AuditOptions,
     /// Report images without a finished scan instead of the audit.
-    precheck: Option<PrecheckArgs>,
-}
-
-#[derive(Clone, Copy)]
-struct PrecheckArgs {
-    scan: bool,
-    yes: bool,
+    precheck: Option<vulngate::precheck::RunOptions>,
 }
 
 async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
@@ -293,7 +287,8 @@ async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
     let progress = vulngate::progress::Progress::new(pods.len(), "judging running pods");
     let report = audit::audit_with_progress(&engine, &pods, &args.options, Some(&progress)).await;
     if let Some(precheck) = args.precheck {
-        return precheck_command(&config, &engine, &report, precheck, progress).await;
+        let code = vulngate::precheck::run(&config, &engine, &report, precheck, progress).await?;
+        return Ok(ExitCode::from(code));
     }
     drop(progress);
     match args.output {
@@ -308,96 +303,6 @@ async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-/// Prints the pending images with Security Center's estimate; with `--scan`, asks the
-/// scanners to scan them once confirmed.
-async fn precheck_command(
-    config: &vulngate::config::Config,
-    engine: &vulngate::engine::Engine,
-    report: &audit::Report,
-    args: PrecheckArgs,
-    progress: vulngate::progress::Progress,
-) -> Result<ExitCode, String> {
-    use vulngate::precheck::{self, alibaba, Estimated};
-    let groups = precheck::pending(engine, report);
-    let env = |k: &str| std::env::var(k).ok();
-    let alibaba = alibaba::Alibaba::new(config, &env);
-    // (group, route) of every group on an Alibaba Cloud scanner.
-    let cloud: Vec<(&(String, String), usize, &Vec<precheck::Pending>)> = groups
-        .iter()
-        .filter(|((_, scanner), _)| alibaba::is_alibaba(scanner))
-        .filter_map(|(key, images)| Some((key, images.first()?.route?, images)))
-        .collect();
-    progress.set_message("estimating scan quota");
-    let mut estimates = precheck::Estimates::new();
-    let mut quota = alibaba::Estimate::default();
-    for (key, route, images) in &cloud {
-        let estimated = match alibaba.estimate(*route, images).await {
-            Ok(e) => {
-                quota.images += e.images;
-                quota.quota += e.quota;
-                Estimated::Quota(e)
-            }
-            Err(why) => Estimated::Unavailable(why),
-        };
-        estimates.insert((*key).clone(), estimated);
-    }
-    drop(progress);
-    print!("{}", precheck::render(&groups, &estimates));
-    let pending = if groups.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    };
-    if !args.scan {
-        return Ok(pending);
-    }
-    let to_scan: usize = cloud.iter().map(|(_, _, images)| images.len()).sum();
-    if to_scan == 0 {
-        println!("nothing to scan: no image without a finished scan is on an acr or sas route");
-        return Ok(pending);
-    }
-    if !args.yes {
-        use std::io::IsTerminal;
-        if !std::io::stdin().is_terminal() {
-            eprintln!(
-                "vulngate: precheck --scan would ask the scanners to scan {to_scan} image(s), which uses scan quota; \
-                 confirm with --yes (standard input is not a terminal to ask on)"
-            );
-            return Ok(ExitCode::from(2));
-        }
-        let estimate = if quota.quota > 0 || quota.images > 0 {
-            format!(" (estimated scan quota: {})", quota.quota)
-        } else {
-            String::new()
-        };
-        eprint!("Ask the scanners to scan {to_scan} image(s){estimate}? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| format!("cannot read the answer: {e}"))?;
-        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-            println!("no scan requested");
-            return Ok(pending);
-        }
-    }
-    let (mut requested, mut failed) = (0, 0);
-    for ((registry, scanner), route, images) in &cloud {
-        println!("{registry} (scanner {scanner}):");
-        let outcome = alibaba.request_scans(*route, images).await;
-        for line in &outcome.lines {
-            println!("{line}");
-        }
-        requested += outcome.requested;
-        failed += outcome.failed;
-    }
-    println!("scan requested for {requested} image(s), {failed} failed");
-    Ok(if failed > 0 {
-        ExitCode::from(2)
-    } else {
-        pending
     })
 }
 

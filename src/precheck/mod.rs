@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::audit::Report;
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::image::ImageRef;
+use crate::progress::Progress;
 
 pub use alibaba::Estimate;
 
@@ -131,4 +133,99 @@ pub fn render(groups: &Groups, estimates: &Estimates) -> String {
     }
     let _ = writeln!(out, "{total} image(s) without a finished scan");
     out
+}
+
+/// What `vulngate precheck` was asked to do beyond listing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Ask the scanners to scan the pending images.
+    pub scan: bool,
+    /// Without asking for a confirmation.
+    pub yes: bool,
+}
+
+/// `vulngate precheck`: prints the pending images with Security Center's estimate; with
+/// `scan`, asks the scanners to scan them once confirmed. Returns the exit status: 0 no
+/// pending image, 1 some, 2 a refused or failed scan request.
+pub async fn run(
+    config: &Config,
+    engine: &Engine,
+    report: &Report,
+    args: RunOptions,
+    progress: Progress,
+) -> Result<u8, String> {
+    let groups = pending(engine, report);
+    let env = |k: &str| std::env::var(k).ok();
+    let alibaba = alibaba::Alibaba::new(config, &env);
+    // (group, route) of every group on an Alibaba Cloud scanner.
+    let cloud: Vec<(&(String, String), usize, &Vec<Pending>)> = groups
+        .iter()
+        .filter(|((_, scanner), _)| alibaba::is_alibaba(scanner))
+        .filter_map(|(key, images)| Some((key, images.first()?.route?, images)))
+        .collect();
+    progress.set_message("estimating scan quota");
+    let mut estimates = Estimates::new();
+    let mut quota = alibaba::Estimate::default();
+    for (key, route, images) in &cloud {
+        let estimated = match alibaba.estimate(*route, images).await {
+            Ok(e) => {
+                quota.images += e.images;
+                quota.quota += e.quota;
+                Estimated::Quota(e)
+            }
+            Err(why) => Estimated::Unavailable(why),
+        };
+        estimates.insert((*key).clone(), estimated);
+    }
+    drop(progress);
+    print!("{}", render(&groups, &estimates));
+    let pending_status = if groups.is_empty() { 0 } else { 1 };
+    if !args.scan {
+        return Ok(pending_status);
+    }
+    let to_scan: usize = cloud.iter().map(|(_, _, images)| images.len()).sum();
+    if to_scan == 0 {
+        println!("nothing to scan: no image without a finished scan is on an acr or sas route");
+        return Ok(pending_status);
+    }
+    if !args.yes {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "vulngate: precheck --scan would ask the scanners to scan {to_scan} image(s), which uses scan quota; \
+                 confirm with --yes (standard input is not a terminal to ask on)"
+            );
+            return Ok(2);
+        }
+        let estimate = if quota.quota > 0 || quota.images > 0 {
+            format!(" (estimated scan quota: {})", quota.quota)
+        } else {
+            String::new()
+        };
+        eprint!("Ask the scanners to scan {to_scan} image(s){estimate}? [y/N] ");
+        // Reading a terminal blocks: off the async workers.
+        let answer = tokio::task::spawn_blocking(|| {
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).map(|_| answer)
+        })
+        .await
+        .map_err(|e| format!("cannot read the answer: {e}"))?
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            println!("no scan requested");
+            return Ok(pending_status);
+        }
+    }
+    let (mut requested, mut failed) = (0, 0);
+    for ((registry, scanner), route, images) in &cloud {
+        println!("{registry} (scanner {scanner}):");
+        let outcome = alibaba.request_scans(*route, images).await;
+        for line in &outcome.lines {
+            println!("{line}");
+        }
+        requested += outcome.requested;
+        failed += outcome.failed;
+    }
+    println!("scan requested for {requested} image(s), {failed} failed");
+    Ok(if failed > 0 { 2 } else { pending_status })
 }
