@@ -90,7 +90,8 @@ enum Command {
         image: Option<String>,
     },
     /// List the distinct images running in the cluster that have no finished scan,
-    /// grouped by registry and scanner. Exit 0: none; 1: some; 2: error.
+    /// grouped by registry and scanner, with Security Center's scan quota estimate for
+    /// acr and sas routes. Exit 0: none; 1: some; 2: error, or --scan refused or failed.
     Precheck {
         #[arg(long, env = "VULNGATE_CONFIG")]
         config: Option<PathBuf>,
