@@ -5,11 +5,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 use support::apiserver::{namespace, FakeApiServer};
+use support::cli::Cli;
 use support::webhook::{digest, review, BIN};
 
 const HIGH3: &str = "registry.example.com/app/high3:1";
@@ -65,7 +66,7 @@ fn containers(list: &[(&str, &str)]) -> Vec<Value> {
 struct Cluster {
     _apiserver: FakeApiServer,
     dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
+    cli: Cli,
     pods: Vec<Value>,
 }
 
@@ -147,15 +148,7 @@ async fn cluster() -> Cluster {
     ));
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: test, namespace: default}}\ncurrent-context: fake\n",
-            apiserver.url()
-        ),
-    )
-    .expect("write kubeconfig");
+    let kubeconfig = apiserver.write_kubeconfig(dir.path());
     std::fs::create_dir_all(dir.path().join("scans")).expect("mkdir scans");
     std::fs::write(
         dir.path().join("scans/summaries.yaml"),
@@ -174,28 +167,22 @@ async fn cluster() -> Cluster {
     .expect("write config");
     Cluster {
         _apiserver: apiserver,
+        cli: Cli {
+            dir: dir.path().to_path_buf(),
+            kubeconfig,
+        },
         dir,
-        kubeconfig,
         pods,
     }
 }
 
 impl Cluster {
-    /// Runs the binary off the async runtime (the fake apiserver runs on it).
     async fn vulngate(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .arg("--config")
-            .arg(self.dir.path().join("config.yaml"))
-            .current_dir(self.dir.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("VULNGATE_LOG")
-            .env_remove("VULNGATE_CONFIG");
-        tokio::task::spawn_blocking(move || command.output().expect("run vulngate"))
-            .await
-            .expect("join")
+        self.cli.run(args).await
+    }
+
+    async fn vulngate_on_terminal(&self, args: &[&str]) -> Output {
+        self.cli.run_on_terminal(args, "").await
     }
 
     async fn audit_json(&self, extra: &[&str]) -> (Option<i32>, Value) {
@@ -210,28 +197,6 @@ impl Cluster {
             )
         });
         (out.status.code(), json)
-    }
-
-    /// Runs the binary on a pseudo-terminal (script(1)): stdout and stderr both go to it,
-    /// and come back together as the transcript.
-    async fn vulngate_on_terminal(&self, args: &[&str]) -> Output {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-        let config = self.dir.path().join("config.yaml");
-        let mut line: Vec<String> = vec![quote(BIN)];
-        line.extend(args.iter().map(|a| quote(a)));
-        line.extend(["--config".to_string(), quote(&config.to_string_lossy())]);
-        let mut command = Command::new("script");
-        command
-            .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
-            .current_dir(self.dir.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("VULNGATE_LOG")
-            .env_remove("VULNGATE_CONFIG")
-            .stdin(std::process::Stdio::null());
-        tokio::task::spawn_blocking(move || command.output().expect("run script(1)"))
-            .await
-            .expect("join")
     }
 
     /// `vulngate review` of a pod wrapped in an AdmissionReview: (allowed, warned).

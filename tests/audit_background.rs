@@ -8,26 +8,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::apiserver::{namespace, FakeApiServer};
+use serde_json::Value;
+use support::apiserver::{namespace, running_pod, FakeApiServer};
 use support::webhook::{basic_config, digest, Webhook};
 
 const HIGH3: &str = "registry.example.com/app/high3:1";
 const CLEAN: &str = "registry.example.com/app/clean:1";
-
-fn pod(ns: &str, name: &str, containers: &[(&str, &str)]) -> Value {
-    let containers: Vec<Value> = containers
-        .iter()
-        .map(|(n, i)| json!({"name": n, "image": i}))
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"containers": containers},
-        "status": {"phase": "Running"},
-    })
-}
 
 /// `metric{labels} value` lines of one metric, by their label text.
 fn series(metrics: &str, name: &str) -> BTreeMap<String, f64> {
@@ -103,18 +89,13 @@ async fn background_audit_exports_gauges_and_events_and_follows_the_cluster() {
         ("soft", "batch", vec![("worker", HIGH3)]),
         ("relaxed", "api", vec![("app", HIGH3)]),
     ] {
-        let stored = apiserver.upsert(pod(ns, name, &containers));
+        let stored = apiserver.upsert(running_pod(ns, name, &containers));
         let uid = stored["metadata"]["uid"].as_str().expect("uid").to_string();
         uids.insert(format!("{ns}/{name}"), uid);
     }
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: test, namespace: default}}\ncurrent-context: fake\n",
-        apiserver.url()
-    );
-    let kubeconfig_path = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig_path, kubeconfig).expect("write kubeconfig");
+    let kubeconfig_path = apiserver.write_kubeconfig(dir.path());
     std::env::set_var("KUBECONFIG", &kubeconfig_path);
     std::env::remove_var("KUBERNETES_SERVICE_HOST");
     let summaries = format!(

@@ -10,13 +10,12 @@ mod alibaba_server;
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use alibaba_server::{SasImage, Seen, Server};
 use serde_json::{json, Value};
-use support::apiserver::{namespace, FakeApiServer};
-use support::webhook::BIN;
+use support::apiserver::{namespace, running_pod, FakeApiServer};
+use support::cli::Cli;
 
 const SHOP: &str = "shop-registry.cn-hangzhou.cr.aliyuncs.com";
 const LAB: &str = "lab-registry.cn-shanghai.cr.aliyuncs.com";
@@ -33,18 +32,13 @@ fn image(host: &str, repo: &str, tag: &str, n: u32) -> String {
 }
 
 fn pod(ns: &str, name: &str, images: &[String]) -> Value {
-    let containers: Vec<Value> = images
+    let names: Vec<String> = (0..images.len()).map(|i| format!("c{i}")).collect();
+    let containers: Vec<(&str, &str)> = names
         .iter()
-        .enumerate()
-        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+        .zip(images)
+        .map(|(n, i)| (n.as_str(), i.as_str()))
         .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"containers": containers},
-        "status": {"phase": "Running"},
-    })
+    running_pod(ns, name, &containers)
 }
 
 fn sas_image(host_region: &str, instance: &str, repo: &str, tag: &str, n: u32) -> SasImage {
@@ -63,8 +57,9 @@ fn sas_image(host_region: &str, instance: &str, repo: &str, tag: &str, n: u32) -
 struct Cluster {
     _apiserver: FakeApiServer,
     server: Server,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
+    /// Holds the config and credentials until the test ends.
+    _dir: tempfile::TempDir,
+    cli: Cli,
 }
 
 /// Two images on the acr route (shop), two on the sas route (lab), one of them with a
@@ -123,15 +118,7 @@ async fn cluster(with_sas_route: bool) -> Cluster {
     ] {
         std::fs::write(dir.path().join(file), content).expect("write credentials");
     }
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: test, namespace: default}}\ncurrent-context: fake\n",
-            apiserver.url()
-        ),
-    )
-    .expect("write kubeconfig");
+    let kubeconfig = apiserver.write_kubeconfig(dir.path());
     let sas_route = if with_sas_route {
         format!(
             "  - match: \"{LAB}\"\n    scanner: {{sas: {{region: cn-shanghai, instanceId: cri-lab, endpoint: \"{}\", credentials: {{accessKeyIdFile: sas-id, accessKeySecretFile: sas-secret}}}}}}\n    registry: {{resolve: false}}\n",
@@ -152,59 +139,21 @@ async fn cluster(with_sas_route: bool) -> Cluster {
     Cluster {
         _apiserver: apiserver,
         server,
-        dir,
-        kubeconfig,
+        cli: Cli {
+            dir: dir.path().to_path_buf(),
+            kubeconfig,
+        },
+        _dir: dir,
     }
 }
 
 impl Cluster {
-    /// Runs the binary off the async runtime, standard input not a terminal.
     async fn vulngate(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .arg("--config")
-            .arg(self.dir.path().join("config.yaml"))
-            .current_dir(self.dir.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("VULNGATE_LOG")
-            .env_remove("VULNGATE_CONFIG")
-            .stdin(Stdio::null());
-        tokio::task::spawn_blocking(move || command.output().expect("run vulngate"))
-            .await
-            .expect("join")
+        self.cli.run(args).await
     }
 
-    /// Runs the binary on a pseudo-terminal (script(1)) that types `input`: the
-    /// transcript (stdout and stderr together) and the exit status.
     async fn vulngate_on_terminal(&self, args: &[&str], input: &'static str) -> Output {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-        let config = self.dir.path().join("config.yaml");
-        let mut line: Vec<String> = vec![quote(BIN)];
-        line.extend(args.iter().map(|a| quote(a)));
-        line.extend(["--config".to_string(), quote(&config.to_string_lossy())]);
-        let mut command = Command::new("script");
-        command
-            .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
-            .current_dir(self.dir.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("VULNGATE_LOG")
-            .env_remove("VULNGATE_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut child = command.spawn().expect("run script(1)");
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(input.as_bytes()).expect("type the answer");
-            drop(stdin);
-            child.wait_with_output().expect("script(1) output")
-        })
-        .await
-        .expect("join")
+        self.cli.run_on_terminal(args, input).await
     }
 
     fn seen(&self, action: &str) -> Vec<Seen> {

@@ -363,6 +363,13 @@ mod tests {
         serde_yaml::from_str("region: cn-hangzhou\ninstanceId: cri-sas\n").expect("sas config")
     }
 
+    fn param<'a>(params: &'a [(&str, String)], key: &str) -> Option<&'a str> {
+        params
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     #[test]
     fn filters_name_every_image_and_leave_out_what_some_lack() {
         let host = "demo-registry.cn-hangzhou.cr.aliyuncs.com";
@@ -374,12 +381,7 @@ mod tests {
         let sas = sas();
         let route = ScannerConfig::Sas(sas.clone());
         let params = filters(Some(&route), &sas, &images);
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| param(&params, k);
         assert_eq!(get("RegistryTypes"), Some("acr"));
         assert_eq!(get("RegionIds"), Some("cn-hangzhou"));
         assert_eq!(get("InstanceIds"), Some("cri-sas"));
@@ -394,12 +396,7 @@ mod tests {
             pending(&format!("{host}/shop/api@sha256:{}", "b".repeat(64)), None),
         ];
         let params = filters(Some(&route), &sas, &images);
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| param(&params, k);
         assert_eq!(get("Digests"), None);
         assert_eq!(get("RepoNames"), Some("web,api"));
     }
