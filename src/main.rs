@@ -225,9 +225,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 config,
                 state_dir,
                 output: OutputFormat::Table,
+                // Every row: precheck picks the unscanned ones itself, and tells which
+                // images could not be looked up at all.
                 options: audit::AuditOptions {
                     namespace,
-                    unscanned: true,
                     ..audit::AuditOptions::default()
                 },
                 precheck: Some(vulngate::precheck::RunOptions { scan, yes }),

@@ -382,3 +382,46 @@ async fn scan_on_a_terminal_asks_first_and_takes_no_for_an_answer() {
     assert_eq!(cluster.seen("CreateRepoTagScanTask").len(), 2);
     assert_eq!(cluster.seen("PublicCreateImageScanTask").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_that_cannot_be_looked_up_are_named_not_dropped() {
+    let cluster = cluster(true).await;
+    cluster.server.with(|d| {
+        d.errors.insert(
+            "GetRepository".into(),
+            (
+                403,
+                json!({"Code": "NoPrivilege", "Message": "Access denied for this user.", "RequestId": "REQ-1"}),
+            ),
+        );
+    });
+    let out = cluster.vulngate(&["precheck"]).await;
+    // lab's images are still pending.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out);
+    assert!(
+        stdout.contains(
+            "2 image(s) could not be looked up, so whether they have a finished scan is not known:"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("  {}: ", image(SHOP, "shop/web", "1", 1)))
+            && stdout.contains("NoPrivilege"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&format!("{SHOP} (scanner acr)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("2 image(s) without a finished scan"),
+        "{stdout}"
+    );
+
+    // With nothing known to be pending, an incomplete check is an error.
+    let out = cluster.vulngate(&["precheck", "--namespace", "shop"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

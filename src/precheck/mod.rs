@@ -72,6 +72,17 @@ pub fn pending(engine: &Engine, report: &Report) -> Groups {
     groups
 }
 
+/// Distinct images whose lookup failed (registry or scanner errors), with admission's
+/// message: whether they have a finished scan is not known.
+pub fn unknown(report: &Report) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for row in report.containers.iter().filter(|r| r.status == "error") {
+        out.entry(row.image.clone())
+            .or_insert_with(|| row.message.clone().unwrap_or_default());
+    }
+    out
+}
+
 /// The scan quota estimate of one group, or why there is none.
 #[derive(Debug, Clone)]
 pub enum Estimated {
@@ -82,7 +93,11 @@ pub enum Estimated {
 /// Estimates by group; groups on scanners without quota have none.
 pub type Estimates = BTreeMap<(String, String), Estimated>;
 
-pub fn render(groups: &Groups, estimates: &Estimates) -> String {
+pub fn render(
+    groups: &Groups,
+    estimates: &Estimates,
+    unknown: &BTreeMap<String, String>,
+) -> String {
     let mut out = String::new();
     let mut total = 0;
     let mut quota = Estimate::default();
@@ -131,6 +146,16 @@ pub fn render(groups: &Groups, estimates: &Estimates) -> String {
             quota.images, quota.quota
         );
     }
+    if !unknown.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} image(s) could not be looked up, so whether they have a finished scan is not known:",
+            unknown.len()
+        );
+        for (image, message) in unknown {
+            let _ = writeln!(out, "  {image}: {message}");
+        }
+    }
     let _ = writeln!(out, "{total} image(s) without a finished scan");
     out
 }
@@ -146,7 +171,8 @@ pub struct RunOptions {
 
 /// `vulngate precheck`: prints the pending images with Security Center's estimate; with
 /// `scan`, asks the scanners to scan them once confirmed. Returns the exit status: 0 no
-/// pending image, 1 some, 2 a refused or failed scan request.
+/// pending image, 1 some, 2 images that could not be looked up (and none pending), or
+/// a refused or failed scan request.
 pub async fn run(
     config: &Config,
     engine: &Engine,
@@ -178,8 +204,14 @@ pub async fn run(
         estimates.insert((*key).clone(), estimated);
     }
     drop(progress);
-    print!("{}", render(&groups, &estimates));
-    let pending_status = if groups.is_empty() { 0 } else { 1 };
+    let unknown = unknown(report);
+    print!("{}", render(&groups, &estimates, &unknown));
+    // Images not looked up may or may not be scanned: the check is not complete.
+    let pending_status = match (groups.is_empty(), unknown.is_empty()) {
+        (false, _) => 1,
+        (true, false) => 2,
+        (true, true) => 0,
+    };
     if !args.scan {
         return Ok(pending_status);
     }
