@@ -165,12 +165,24 @@ fn is_running(pod: &Pod) -> bool {
 
 /// Judges every pod and applies the filters.
 pub async fn audit(engine: &Engine, pods: &[Pod], options: &AuditOptions) -> Report {
+    audit_with_progress(engine, pods, options, None).await
+}
+
+/// As [`audit`], stepping `progress` once per pod judged.
+pub async fn audit_with_progress(
+    engine: &Engine,
+    pods: &[Pod],
+    options: &AuditOptions,
+    progress: Option<&crate::progress::Progress>,
+) -> Report {
     let calls_before = engine.metrics().scanner_calls_total();
-    let judged: Vec<Vec<Row>> = stream::iter(pods.iter())
-        .map(|pod| judge(engine, pod))
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    // The futures are made up front: a closure kept inside the stream would make the
+    // future of this function not Send for every lifetime (the background audit spawns it).
+    let judging: Vec<_> = pods
+        .iter()
+        .map(|pod| judge_counted(engine, pod, progress))
+        .collect();
+    let judged: Vec<Vec<Row>> = stream::iter(judging).buffered(CONCURRENCY).collect().await;
     let image_pattern = options
         .image
         .as_deref()
@@ -193,6 +205,18 @@ pub async fn audit(engine: &Engine, pods: &[Pod], options: &AuditOptions) -> Rep
         containers: rows,
         summary,
     }
+}
+
+async fn judge_counted(
+    engine: &Engine,
+    pod: &Pod,
+    progress: Option<&crate::progress::Progress>,
+) -> Vec<Row> {
+    let rows = judge(engine, pod).await;
+    if let Some(p) = progress {
+        p.step();
+    }
+    rows
 }
 
 async fn judge(engine: &Engine, pod: &Pod) -> Vec<Row> {

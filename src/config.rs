@@ -40,6 +40,36 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Background audit of running pods in `vulngate serve`; absent means off.
+    #[serde(default = "AuditConfig::off")]
+    pub audit: AuditConfig,
+}
+
+/// `audit: {interval: 10m}`: every interval, `vulngate serve` judges the running pods
+/// as `vulngate audit` does, exports gauges and leaves Events on offending pods.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `false` turns the audit off while keeping its settings.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_audit_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl AuditConfig {
+    /// No `audit` key: off. (An `audit` key without `enabled` is on.)
+    pub fn off() -> AuditConfig {
+        AuditConfig {
+            enabled: false,
+            interval: default_audit_interval(),
+        }
+    }
+
+    /// The period when the background audit is on.
+    pub fn period(config: &Config) -> Option<Duration> {
+        config.audit.enabled.then_some(config.audit.interval)
+    }
 }
 
 /// How a SIGTERM is handled.
@@ -420,6 +450,13 @@ impl Config {
                 ScannerConfig::Sas(c) => c.validate(&format!("registries[{i}].scanner.sas"))?,
             }
         }
+        // Each run lists every pod: shorter periods would load the apiserver for nothing.
+        if self.audit.interval < MIN_AUDIT_INTERVAL {
+            return Err(format!(
+                "audit.interval: {} is too short; use at least 1s (10m is a good start)",
+                humantime::format_duration(self.audit.interval)
+            ));
+        }
         if self.registries.is_empty() {
             return Err("registries: at least one route is needed (match: \"*\" for all)".into());
         }
@@ -453,6 +490,11 @@ impl Config {
     }
 }
 
+const MIN_AUDIT_INTERVAL: Duration = Duration::from_secs(1);
+
+fn default_audit_interval() -> Duration {
+    Duration::from_secs(600)
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8443))
 }
@@ -508,4 +550,38 @@ fn default_log_format() -> String {
 }
 fn default_log_level() -> String {
     "info".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        let text = format!(
+            "registries:\n  - match: \"*\"\n    scanner: {{file: {{path: scans}}}}\n{extra}"
+        );
+        Config::from_yaml(&text, Path::new("/etc/vulngate"))
+    }
+
+    #[test]
+    fn the_background_audit_is_off_unless_configured() {
+        let config = parse("").expect("config");
+        assert_eq!(AuditConfig::period(&config), None);
+        let config = parse("audit: {interval: 90s}\n").expect("config");
+        assert_eq!(AuditConfig::period(&config), Some(Duration::from_secs(90)));
+        let config = parse("audit: {}\n").expect("config");
+        assert_eq!(AuditConfig::period(&config), Some(Duration::from_secs(600)));
+        let config = parse("audit: {enabled: false, interval: 5m}\n").expect("config");
+        assert_eq!(AuditConfig::period(&config), None);
+    }
+
+    #[test]
+    fn bad_audit_settings_are_named() {
+        let err = parse("audit: {interval: 0s}\n").expect_err("zero interval");
+        assert!(err.contains("audit.interval"), "{err}");
+        let err = parse("audit: {interval: soon}\n").expect_err("bad duration");
+        assert!(err.contains("audit.interval"), "{err}");
+        let err = parse("audit: {every: 5m}\n").expect_err("unknown key");
+        assert!(err.contains("every"), "{err}");
+    }
 }

@@ -203,6 +203,11 @@ impl Engine {
         self.router.route(image).map(|r| r.scanner.kind())
     }
 
+    /// Index of the config's `registries` route that holds `image`'s scans, if any.
+    pub fn route_index(&self, image: &ImageRef) -> Option<usize> {
+        self.router.route(image).map(|r| r.index)
+    }
+
     pub fn namespaces_ready(&self) -> bool {
         self.namespaces.is_ready()
     }
@@ -320,7 +325,12 @@ impl Engine {
                 namespace,
                 &containers,
                 &pull,
-                &Origin::default(),
+                // Looking at running pods changes nothing: no break-glass Events on
+                // every audit (the background audit leaves its own, on the Pod).
+                &Origin {
+                    controller: None,
+                    dry_run: true,
+                },
                 deadline,
             )
             .await;
@@ -484,6 +494,7 @@ impl Engine {
                     kind: "Namespace",
                     namespace: None,
                     name: namespace.to_string(),
+                    uid: None,
                 },
                 "BreakGlass",
                 format!("{relief}: {subject}: {}", denials.join("; ")),
@@ -506,6 +517,7 @@ impl Engine {
                     kind: owner.kind,
                     namespace: Some(namespace.to_string()),
                     name: owner.name.clone(),
+                    uid: None,
                 },
                 "ReplicaOverLimits",
                 format!("{relief}: {}", denials.join("; ")),

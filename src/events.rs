@@ -1,7 +1,8 @@
 //! Kubernetes Events for decisions a human should see: a break-glass that let
 //! violations through (on the Namespace), and a controller-created pod allowed
-//! over its limits (on its owning workload). Published in the background: a
-//! review never waits for the apiserver to take an Event.
+//! over its limits (on its owning workload), and a running Pod that the background
+//! audit finds over its limits (on the Pod). Published in the background: a review
+//! never waits for the apiserver to take an Event.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -18,6 +19,8 @@ pub struct Regarding {
     pub kind: &'static str,
     pub namespace: Option<String>,
     pub name: String,
+    /// Ties the Event to this incarnation of the object (`kubectl describe` matches it).
+    pub uid: Option<String>,
 }
 
 impl Events {
@@ -31,8 +34,24 @@ impl Events {
         }
     }
 
-    /// Publishes a Warning event; failures are logged, never returned.
+    /// Publishes a Warning event about an admission decision; failures are logged,
+    /// never returned.
     pub fn warn(&self, regarding: Regarding, reason: &'static str, note: String) {
+        self.publish(regarding, reason, "Admit", note);
+    }
+
+    /// Publishes a Warning event from the background audit of running pods.
+    pub fn audit_warn(&self, regarding: Regarding, reason: &'static str, note: String) {
+        self.publish(regarding, reason, "Audit", note);
+    }
+
+    fn publish(
+        &self,
+        regarding: Regarding,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+    ) {
         let recorder = self.recorder.clone();
         tokio::spawn(async move {
             let reference = ObjectReference {
@@ -40,6 +59,7 @@ impl Events {
                 kind: Some(regarding.kind.into()),
                 namespace: regarding.namespace.clone(),
                 name: Some(regarding.name.clone()),
+                uid: regarding.uid.clone(),
                 ..ObjectReference::default()
             };
             let event = Event {
@@ -47,7 +67,7 @@ impl Events {
                 reason: reason.into(),
                 // The API takes at most 1 kB of note.
                 note: Some(crate::admission::clip(&note, 900).into_owned()),
-                action: "Admit".into(),
+                action: action.into(),
                 secondary: None,
             };
             if let Err(e) = recorder.publish(&event, &reference).await {

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod app;
 pub mod audit;
+pub mod background_audit;
 pub mod cloud;
 pub mod config;
 pub mod engine;
@@ -15,6 +16,7 @@ pub mod namespaces;
 pub mod pattern;
 pub mod policy;
 pub mod precheck;
+pub mod progress;
 pub mod registry;
 pub mod resolve;
 pub mod scan;

@@ -1,4 +1,4 @@
-//! The `vulngate` command line: serve, review, check, audit.
+//! The `vulngate` command line: serve, review, check, audit, precheck.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use vulngate::app;
 use vulngate::audit;
+use vulngate::background_audit::BackgroundAudit;
 use vulngate::engine::ContainerVerdict;
 use vulngate::metrics::Metrics;
 use vulngate::scan::Severity;
@@ -89,7 +90,8 @@ enum Command {
         image: Option<String>,
     },
     /// List the distinct images running in the cluster that have no finished scan,
-    /// grouped by registry and scanner. Exit 0: none; 1: some; 2: error.
+    /// grouped by registry and scanner, with Security Center's scan quota estimate for
+    /// acr and sas routes. Exit 0: none; 1: some; 2: error, or --scan refused or failed.
     Precheck {
         #[arg(long, env = "VULNGATE_CONFIG")]
         config: Option<PathBuf>,
@@ -98,6 +100,13 @@ enum Command {
         /// Only this namespace (default: all).
         #[arg(long, short)]
         namespace: Option<String>,
+        /// After the estimate, ask the scanners to scan the images (acr and sas routes;
+        /// uses scan quota): confirmed on a terminal, or with --yes.
+        #[arg(long)]
+        scan: bool,
+        /// With --scan: do not ask for confirmation.
+        #[arg(long, requires = "scan")]
+        yes: bool,
     },
 }
 
@@ -201,7 +210,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 state_dir,
                 output,
                 options,
-                precheck: false,
+                precheck: None,
             })
             .await
         }
@@ -209,17 +218,20 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             config,
             state_dir,
             namespace,
+            scan,
+            yes,
         } => {
             audit_command(AuditArgs {
                 config,
                 state_dir,
                 output: OutputFormat::Table,
+                // Every row: precheck picks the unscanned ones itself, and tells which
+                // images could not be looked up at all.
                 options: audit::AuditOptions {
                     namespace,
-                    unscanned: true,
                     ..audit::AuditOptions::default()
                 },
-                precheck: true,
+                precheck: Some(vulngate::precheck::RunOptions { scan, yes }),
             })
             .await
         }
@@ -256,7 +268,7 @@ struct AuditArgs {
     output: OutputFormat,
     options: audit::AuditOptions,
     /// Report images without a finished scan instead of the audit.
-    precheck: bool,
+    precheck: Option<vulngate::precheck::RunOptions>,
 }
 
 async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
@@ -273,16 +285,14 @@ async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
     while !engine.namespaces_ready() && waited.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let report = audit::audit(&engine, &pods, &args.options).await;
-    if args.precheck {
-        let groups = vulngate::precheck::pending(&engine, &report);
-        print!("{}", vulngate::precheck::render(&groups));
-        return Ok(if groups.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
+    // Drawn on stderr only when it is a terminal; cleared before the report is printed.
+    let progress = vulngate::progress::Progress::new(pods.len(), "judging running pods");
+    let report = audit::audit_with_progress(&engine, &pods, &args.options, Some(&progress)).await;
+    if let Some(precheck) = args.precheck {
+        let code = vulngate::precheck::run(&config, &engine, &report, precheck, progress).await?;
+        return Ok(ExitCode::from(code));
     }
+    drop(progress);
     match args.output {
         OutputFormat::Table => print!("{}", audit::render_table(&report)),
         OutputFormat::Json => println!("{}", audit::render_json(&report)),
@@ -325,6 +335,15 @@ async fn serve(
     let engine = Arc::new(app::build_engine(&config, Arc::clone(&metrics)).await?);
     let (cert, generated) = app::serving_cert(&config, &state_dir)?;
     cert.spawn_reloader(Duration::from_secs(1), Arc::clone(&metrics));
+    // Stops the background audit as soon as shutdown begins.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut audit_task = None;
+    if let Some(interval) = vulngate::config::AuditConfig::period(&config) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let audit = BackgroundAudit::new(Arc::clone(&engine), interval);
+        audit_task = Some(tokio::spawn(audit.run(stop_rx)));
+        tracing::info!(interval = %humantime::format_duration(interval), "background audit on");
+    }
     let state = AppState::new(engine);
     let options = ServeOptions {
         listen: config.listen,
@@ -346,7 +365,15 @@ async fn serve(
             println!("try: curl --cacert {dir}/tls/ca.crt -H 'Content-Type: application/json' --data @{dir}/example-review.json https://localhost:{}/validate", webhook.port());
         }
     };
-    server::serve(options, state, cert, shutdown_signal(), announce).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    server::serve(options, state, cert, shutdown, announce).await?;
+    if let Some(task) = audit_task {
+        // Told to stop when shutdown began; a run in flight is abandoned, not awaited.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,5 @@
 //! Prometheus metrics. Label values come from small fixed sets (kinds, results,
-//! scanner kinds, outcomes): never image names or digests.
+//! scanner kinds, outcomes) or the cluster's namespaces: never image names or digests.
 
 use std::time::Duration;
 
@@ -52,6 +52,24 @@ struct ScannerKindLabel {
     scanner: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceVerdictLabels {
+    namespace: String,
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// Running pods over their limits in one namespace, by the verdict admission would give.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OverLimit {
+    pub denied: i64,
+    pub warned: i64,
+}
+
 pub struct Metrics {
     registry: Registry,
     reviews: Family<ReviewLabels, Counter>,
@@ -64,6 +82,11 @@ pub struct Metrics {
     tls_reloads: Counter,
     controller_pods_warned: Counter,
     in_flight: Gauge<i64, AtomicI64Wrapper>,
+    pods_over_limit: Family<NamespaceVerdictLabels, Gauge>,
+    /// Namespaces with a `pods_over_limit` series, so a namespace gone is removed.
+    audited_namespaces: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    audit_runs: Family<ResultLabel, Counter>,
+    audit_last_success: Gauge,
     /// Every scanner call, whatever its outcome (the sum of `scanner_calls`).
     scanner_calls_total: std::sync::atomic::AtomicU64,
 }
@@ -141,8 +164,30 @@ impl Metrics {
             "Reviews being decided",
             in_flight.clone(),
         );
+        let pods_over_limit = Family::<NamespaceVerdictLabels, Gauge>::default();
+        registry.register(
+            "running_pods_over_limit",
+            "Running pods with an image over its namespace's limits at the last background audit, by namespace and the verdict admission would give (denied, warned)",
+            pods_over_limit.clone(),
+        );
+        let audit_runs = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "audit_runs",
+            "Background audit runs by result (ok, error)",
+            audit_runs.clone(),
+        );
+        let audit_last_success = Gauge::default();
+        registry.register(
+            "audit_last_success_timestamp_seconds",
+            "Unix time at which the last successful background audit finished",
+            audit_last_success.clone(),
+        );
         Metrics {
             registry,
+            pods_over_limit,
+            audited_namespaces: std::sync::Mutex::new(Default::default()),
+            audit_runs,
+            audit_last_success,
             reviews,
             decision_seconds,
             cache_hits,
@@ -224,6 +269,48 @@ impl Metrics {
         InFlight(&self.in_flight)
     }
 
+    /// The result of one background audit: every namespace with running pods is set
+    /// (0 when none offends), and namespaces no longer running any pod are removed.
+    pub fn audit_succeeded(&self, by_namespace: &std::collections::BTreeMap<String, OverLimit>) {
+        let mut known = self
+            .audited_namespaces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gone in known.iter().filter(|ns| !by_namespace.contains_key(*ns)) {
+            for verdict in ["denied", "warned"] {
+                self.pods_over_limit.remove(&NamespaceVerdictLabels {
+                    namespace: gone.clone(),
+                    verdict,
+                });
+            }
+        }
+        for (namespace, counts) in by_namespace {
+            for (verdict, n) in [("denied", counts.denied), ("warned", counts.warned)] {
+                self.pods_over_limit
+                    .get_or_create(&NamespaceVerdictLabels {
+                        namespace: namespace.clone(),
+                        verdict,
+                    })
+                    .set(n);
+            }
+        }
+        *known = by_namespace.keys().cloned().collect();
+        self.audit_runs
+            .get_or_create(&ResultLabel { result: "ok" })
+            .inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.audit_last_success.set(now);
+    }
+
+    /// A background audit that could not list pods: the gauges keep the last result.
+    pub fn audit_failed(&self) {
+        self.audit_runs
+            .get_or_create(&ResultLabel { result: "error" })
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -252,5 +339,61 @@ fn kind_label(kind: &str) -> &'static str {
         "CronJob" => "CronJob",
         "ReplicationController" => "ReplicationController",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn over(denied: i64, warned: i64) -> OverLimit {
+        OverLimit { denied, warned }
+    }
+
+    #[test]
+    fn pods_over_limit_follow_each_run_and_forget_namespaces_gone() {
+        let metrics = Metrics::new();
+        let first: BTreeMap<String, OverLimit> = [
+            ("shop".to_string(), over(2, 0)),
+            ("lab".to_string(), over(0, 1)),
+        ]
+        .into_iter()
+        .collect();
+        metrics.audit_succeeded(&first);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "vulngate_running_pods_over_limit{namespace=\"shop\",verdict=\"denied\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "vulngate_running_pods_over_limit{namespace=\"lab\",verdict=\"warned\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("vulngate_audit_runs_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+
+        let second: BTreeMap<String, OverLimit> =
+            [("shop".to_string(), over(0, 0))].into_iter().collect();
+        metrics.audit_succeeded(&second);
+        metrics.audit_failed();
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "vulngate_running_pods_over_limit{namespace=\"shop\",verdict=\"denied\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("namespace=\"lab\""), "{text}");
+        assert!(
+            text.contains("vulngate_audit_runs_total{result=\"error\"} 1"),
+            "{text}"
+        );
     }
 }

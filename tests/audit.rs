@@ -5,11 +5,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 use support::apiserver::{namespace, FakeApiServer};
+use support::cli::Cli;
 use support::webhook::{digest, review, BIN};
 
 const HIGH3: &str = "registry.example.com/app/high3:1";
@@ -65,7 +66,7 @@ fn containers(list: &[(&str, &str)]) -> Vec<Value> {
 struct Cluster {
     _apiserver: FakeApiServer,
     dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
+    cli: Cli,
     pods: Vec<Value>,
 }
 
@@ -147,15 +148,7 @@ async fn cluster() -> Cluster {
     ));
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: test, namespace: default}}\ncurrent-context: fake\n",
-            apiserver.url()
-        ),
-    )
-    .expect("write kubeconfig");
+    let kubeconfig = apiserver.write_kubeconfig(dir.path());
     std::fs::create_dir_all(dir.path().join("scans")).expect("mkdir scans");
     std::fs::write(
         dir.path().join("scans/summaries.yaml"),
@@ -174,28 +167,22 @@ async fn cluster() -> Cluster {
     .expect("write config");
     Cluster {
         _apiserver: apiserver,
+        cli: Cli {
+            dir: dir.path().to_path_buf(),
+            kubeconfig,
+        },
         dir,
-        kubeconfig,
         pods,
     }
 }
 
 impl Cluster {
-    /// Runs the binary off the async runtime (the fake apiserver runs on it).
     async fn vulngate(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .arg("--config")
-            .arg(self.dir.path().join("config.yaml"))
-            .current_dir(self.dir.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("VULNGATE_LOG")
-            .env_remove("VULNGATE_CONFIG");
-        tokio::task::spawn_blocking(move || command.output().expect("run vulngate"))
-            .await
-            .expect("join")
+        self.cli.run(args).await
+    }
+
+    async fn vulngate_on_terminal(&self, args: &[&str]) -> Output {
+        self.cli.run_on_terminal(args, "").await
     }
 
     async fn audit_json(&self, extra: &[&str]) -> (Option<i32>, Value) {
@@ -471,6 +458,42 @@ async fn audit_csv_and_table_hold_the_documented_columns() {
             "3 pod(s), 5 container(s), 3 distinct image(s): 1 over limit, 1 unscanned"
         ),
         "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_bar_is_drawn_only_on_a_terminal() {
+    let cluster = cluster().await;
+    // Piped: stderr holds the summary and nothing drawn.
+    let out = cluster.vulngate(&["audit", "--output", "csv"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("judging running pods"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no terminal escapes: {stderr:?}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // On a terminal: the bar is drawn on stderr, then cleared before the table.
+    let out = cluster.vulngate_on_terminal(&["audit"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        transcript.contains("judging running pods"),
+        "{transcript:?}"
+    );
+    assert!(
+        transcript.contains("/6 "),
+        "counted over the 6 pods: {transcript:?}"
+    );
+    let (before, table) = transcript
+        .split_once("NAMESPACE")
+        .expect("the table is printed");
+    assert!(before.contains("judging running pods"), "{transcript:?}");
+    assert!(
+        !table.contains("judging running pods"),
+        "the bar is gone once the table is printed: {transcript:?}"
     );
 }
 

@@ -722,6 +722,7 @@ fn check_render(case: &str, docs: &[Value]) {
         ("", "events", "patch"),
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
+        ("", "pods", "list"),
     ]
     .iter()
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
@@ -900,17 +901,27 @@ fn rbac_grants_exactly_what_the_options_need() {
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
     ];
-    // (helm --set flags, the rules (group, resource, verb) they must grant)
+    let pods = [("", "pods", "list")];
+    // (helm --set flags, the rules (group, resource, verb) they must grant). Events go
+    // wherever policies come from the cluster: admission leaves them too (break-glass,
+    // controller pods); pods are listed only by the background audit.
     type Combo<'a> = (&'a [&'a str], Vec<(&'a str, &'a str, &'a str)>);
-    let combos: [Combo; 4] = [
-        (&[], namespaces.to_vec()),
+    let combos: [Combo; 5] = [
+        (&[], [&namespaces[..], &events[..]].concat()),
+        (
+            &[
+                "--set",
+                "config.namespacesFile=/etc/vulngate/ns/namespaces.yaml",
+            ],
+            namespaces.to_vec(),
+        ),
         (
             &["--set", "config.resolution.useImagePullSecrets=true"],
-            [&namespaces[..], &pull[..]].concat(),
+            [&namespaces[..], &pull[..], &events[..]].concat(),
         ),
         (
             &["--set", "audit.enabled=true"],
-            [&namespaces[..], &events[..]].concat(),
+            [&namespaces[..], &events[..], &pods[..]].concat(),
         ),
         (
             &[
@@ -919,7 +930,7 @@ fn rbac_grants_exactly_what_the_options_need() {
                 "--set",
                 "config.resolution.useImagePullSecrets=true",
             ],
-            [&namespaces[..], &pull[..], &events[..]].concat(),
+            [&namespaces[..], &pull[..], &events[..], &pods[..]].concat(),
         ),
     ];
     for (args, want) in combos {
@@ -948,7 +959,26 @@ fn rbac_grants_exactly_what_the_options_need() {
             config.resolution.use_image_pull_secrets,
             args.contains(&"config.resolution.useImagePullSecrets=true")
         );
+        assert_eq!(
+            vulngate::config::AuditConfig::period(&config),
+            args.contains(&"audit.enabled=true")
+                .then(|| Duration::from_secs(600)),
+            "audit.enabled renders the audit key with the default interval"
+        );
     }
+    let docs = render(&["--set", "audit.enabled=true", "--set", "audit.interval=90s"]);
+    let (_, config) = config_of(&docs);
+    assert_eq!(
+        vulngate::config::AuditConfig::period(&config),
+        Some(Duration::from_secs(90))
+    );
+    let docs = render(&["--set", "audit.interval=90s"]);
+    let (text, config) = config_of(&docs);
+    assert!(
+        !text.contains("audit"),
+        "no audit key while disabled: {text}"
+    );
+    assert_eq!(vulngate::config::AuditConfig::period(&config), None);
     let docs = render(&["--set", "rbac.create=false"]);
     assert!(
         all(&installed(&docs), "ClusterRole").is_empty()

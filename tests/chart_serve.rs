@@ -256,6 +256,24 @@ async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
     let (status, metrics) = webhook.ops_get("/metrics");
     assert_eq!(status, 200);
     assert!(!metrics.is_empty());
+    // The full values turn the background audit on; with no cluster to list pods in,
+    // each run fails, is counted, and the webhook goes on deciding.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, metrics) = webhook.ops_get("/metrics");
+        if metrics.contains("vulngate_audit_runs_total{result=\"error\"} ") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed audit run counted: {metrics}\n{}",
+            webhook.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(webhook.stderr().contains("background audit failed"));
+    expect_decisions(&client, &url, &ns).await;
+    assert_eq!(webhook.ops_get("/readyz").0, 200);
 }
 
 /// cert-manager mode: a Secret shaped as cert-manager writes it for the chart's Certificate

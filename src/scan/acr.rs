@@ -672,6 +672,25 @@ impl Scanner for AcrScanner {
     }
 }
 
+// For `vulngate precheck --scan` (src/precheck/), which sends CreateRepoTagScanTask itself.
+impl AcrConfig {
+    pub fn client_settings(&self) -> ClientSettings {
+        self.settings()
+    }
+}
+
+impl AcrScanner {
+    /// `[InstanceId, RepoId, Tag, Digest as ACR writes it]` of an image, or `None`
+    /// when ACR does not hold it.
+    pub async fn scan_task_ids(
+        &self,
+        target: &ScanTarget<'_>,
+    ) -> Result<Option<[String; 4]>, ScanError> {
+        let located = self.locate(target, self.client.deadline()).await?;
+        Ok(located.map(|l| [l.instance, l.repo_id, l.tag, l.digest]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -328,6 +328,14 @@ impl Scanner for SasScanner {
     }
 }
 
+// For `vulngate precheck` (src/precheck/): its quota estimate and scan requests go to
+// the Security Center of the configured route, with its credentials.
+impl SasConfig {
+    pub fn client_settings(&self) -> ClientSettings {
+        self.settings()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

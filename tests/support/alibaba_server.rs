@@ -63,6 +63,8 @@ pub struct Data {
     pub sas_tasks: HashMap<String, Value>,
     pub sas_vuls: HashMap<(String, String), u64>,
     pub sas_counts: HashMap<String, Value>,
+    /// The images Security Center protects (PublicPreCheckImageScanTask counts them).
+    pub sas_images: Vec<SasImage>,
     // STS
     pub sts_tokens: Vec<String>,
     pub sts_expires_in: i64,
@@ -71,6 +73,38 @@ pub struct Data {
     pub unavailable: HashMap<String, u32>,
     pub errors: HashMap<String, (u16, Value)>,
     pub delay: HashMap<String, Duration>,
+}
+
+/// One image Security Center knows, as its filters name it.
+#[derive(Debug, Clone)]
+pub struct SasImage {
+    pub registry_type: String,
+    pub region: String,
+    pub instance: String,
+    pub namespace: String,
+    pub name: String,
+    pub tag: String,
+    /// Bare hex.
+    pub digest: String,
+}
+
+impl SasImage {
+    /// Whether every filter given (comma-separated values) names this image.
+    fn selected_by(&self, params: &BTreeMap<String, String>) -> bool {
+        let fields = [
+            ("RegistryTypes", &self.registry_type),
+            ("RegionIds", &self.region),
+            ("InstanceIds", &self.instance),
+            ("RepoNamespaces", &self.namespace),
+            ("RepoNames", &self.name),
+            ("Tags", &self.tag),
+            ("Digests", &self.digest),
+        ];
+        fields.iter().all(|(key, value)| match params.get(*key) {
+            Some(list) => list.split(',').any(|v| v == value.as_str()),
+            None => true,
+        })
+    }
 }
 
 impl Data {
@@ -416,7 +450,9 @@ async fn handle(
             "v1",
         ),
     };
-    let delay = {
+    // This request's own parameters: taken from `seen` after the lock is released
+    // again, a concurrent request's could be the last one there.
+    let (delay, params) = {
         let mut data = state.lock().unwrap();
         let verified = if kind == "acs3" {
             verify_acs3(&mut data, &method, &query, &headers, &body)
@@ -451,9 +487,9 @@ async fn handle(
             action: action.clone(),
             signature: kind,
             access_key_id: ak,
-            params,
+            params: params.clone(),
         });
-        data.delay.get(&action).copied()
+        (data.delay.get(&action).copied(), params)
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -478,7 +514,6 @@ async fn handle(
     if let Some((status, body)) = data.errors.get(&action).cloned() {
         return reply(status, body);
     }
-    let params = data.seen.last().unwrap().params.clone();
     match version.as_str() {
         "2018-12-01" => cr(&mut data, &method, &action, &params),
         "2018-12-03" => sas(&mut data, &action, &params),
@@ -710,16 +745,34 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
             let tasks: Vec<Value> = data.sas_tasks.get(v[0]).cloned().into_iter().collect();
             reply(200, json!({"Task": tasks}))
         }
+        "PublicPreCheckImageScanTask" => {
+            // This server's model of the quota: every selected image needs a scan,
+            // and one that has no scan task yet consumes one unit.
+            let selected: Vec<&SasImage> = data
+                .sas_images
+                .iter()
+                .filter(|i| i.selected_by(params))
+                .collect();
+            let unscanned = selected
+                .iter()
+                .filter(|i| !data.sas_tasks.contains_key(&i.digest))
+                .count();
+            reply(
+                200,
+                json!({"Data": {"ScanImageCount": unscanned, "NeedAuthCount": selected.len()}}),
+            )
+        }
         "PublicCreateImageScanTask" => {
             let v = match require(params, &["Digests"]) {
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            let digest = v[0].to_string();
-            data.sas_tasks.insert(
-                digest.clone(),
-                json!({"Status": "PROCESSING", "Target": digest, "TaskType": "IMAGE_SCAN"}),
-            );
+            for digest in v[0].split(',') {
+                data.sas_tasks.insert(
+                    digest.to_string(),
+                    json!({"Status": "PROCESSING", "Target": digest, "TaskType": "IMAGE_SCAN"}),
+                );
+            }
             reply(
                 200,
                 json!({"Data": {"CanCreate": true, "TaskId": "task-1", "Status": "INIT", "Result": "SUCCESS"}}),

@@ -216,6 +216,21 @@ pub fn namespace(name: &str, annotations: &[(&str, &str)]) -> Value {
     })
 }
 
+/// A Running Pod with `(container name, image)` containers, as a kubelet reports it.
+pub fn running_pod(namespace: &str, name: &str, containers: &[(&str, &str)]) -> Value {
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|(n, i)| json!({"name": n, "image": i}))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": containers},
+        "status": {"phase": "Running"},
+    })
+}
+
 impl FakeApiServer {
     /// Binds 127.0.0.1 on a free port and serves until dropped. Starts with no objects
     /// (not even the `default` namespace).
@@ -257,6 +272,18 @@ impl FakeApiServer {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Writes a kubeconfig naming this server (no credentials, namespace `default`) to
+    /// `dir/kubeconfig`, for a child process's `KUBECONFIG`.
+    pub fn write_kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: test, namespace: default}}\ncurrent-context: fake\n",
+            self.url()
+        );
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
     }
 
     /// A kube client for this server, default namespace `default`.

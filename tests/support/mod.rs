@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod cli;
 pub mod registry;
 pub mod webhook;

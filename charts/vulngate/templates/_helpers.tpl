@@ -129,6 +129,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if $c.namespacesFile }}
 {{- $_ := set $cfg "namespacesFile" $c.namespacesFile }}
 {{- end }}
+{{- if .Values.audit.enabled }}
+{{- $_ := set $cfg "audit" (dict "enabled" true "interval" .Values.audit.interval) }}
+{{- end }}
 {{- $cfg = mergeOverwrite $cfg (deepCopy .Values.configOverrides) }}
 {{- toYaml $cfg }}
 {{- end }}
