@@ -1,17 +1,18 @@
 //! Namespace annotations are written by whoever may edit the Namespace: any value,
 //! any key. Each input line is one annotation `key=value`; a line whose first byte is
-//! below 0x10 names one of vulngate's own keys, so the fuzzer reaches them quickly.
+//! below 0x20 names one of vulngate's own keys, so the fuzzer reaches them quickly.
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
+use time::OffsetDateTime;
 use vulngate::config::PolicyConfig;
 use vulngate::image::ImageRef;
 use vulngate::policy::{judge, LimitKey, NamespacePolicy, Source};
 use vulngate::scan::{ScanStatus, ScanSummary, SeverityCounts};
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 18] = [
     "vulngate.io/max-critical",
     "vulngate.io/max-high",
     "vulngate.io/max-medium",
@@ -24,14 +25,25 @@ const KEYS: [&str; 12] = [
     "vulngate.io/mode",
     "vulngate.io/unscanned",
     "vulngate.io/exempt-images",
+    "vulngate.io/count",
+    "vulngate.io/allow-cves",
+    "vulngate.io/grace-days",
+    "vulngate.io/max-scan-age",
+    "vulngate.io/break-glass-until",
+    "vulngate.io/controller-pods",
 ];
+
+/// A fixed "now", so that an input decides the same way on every run.
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut annotations = BTreeMap::new();
     for line in text.split('\n') {
         let first = line.as_bytes().first().copied().unwrap_or(0);
-        if (first as usize) < 0x10 && !line.is_empty() {
+        if (first as usize) < 0x20 && !line.is_empty() {
             let key = KEYS[first as usize % KEYS.len()];
             annotations.insert(key.to_string(), line[1..].to_string());
         } else if let Some((k, v)) = line.split_once('=') {
@@ -39,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let config = PolicyConfig::default();
-    let policy = NamespacePolicy::resolve(&config, "fuzz", Some(&annotations));
+    let policy = NamespacePolicy::resolve(&config, &[], "fuzz", Some(&annotations), now());
 
     // Every limit key at most once; an annotation that parsed sets exactly that limit;
     // one that did not is reported and never becomes "no limit".
@@ -68,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         high: Some(data.len() as u64 % 5),
         ..SeverityCounts::zero()
     };
-    let judgement = judge(&policy, &summary);
+    let judgement = judge(&policy, &summary, now());
     for v in &judgement.violations {
         assert!(v.count > v.limit.max);
     }
