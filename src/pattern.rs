@@ -79,12 +79,34 @@ impl ImagePattern {
     }
 
     pub fn matches(&self, image: &ImageRef) -> bool {
+        // Both forms tried below begin with `registry/repository`: a pattern whose
+        // literal start disagrees with it matches neither, and no string is built.
+        let literal = self.0.split('*').next().unwrap_or("");
+        if !may_start(literal, image) {
+            return false;
+        }
         let name = image.name();
         if wildcard_match(&self.0, &name) {
             return true;
         }
         wildcard_match(&self.0, &image.to_string())
     }
+}
+
+/// Whether `registry/repository...` could begin with `prefix` (true when the prefix
+/// reaches past the repository: the full match decides then).
+fn may_start(prefix: &str, image: &ImageRef) -> bool {
+    let mut rest = prefix;
+    for part in [image.registry.as_str(), "/", image.repository.as_str()] {
+        if rest.len() <= part.len() {
+            return part.starts_with(rest);
+        }
+        match rest.strip_prefix(part) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    true
 }
 
 impl<'de> Deserialize<'de> for ImagePattern {
@@ -139,5 +161,38 @@ mod tests {
         let p = ImagePattern::parse("registry.k8s.io/*").unwrap();
         assert!(p.matches(&img("registry.k8s.io/pause:3.9")));
         assert!(!p.matches(&img("registry.k8s.io.evil.com/pause:3.9")));
+    }
+
+    #[test]
+    fn the_early_rejection_never_changes_an_answer() {
+        let images = [
+            "nginx:1.25",
+            "registry.k8s.io/pause:3.9",
+            "localhost:5000/team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "quay.io/a/b:c",
+        ];
+        let patterns = [
+            "*",
+            "docker.io/*",
+            "docker.io/library/nginx:1.25",
+            "docker.io/library/nginx:*",
+            "registry.k8s.io/pause*",
+            "registry.k8s.io/paus",
+            "localhost:5000/*/app*",
+            "*/b:c",
+            "quay.io/a/b:c",
+            "quay.io/a",
+            "quay.io/a/b:d",
+            "localhost:5000/team/app@*",
+        ];
+        for written in images {
+            let image = img(written);
+            for pattern in patterns {
+                let p = ImagePattern::parse(pattern).unwrap();
+                let full = wildcard_match(p.as_str(), &image.name())
+                    || wildcard_match(p.as_str(), &image.to_string());
+                assert_eq!(p.matches(&image), full, "{pattern} vs {written}");
+            }
+        }
     }
 }
