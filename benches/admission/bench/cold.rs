@@ -47,10 +47,32 @@ pub struct ColdResult {
     pub warm_p99_ms: f64,
 }
 
+/// An engine on the benchmark's namespaces whose only scanner is `scanner`.
+pub fn engine(files: &Files, scanner: Arc<dyn Scanner>) -> Result<Engine> {
+    let yaml = format!(
+        "namespacesFile: {}\nregistries:\n  - match: \"*\"\n    scanner: {{file: {{path: unused}}}}\nlog: {{format: json, level: warn}}\n",
+        files.namespaces.display()
+    );
+    let config = Config::from_yaml(&yaml, std::path::Path::new("/"))?;
+    Ok(Engine::new(
+        &config,
+        EngineParts {
+            namespaces: Arc::new(FileNamespaces::load(&files.namespaces)?),
+            router: ScannerRouter::from_routes(vec![Route {
+                index: 0,
+                pattern: HostPattern("*".into()),
+                scanner,
+            }]),
+            resolver: None,
+            metrics: Arc::new(Metrics::new()),
+        },
+    ))
+}
+
 /// A scanner that sleeps, then reports a clean scan.
-struct SlowScanner {
-    latency: Duration,
-    calls: Arc<AtomicU64>,
+pub struct SlowScanner {
+    pub latency: Duration,
+    pub calls: Arc<AtomicU64>,
 }
 
 #[async_trait]
@@ -72,29 +94,14 @@ impl Scanner for SlowScanner {
 }
 
 pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<ColdResult> {
-    let yaml = format!(
-        "namespacesFile: {}\nregistries:\n  - match: \"*\"\n    scanner: {{file: {{path: unused}}}}\nlog: {{format: json, level: warn}}\n",
-        files.namespaces.display()
-    );
-    let config = Config::from_yaml(&yaml, std::path::Path::new("/"))?;
     let calls = Arc::new(AtomicU64::new(0));
-    let scanner: Arc<dyn Scanner> = Arc::new(SlowScanner {
-        latency,
-        calls: Arc::clone(&calls),
-    });
-    let engine = Engine::new(
-        &config,
-        EngineParts {
-            namespaces: Arc::new(FileNamespaces::load(&files.namespaces)?),
-            router: ScannerRouter::from_routes(vec![Route {
-                index: 0,
-                pattern: HostPattern("*".into()),
-                scanner,
-            }]),
-            resolver: None,
-            metrics: Arc::new(Metrics::new()),
-        },
-    );
+    let engine = engine(
+        files,
+        Arc::new(SlowScanner {
+            latency,
+            calls: Arc::clone(&calls),
+        }),
+    )?;
     let cert = ReloadingCert::load(&files.cert, &files.key)?;
     let options = ServeOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),

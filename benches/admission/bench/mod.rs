@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod client;
 pub mod cold;
+pub mod decide;
 pub mod memory;
 pub mod setup;
 
@@ -31,6 +32,8 @@ pub struct Options {
     pub measure: Duration,
     /// Concurrent reviews of the cold path.
     pub cold_reviews: usize,
+    /// Reviews per body of the in-process decision measurement.
+    pub decide_iterations: usize,
     pub scanner_latency: Duration,
     /// Distinct digests cached for the memory figure (also the cache's maxEntries).
     pub memory_digests: usize,
@@ -58,6 +61,7 @@ impl Options {
             warmup: secs("VULNGATE_BENCH_WARMUP_SECS", 1.0),
             measure: secs("VULNGATE_BENCH_SECS", 3.0),
             cold_reviews: 1000,
+            decide_iterations: 20_000,
             scanner_latency: Duration::from_millis(50),
             memory_digests: 100_000,
             out: out_path("admission.json"),
@@ -73,6 +77,7 @@ impl Options {
             warmup: Duration::from_millis(50),
             measure: Duration::from_millis(150),
             cold_reviews: 1000,
+            decide_iterations: 500,
             scanner_latency: Duration::from_millis(50),
             memory_digests: 2_000,
             out: out_path("admission-smoke.json"),
@@ -121,6 +126,7 @@ pub struct Report {
     pub json: Value,
     pub rows: Vec<Row>,
     pub cold: cold::ColdResult,
+    pub decide: Vec<decide::DecideRow>,
     pub memory: memory::MemoryResult,
     pub vulngate_rss_kib: u64,
 }
@@ -210,6 +216,13 @@ pub fn run(options: &Options) -> Result<Report> {
         "cold path: {} reviews, {} scanner call(s), p99 {:.2} ms",
         cold.reviews, cold.scanner_calls, cold.p99_ms
     );
+    let decide = client_rt.block_on(decide::run(&files, options.decide_iterations))?;
+    for row in &decide {
+        eprintln!(
+            "decision in process: {} containers, {:.1} us per review",
+            row.containers, row.micros_per_review
+        );
+    }
     let memory = client_rt.block_on(memory::run(options, workdir.path(), &files))?;
     eprintln!(
         "memory: {} digests cached: RSS {:.1} MiB; churned: {:.1} MiB, {} entries",
@@ -224,6 +237,7 @@ pub fn run(options: &Options) -> Result<Report> {
         json: Value::Null,
         rows,
         cold,
+        decide,
         memory,
         vulngate_rss_kib,
     };
@@ -357,6 +371,11 @@ impl Report {
                 "warm_p50_ms": round(self.cold.warm_p50_ms, 3),
                 "warm_p99_ms": round(self.cold.warm_p99_ms, 3),
             },
+            "decision": self.decide.iter().map(|d| json!({
+                "containers": d.containers,
+                "body_bytes": d.body_bytes,
+                "micros_per_review": round(d.micros_per_review, 2),
+            })).collect::<Vec<_>>(),
             "memory": {
                 "digests": self.memory.digests,
                 "max_entries": self.memory.max_entries,
@@ -426,6 +445,13 @@ impl Report {
             self.cold.warm_p50_ms,
             self.cold.warm_p99_ms
         );
+        for d in &self.decide {
+            let _ = writeln!(
+                s,
+                "decision in process (one thread, no HTTP/TLS/logging): {} containers ({} bytes): {:.1} us per review",
+                d.containers, d.body_bytes, d.micros_per_review
+            );
+        }
         let m = &self.memory;
         let _ = writeln!(
             s,
