@@ -459,37 +459,13 @@ impl AcrScanner {
         target: &ScanTarget<'_>,
         deadline: Instant,
     ) {
-        let total = summary.counts.total();
-        if total == 0 {
-            summary.fixable = Some(vulnlist::no_fixable(&summary.counts));
-            return;
-        }
-        let result = if total > MAX_ENTRIES as u64 {
-            Err(format!(
-                "{total} vulnerabilities, more than the {MAX_ENTRIES} kept per image; not read"
-            ))
-        } else {
-            // One request's time limit for every page together: a slow list adds at
-            // most that to the lookup, and the counts stay.
-            match tokio::time::timeout(self.details_timeout, self.scan_results(params, deadline))
-                .await
-            {
-                Err(_) => Err(format!(
-                    "no complete vulnerability list within {:?}",
-                    self.details_timeout
-                )),
-                Ok(listed) => listed,
-            }
-            .and_then(|list| vulnlist::attach(summary, list))
-        };
-        if let Err(error) = result {
-            tracing::warn!(
-                image = %target.image,
-                %error,
-                "acr vulnerability list not used: count: fixable, allow-cves and grace-days \
-                 are reported as not applied for this image"
-            );
-        }
+        vulnlist::fill(
+            summary,
+            target.image,
+            self.details_timeout,
+            self.scan_results(params, deadline),
+        )
+        .await;
     }
 
     async fn locate(

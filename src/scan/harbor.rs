@@ -465,44 +465,16 @@ impl HarborScanner {
         repository: &str,
         target: &ScanTarget<'_>,
     ) {
-        let total = out.counts.total();
-        if total == 0 {
-            out.fixable = Some(vulnlist::no_fixable(&out.counts));
-            return;
-        }
-        let result = if total > MAX_ENTRIES as u64 {
-            Err(format!(
-                "{total} vulnerabilities, more than the {MAX_ENTRIES} kept per image; not read"
-            ))
-        } else {
-            // One request's time limit for the whole detail call, retries included:
-            // a slow report adds at most that to the lookup, and the counts stay.
-            match tokio::time::timeout(
-                self.config.timeout,
-                self.fetch_report(project, repository, target.digest),
-            )
-            .await
-            {
-                Err(_) => Err(format!(
-                    "no vulnerability report within {:?}",
-                    self.config.timeout
-                )),
-                Ok(Err(e)) => Err(e.to_string()),
-                Ok(Ok(None)) => {
+        let read = async {
+            match self.fetch_report(project, repository, target.digest).await {
+                Err(e) => Err(e.to_string()),
+                Ok(None) => {
                     Err("Harbor has no vulnerability report of the artifact (HTTP 404)".into())
                 }
-                Ok(Ok(Some(body))) => parse_report(&body),
+                Ok(Some(body)) => parse_report(&body),
             }
-            .and_then(|list| vulnlist::attach(out, list))
         };
-        if let Err(error) = result {
-            tracing::warn!(
-                image = %target.image,
-                %error,
-                "harbor vulnerability list not used: count: fixable, allow-cves and grace-days \
-                 are reported as not applied for this image"
-            );
-        }
+        vulnlist::fill(out, target.image, self.config.timeout, read).await;
     }
 
     fn transport(&self, e: &reqwest::Error) -> ScanError {

@@ -7,7 +7,11 @@
 //! let vulnerabilities slip through, so such a list is dropped and the rules report
 //! that they could not be applied, as they do without a list.
 
+use std::future::Future;
+use std::time::Duration;
+
 use super::{ScanSummary, Severity, SeverityCounts, Vulnerability};
+use crate::image::ImageRef;
 
 /// Most entries kept per digest: a summary is cached with its list, and a cache of
 /// 100 000 summaries must stay bounded. Images with more are judged on counts alone.
@@ -65,6 +69,45 @@ pub fn attach(summary: &mut ScanSummary, list: Vec<Vulnerability>) -> Result<(),
     summary.fixable = fix_known.then_some(fixable);
     summary.vulnerabilities = list;
     Ok(())
+}
+
+/// Reads a summary's list with `read`, bounded by `timeout`, and attaches it. A summary
+/// without vulnerabilities needs no call; one with more than the cap is not read. A
+/// list that cannot be had or used is logged, and the summary keeps its counts: the
+/// rules that need the list then say they could not be applied.
+pub async fn fill(
+    summary: &mut ScanSummary,
+    image: &ImageRef,
+    timeout: Duration,
+    read: impl Future<Output = Result<Vec<Vulnerability>, String>>,
+) {
+    let total = summary.counts.total();
+    if total == 0 {
+        summary.fixable = Some(no_fixable(&summary.counts));
+        return;
+    }
+    let result = if total > MAX_ENTRIES as u64 {
+        Err(format!(
+            "{total} vulnerabilities, more than the {MAX_ENTRIES} kept per image; not read"
+        ))
+    } else {
+        // One time limit for the whole read, pages and retries included: a slow list
+        // adds at most that to the lookup, and the counts stay.
+        match tokio::time::timeout(timeout, read).await {
+            Err(_) => Err(format!("no complete vulnerability list within {timeout:?}")),
+            Ok(listed) => listed,
+        }
+        .and_then(|list| attach(summary, list))
+    };
+    if let Err(error) = result {
+        tracing::warn!(
+            scanner = summary.scanner,
+            image = %image,
+            %error,
+            "vulnerability list not used: count: fixable, allow-cves and grace-days \
+             are reported as not applied for this image"
+        );
+    }
 }
 
 /// `high 2, medium 1` (severities the scanner reports).

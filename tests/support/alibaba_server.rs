@@ -573,12 +573,7 @@ fn cr(
                 .map(|(id, _)| json!({"InstanceId": id, "InstanceName": id, "InstanceStatus": "RUNNING",
                                       "InstanceSpecification": "Enterprise_Basic", "RegionId": "cn-hangzhou"}))
                 .collect();
-            let chunk: Vec<Value> = all
-                .iter()
-                .skip((page - 1) * size)
-                .take(size)
-                .cloned()
-                .collect();
+            let chunk = page_of(&all, page, size);
             ok(
                 json!({"Instances": chunk, "TotalCount": all.len(), "PageNo": page, "PageSize": size}),
             )
@@ -702,12 +697,7 @@ fn cr(
                     let Some(all) = data.scan_results.get(&key) else {
                         return acr_not_exist("SCAN_RESULT_NOT_EXIST");
                     };
-                    let chunk: Vec<Value> = all
-                        .iter()
-                        .skip((page - 1) * size)
-                        .take(size)
-                        .cloned()
-                        .collect();
+                    let chunk = page_of(all, page, size);
                     ok(
                         json!({"Vulnerabilities": chunk, "TotalCount": all.len(), "PageNo": page, "PageSize": size}),
                     )
@@ -875,4 +865,13 @@ fn sts(
             "Credentials": {"AccessKeyId": id, "AccessKeySecret": secret, "SecurityToken": security_token, "Expiration": expiration}
         }),
     )
+}
+
+/// Page `page` (from 1) of `size` entries, as the RPC APIs page their lists.
+fn page_of(all: &[Value], page: usize, size: usize) -> Vec<Value> {
+    all.iter()
+        .skip(page.saturating_sub(1) * size)
+        .take(size)
+        .cloned()
+        .collect()
 }
