@@ -520,7 +520,7 @@ async fn health_readiness_and_metrics_on_the_ops_port() {
 #[tokio::test]
 async fn embedded_default_answers_its_printed_example() {
     let webhook = Webhook::start_embedded();
-    let lines = webhook.stdout_lines().join("\n");
+    let lines = webhook.stdout_until("try: curl").join("\n");
     let state = webhook.dir.path().join("state");
     assert!(lines.contains("try: curl --cacert"), "{lines}");
     let example =

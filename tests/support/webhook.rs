@@ -171,9 +171,25 @@ impl Webhook {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    /// Lines the server printed on stdout since the last call.
-    pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.try_iter().collect()
+    /// Lines the server printed on stdout, up to and including the first that contains
+    /// `needle` (waiting up to 10 s for it: readiness can be seen before the reader thread
+    /// has passed on what was printed), or all that came within that time.
+    pub fn stdout_until(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut lines = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    lines.push(line);
+                    if found {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        lines
     }
 
     pub fn wait_ready(&self) {
