@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 use vulngate::app;
 use vulngate::audit;
 use vulngate::background_audit::BackgroundAudit;
-use vulngate::engine::ContainerVerdict;
+use vulngate::config::Config;
+use vulngate::engine::{ContainerVerdict, Engine};
 use vulngate::metrics::Metrics;
 use vulngate::scan::Severity;
 use vulngate::server::{self, AppState, ServeOptions};
@@ -32,11 +33,8 @@ enum Command {
     /// Run the TLS admission webhook. Without --config: the embedded default
     /// (example scan reports and namespaces, a generated certificate, no cluster).
     Serve {
-        #[arg(long, env = "VULNGATE_CONFIG")]
-        config: Option<PathBuf>,
-        /// Where the embedded default and a generated certificate are written.
-        #[arg(long, default_value = "vulngate-local")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        source: ConfigArgs,
         /// Overrides `listen` of the config (port 0 picks a free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
@@ -46,18 +44,14 @@ enum Command {
     },
     /// Decide one AdmissionReview (a file, or - for standard input) and print the response.
     Review {
-        #[arg(long, env = "VULNGATE_CONFIG")]
-        config: Option<PathBuf>,
-        #[arg(long, default_value = "vulngate-local")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        source: ConfigArgs,
         file: PathBuf,
     },
     /// Decide bare image references for a namespace: exit 0 allowed, 1 denied.
     Check {
-        #[arg(long, env = "VULNGATE_CONFIG")]
-        config: Option<PathBuf>,
-        #[arg(long, default_value = "vulngate-local")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        source: ConfigArgs,
         #[arg(long, short)]
         namespace: String,
         #[arg(required = true)]
@@ -67,10 +61,8 @@ enum Command {
     /// admission would judge the Pod created now. Exit 0: nothing over its limit;
     /// 1: some image shown is over a limit; 2: error.
     Audit {
-        #[arg(long, env = "VULNGATE_CONFIG")]
-        config: Option<PathBuf>,
-        #[arg(long, default_value = "vulngate-local")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        source: ConfigArgs,
         /// Only this namespace (default: all).
         #[arg(long, short)]
         namespace: Option<String>,
@@ -93,10 +85,8 @@ enum Command {
     /// grouped by registry and scanner, with Security Center's scan quota estimate for
     /// acr and sas routes. Exit 0: none; 1: some; 2: error, or --scan refused or failed.
     Precheck {
-        #[arg(long, env = "VULNGATE_CONFIG")]
-        config: Option<PathBuf>,
-        #[arg(long, default_value = "vulngate-local")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        source: ConfigArgs,
         /// Only this namespace (default: all).
         #[arg(long, short)]
         namespace: Option<String>,
@@ -108,6 +98,32 @@ enum Command {
         #[arg(long, requires = "scan")]
         yes: bool,
     },
+}
+
+/// Where a command's config comes from: a file, or the embedded default written into
+/// the state directory.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    #[arg(long, env = "VULNGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the embedded default and a generated certificate are written.
+    #[arg(long, default_value = "vulngate-local")]
+    state_dir: PathBuf,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, String> {
+        app::load_config(self.config.as_deref(), &self.state_dir)
+    }
+
+    /// The config and engine of a one-shot command, which logs only warnings (stdout
+    /// is kept for its answer).
+    async fn one_shot(&self) -> Result<(Config, Engine), String> {
+        let config = self.load()?;
+        app::init_logging(&config.log, Some("warn"));
+        let engine = app::build_engine(&config, Arc::new(Metrics::new())).await?;
+        Ok((config, engine))
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -157,20 +173,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Serve {
-            config,
-            state_dir,
+            source,
             listen,
             ops_listen,
-        } => serve(config, state_dir, listen, ops_listen).await,
-        Command::Review {
-            config,
-            state_dir,
-            file,
-        } => {
-            let config = app::load_config(config.as_deref(), &state_dir)?;
-            app::init_logging(&config.log, Some("warn"));
+        } => serve(source, listen, ops_listen).await,
+        Command::Review { source, file } => {
             let body = read_input(&file)?;
-            let engine = app::build_engine(&config, Arc::new(Metrics::new())).await?;
+            let (_, engine) = source.one_shot().await?;
             let out = engine
                 .review(&body, None)
                 .await
@@ -179,8 +188,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
-            config,
-            state_dir,
+            source,
             namespace,
             output,
             severity,
@@ -206,8 +214,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 image,
             };
             audit_command(AuditArgs {
-                config,
-                state_dir,
+                source,
                 output,
                 options,
                 precheck: None,
@@ -215,15 +222,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             .await
         }
         Command::Precheck {
-            config,
-            state_dir,
+            source,
             namespace,
             scan,
             yes,
         } => {
             audit_command(AuditArgs {
-                config,
-                state_dir,
+                source,
                 output: OutputFormat::Table,
                 // Every row: precheck picks the unscanned ones itself, and tells which
                 // images could not be looked up at all.
@@ -236,14 +241,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             .await
         }
         Command::Check {
-            config,
-            state_dir,
+            source,
             namespace,
             images,
         } => {
-            let config = app::load_config(config.as_deref(), &state_dir)?;
-            app::init_logging(&config.log, Some("warn"));
-            let engine = app::build_engine(&config, Arc::new(Metrics::new())).await?;
+            let (_, engine) = source.one_shot().await?;
             let verdict = engine.check_images(&namespace, &images).await;
             for w in &verdict.warnings {
                 println!("warning: {w}");
@@ -263,8 +265,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 struct AuditArgs {
-    config: Option<PathBuf>,
-    state_dir: PathBuf,
+    source: ConfigArgs,
     output: OutputFormat,
     options: audit::AuditOptions,
     /// Report images without a finished scan instead of the audit.
@@ -272,9 +273,7 @@ struct AuditArgs {
 }
 
 async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
-    let config = app::load_config(args.config.as_deref(), &args.state_dir)?;
-    app::init_logging(&config.log, Some("warn"));
-    let engine = app::build_engine(&config, Arc::new(Metrics::new())).await?;
+    let (config, engine) = args.source.one_shot().await?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default()
         .await
@@ -321,19 +320,19 @@ fn read_input(file: &PathBuf) -> Result<Vec<u8>, String> {
 }
 
 async fn serve(
-    config_path: Option<PathBuf>,
-    state_dir: PathBuf,
+    source: ConfigArgs,
     listen: Option<std::net::SocketAddr>,
     ops_listen: Option<std::net::SocketAddr>,
 ) -> Result<ExitCode, String> {
-    let embedded = config_path.is_none();
-    let mut config = app::load_config(config_path.as_deref(), &state_dir)?;
+    let embedded = source.config.is_none();
+    let state_dir = &source.state_dir;
+    let mut config = source.load()?;
     config.listen = listen.unwrap_or(config.listen);
     config.ops_listen = ops_listen.unwrap_or(config.ops_listen);
     app::init_logging(&config.log, None);
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(app::build_engine(&config, Arc::clone(&metrics)).await?);
-    let (cert, generated) = app::serving_cert(&config, &state_dir)?;
+    let (cert, generated) = app::serving_cert(&config, state_dir)?;
     cert.spawn_reloader(Duration::from_secs(1), Arc::clone(&metrics));
     // Stops the background audit as soon as shutdown begins.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
