@@ -163,6 +163,7 @@ pub fn run(options: &Options) -> Result<Report> {
     let baseline_target = client::Target::new(baseline.addr, &files.ca_pem)?;
 
     let mut rows = Vec::new();
+    eprintln!("{}", table_header());
     for proto in PROTOCOLS {
         for connections in CONNECTIONS {
             for (containers, body) in &files.bodies {
@@ -194,7 +195,7 @@ pub fn run(options: &Options) -> Result<Report> {
                     baseline: baseline_result,
                     vulngate: vulngate_result,
                 };
-                eprintln!("{}", row_line(&row));
+                eprintln!("{}", table_row(&row));
                 rows.push(row);
             }
         }
@@ -253,21 +254,39 @@ pub fn kib_to_mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn row_line(row: &Row) -> String {
+fn table_header() -> String {
     format!(
-        "{:<6} {:>4} conn {:>3} ctr | baseline {:>8.0} req/s p50 {:>6.3} p99 {:>6.3} p99.9 {:>6.3} ms | vulngate {:>8.0} req/s p50 {:>6.3} p99 {:>6.3} p99.9 {:>6.3} ms | ratio {:>5.1}%",
-        row.proto.as_str(),
-        row.connections,
-        row.containers,
-        row.baseline.rps(),
-        row.baseline.quantile_ms(0.5),
-        row.baseline.quantile_ms(0.99),
-        row.baseline.quantile_ms(0.999),
-        row.vulngate.rps(),
-        row.vulngate.quantile_ms(0.5),
-        row.vulngate.quantile_ms(0.99),
-        row.vulngate.quantile_ms(0.999),
-        row.ratio() * 100.0
+        "{:<6} {:>5} {:>4} | {:>9} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} | {:>6}",
+        "proto",
+        "conns",
+        "ctrs",
+        "base r/s",
+        "p50 ms",
+        "p99",
+        "p99.9",
+        "vg r/s",
+        "p50 ms",
+        "p99",
+        "p99.9",
+        "ratio"
+    )
+}
+
+fn table_row(r: &Row) -> String {
+    format!(
+        "{:<6} {:>5} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} | {:>5.1}%",
+        r.proto.as_str(),
+        r.connections,
+        r.containers,
+        r.baseline.rps(),
+        r.baseline.quantile_ms(0.5),
+        r.baseline.quantile_ms(0.99),
+        r.baseline.quantile_ms(0.999),
+        r.vulngate.rps(),
+        r.vulngate.quantile_ms(0.5),
+        r.vulngate.quantile_ms(0.99),
+        r.vulngate.quantile_ms(0.999),
+        r.ratio() * 100.0
     )
 }
 
@@ -393,39 +412,9 @@ impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<6} {:>5} {:>4} | {:>9} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} | {:>6}",
-            "proto",
-            "conns",
-            "ctrs",
-            "base r/s",
-            "p50 ms",
-            "p99",
-            "p99.9",
-            "vg r/s",
-            "p50 ms",
-            "p99",
-            "p99.9",
-            "ratio"
-        );
+        let _ = writeln!(s, "{}", table_header());
         for r in &self.rows {
-            let _ = writeln!(
-                s,
-                "{:<6} {:>5} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} | {:>5.1}%",
-                r.proto.as_str(),
-                r.connections,
-                r.containers,
-                r.baseline.rps(),
-                r.baseline.quantile_ms(0.5),
-                r.baseline.quantile_ms(0.99),
-                r.baseline.quantile_ms(0.999),
-                r.vulngate.rps(),
-                r.vulngate.quantile_ms(0.5),
-                r.vulngate.quantile_ms(0.99),
-                r.vulngate.quantile_ms(0.999),
-                r.ratio() * 100.0
-            );
+            let _ = writeln!(s, "{}", table_row(r));
         }
         let _ = writeln!(
             s,
