@@ -151,10 +151,7 @@ enum VerdictArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match vulngate::server::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vulngate: cannot start the runtime: {e}");

@@ -265,6 +265,14 @@ pub async fn serve(
     Ok(())
 }
 
+/// The runtime every vulngate command runs on (also the benchmark's baseline server,
+/// so both serve on the same scheduler).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
 /// The HTTP/1.1 + HTTP/2 connection settings of the webhook port (also used by
 /// the benchmark's baseline server, so both serve with the same stack).
 pub fn connection_builder() -> Builder<TokioExecutor> {

@@ -5,9 +5,35 @@
 #[allow(dead_code)]
 mod bench;
 
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Trial};
 use serde_json::Value;
 
-#[test]
+/// A test binary of its own (no libtest harness): the benchmark starts its
+/// executable again as the baseline server, and here that executable is this one.
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(bench::baseline::SERVE_ARG) {
+        return match bench::baseline::serve_main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("baseline server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let trials = vec![Trial::test(
+        "admission_benchmark_smoke_writes_every_row",
+        // libtest-mimic turns a failed assertion (a panic) into this trial's failure.
+        || {
+            admission_benchmark_smoke_writes_every_row();
+            Ok(())
+        },
+    )];
+    libtest_mimic::run(&Arguments::from_args(), trials).exit_code()
+}
+
 fn admission_benchmark_smoke_writes_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("admission-smoke.json");
@@ -46,6 +72,10 @@ fn admission_benchmark_smoke_writes_every_row() {
                         "{server} served nothing: {row}"
                     );
                     assert_eq!(s["errors"], 0, "{server} errors: {row}");
+                    assert!(
+                        s["server_cpu_us_per_request"].as_f64().unwrap() > 0.0,
+                        "{server} CPU not measured: {row}"
+                    );
                 }
                 assert!(row["ratio_rps"].is_number());
             }

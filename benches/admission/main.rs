@@ -11,6 +11,15 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(bench::baseline::SERVE_ARG) {
+        return match bench::baseline::serve_main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("baseline server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let smoke = args.iter().any(|a| a == "--smoke")
         || std::env::var("VULNGATE_BENCH_SMOKE").is_ok_and(|v| v == "1");
     if !smoke && !args.iter().any(|a| a == "--bench") {

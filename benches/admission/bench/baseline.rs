@@ -2,9 +2,15 @@
 //! ECDSA P-256 certificate, the same hyper connection builder and connection loop,
 //! the same axum layers and body limit) answering every review with vulngate's own
 //! precomputed answer, without decoding or policy.
+//!
+//! It runs in a process of its own, on the runtime vulngate runs on, so that both
+//! servers pay the same for being another process than the load generator: the
+//! benchmark starts its own executable again with `--baseline-server`.
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +30,9 @@ use vulngate::server::{connection_builder, serve_connection, BODY_LIMIT};
 use vulngate::tls::{server_config, ReloadingCert};
 
 use super::Result;
+
+/// The argument that makes the benchmark's executable serve the baseline.
+pub const SERVE_ARG: &str = "--baseline-server";
 
 /// (request body length, response): the answer is picked by the body's length,
 /// which needs no decoding.
@@ -97,4 +106,99 @@ pub async fn start(cert: &Path, key: &Path, answers: Vec<(usize, Bytes)>) -> Res
         let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
     });
     Ok(Baseline { addr, stop, task })
+}
+
+/// The baseline server process.
+pub struct BaselineProcess {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl BaselineProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BaselineProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts this executable again as the baseline server, answering with `answers`
+/// (written to `dir`), and reads the address it listens on.
+pub fn spawn(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    answers: &[(usize, Bytes)],
+) -> Result<BaselineProcess> {
+    let answers_dir = dir.join("baseline-answers");
+    std::fs::create_dir_all(&answers_dir)?;
+    for (body_len, response) in answers {
+        std::fs::write(answers_dir.join(body_len.to_string()), response)?;
+    }
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(&exe)
+        .arg(SERVE_ARG)
+        .arg(cert)
+        .arg(key)
+        .arg(&answers_dir)
+        // It serves until this end of its stdin closes, so it never outlives us.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the baseline ({}): {e}", exe.display()))?;
+    let line = child
+        .stdout
+        .take()
+        .and_then(|out| BufReader::new(out).lines().next())
+        .and_then(|l| l.ok())
+        .unwrap_or_default();
+    match line
+        .strip_prefix("baseline on ")
+        .and_then(|a| a.parse().ok())
+    {
+        Some(addr) => Ok(BaselineProcess { child, addr }),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("the baseline did not start (it printed {line:?})").into())
+        }
+    }
+}
+
+/// The baseline process's main: `SERVE_ARG CERT KEY ANSWERS_DIR`. Serves until
+/// stdin closes.
+pub fn serve_main(args: &[String]) -> Result<()> {
+    let [cert, key, answers_dir] = args else {
+        return Err(format!("usage: {SERVE_ARG} CERT KEY ANSWERS_DIR").into());
+    };
+    let mut answers = Vec::new();
+    for entry in std::fs::read_dir(answers_dir)? {
+        let path: PathBuf = entry?.path();
+        let body_len = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| format!("unexpected file {}", path.display()))?;
+        answers.push((body_len, Bytes::from(std::fs::read(&path)?)));
+    }
+    let runtime = vulngate::server::runtime()?;
+    runtime.block_on(async {
+        let baseline = start(Path::new(cert), Path::new(key), answers).await?;
+        let mut out = std::io::stdout();
+        writeln!(out, "baseline on {}", baseline.addr)?;
+        out.flush()?;
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await??;
+        baseline.stop().await;
+        Ok(())
+    })
 }

@@ -166,6 +166,8 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Latencies in microseconds.
     pub histogram: Histogram<u64>,
+    /// CPU time the server process used during the measured load.
+    pub server_cpu: Duration,
 }
 
 impl LoadResult {
@@ -173,6 +175,16 @@ impl LoadResult {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
             self.requests as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The server's CPU time per answered review: its own cost, whatever else
+    /// runs on the machine.
+    pub fn server_cpu_us_per_request(&self) -> f64 {
+        if self.requests > 0 {
+            self.server_cpu.as_secs_f64() * 1e6 / self.requests as f64
         } else {
             0.0
         }
@@ -193,9 +205,11 @@ pub fn new_histogram() -> Result<Histogram<u64>> {
 
 /// `connections` connections (opened before the clock starts), each sending `body`
 /// back to back: `warmup` unmeasured, then `measure` measured. Only 2xx answers count
-/// as requests; anything else is an error.
+/// as requests; anything else is an error. `server_pid`'s CPU time is read over
+/// the measured part.
 pub async fn run_load(
     target: &Target,
+    server_pid: u32,
     proto: Proto,
     connections: usize,
     body: Bytes,
@@ -238,6 +252,8 @@ pub async fn run_load(
             Ok::<_, super::Error>((histogram, requests, errors))
         }));
     }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_from = process_cpu(server_pid)?;
     let mut histogram = new_histogram()?;
     let (mut requests, mut errors) = (0u64, 0u64);
     for task in tasks {
@@ -247,10 +263,29 @@ pub async fn run_load(
         errors += e;
     }
     let elapsed = Instant::now().saturating_duration_since(measure_from);
+    let server_cpu = process_cpu(server_pid)?.saturating_sub(cpu_from);
     Ok(LoadResult {
         requests,
         errors,
         elapsed,
         histogram,
+        server_cpu,
     })
+}
+
+/// CPU time of every thread of a process so far, from `/proc/PID/task/*/schedstat`
+/// (nanoseconds, where `/proc/PID/stat` counts 10 ms ticks).
+pub fn process_cpu(pid: u32) -> Result<Duration> {
+    let mut nanos = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+            continue; // a thread that just ended
+        };
+        nanos += stat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(Duration::from_nanos(nanos))
 }

@@ -44,8 +44,9 @@ pub struct Options {
     /// Only matrix cells whose `protocol/connections/containers` contains this
     /// (`VULNGATE_BENCH_FILTER`, for profiling one cell).
     pub filter: Option<String>,
-    /// Skip the cold path and memory runs (`VULNGATE_BENCH_MATRIX_ONLY=1`).
-    pub matrix_only: bool,
+    /// Run only this part (`VULNGATE_BENCH_ONLY`: one of [`SECTIONS`]), for
+    /// profiling; no report is written.
+    pub only: Option<String>,
 }
 
 impl Options {
@@ -61,13 +62,16 @@ impl Options {
             warmup: secs("VULNGATE_BENCH_WARMUP_SECS", 1.0),
             measure: secs("VULNGATE_BENCH_SECS", 3.0),
             cold_reviews: 1000,
-            decide_iterations: 20_000,
+            decide_iterations: std::env::var("VULNGATE_BENCH_DECIDE_ITERATIONS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20_000),
             scanner_latency: Duration::from_millis(50),
             memory_digests: 100_000,
             out: out_path("admission.json"),
             vulngate_bin: PathBuf::from(env!("CARGO_BIN_EXE_vulngate")),
             filter: std::env::var("VULNGATE_BENCH_FILTER").ok(),
-            matrix_only: std::env::var("VULNGATE_BENCH_MATRIX_ONLY").is_ok_and(|v| v == "1"),
+            only: std::env::var("VULNGATE_BENCH_ONLY").ok(),
         }
     }
 
@@ -82,7 +86,7 @@ impl Options {
             memory_digests: 2_000,
             out: out_path("admission-smoke.json"),
             filter: None,
-            matrix_only: false,
+            only: None,
             ..Options::full()
         }
     }
@@ -131,109 +135,78 @@ pub struct Report {
     pub vulngate_rss_kib: u64,
 }
 
+/// The parts of one run, for `VULNGATE_BENCH_ONLY`.
+pub const SECTIONS: [&str; 4] = ["matrix", "cold", "decision", "memory"];
+
 /// Runs everything and writes the JSON report.
 pub fn run(options: &Options) -> Result<Report> {
+    if let Some(only) = options.only.as_deref().filter(|o| !SECTIONS.contains(o)) {
+        return Err(format!("VULNGATE_BENCH_ONLY={only}: expected one of {SECTIONS:?}").into());
+    }
     let workdir = tempfile::tempdir()?;
     let files = setup::write_files(workdir.path(), options)?;
+    let wanted = |section: &str| options.only.as_deref().is_none_or(|o| o == section);
 
-    // The load generator's runtime; each server has runtimes of its own (vulngate
-    // its process, the baseline a dedicated 2-thread runtime in this process).
+    // The load generator's runtime; each server runs in a process of its own.
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("load-client")
         .enable_all()
         .build()?;
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("baseline")
-        .enable_all()
-        .build()?;
 
-    let mut vulngate = setup::start_vulngate(&options.vulngate_bin, &files.config, workdir.path())?;
-    let vulngate_target = client::Target::new(vulngate.webhook, &files.ca_pem)?;
-    eprintln!(
-        "vulngate pid {} on {}",
-        vulngate.child.id(),
-        vulngate.webhook
-    );
-
-    // vulngate's real answers, which the baseline then returns as fixed bytes.
-    let responses = client_rt.block_on(setup::warm_up(&vulngate_target, &files.bodies))?;
-    let baseline = server_rt.block_on(baseline::start(&files.cert, &files.key, responses))?;
-    let baseline_target = client::Target::new(baseline.addr, &files.ca_pem)?;
-
-    let mut rows = Vec::new();
-    eprintln!("{}", table_header());
-    for proto in PROTOCOLS {
-        for connections in CONNECTIONS {
-            for (containers, body) in &files.bodies {
-                let cell = format!("{}/{connections}/{containers}", proto.as_str());
-                if options
-                    .filter
-                    .as_ref()
-                    .is_some_and(|f| !cell.contains(f.as_str()))
-                {
-                    continue;
-                }
-                let load = |target: &client::Target| {
-                    client_rt.block_on(client::run_load(
-                        target,
-                        proto,
-                        connections,
-                        body.clone(),
-                        options.warmup,
-                        options.measure,
-                    ))
-                };
-                let baseline_result = load(&baseline_target)?;
-                let vulngate_result = load(&vulngate_target)?;
-                let row = Row {
-                    proto,
-                    connections,
-                    containers: *containers,
-                    body_bytes: body.len(),
-                    baseline: baseline_result,
-                    vulngate: vulngate_result,
-                };
-                eprintln!("{}", table_row(&row));
-                rows.push(row);
-            }
-        }
-    }
-    let vulngate_rss_kib = setup::rss_kib(vulngate.child.id()).unwrap_or(0);
-    vulngate.stop();
-    server_rt.block_on(baseline.stop());
-    drop(server_rt);
-
-    if options.matrix_only {
-        return Err("VULNGATE_BENCH_MATRIX_ONLY: the cold path and memory runs were skipped, no report written".into());
-    }
-    let cold = client_rt.block_on(cold::run(
-        &files,
-        options.cold_reviews,
-        options.scanner_latency,
-    ))?;
-    eprintln!(
-        "cold path: {} reviews, {} scanner call(s), p99 {:.2} ms",
-        cold.reviews, cold.scanner_calls, cold.p99_ms
-    );
-    let decide = client_rt.block_on(decide::run(&files, options.decide_iterations))?;
-    for row in &decide {
+    let (rows, vulngate_rss_kib) = if wanted("matrix") {
+        run_matrix(options, &files, workdir.path(), &client_rt)?
+    } else {
+        (Vec::new(), 0)
+    };
+    let cold = if wanted("cold") {
+        let cold = client_rt.block_on(cold::run(
+            &files,
+            options.cold_reviews,
+            options.scanner_latency,
+        ))?;
         eprintln!(
-            "decision in process: {} containers, {:.1} us per review",
-            row.containers, row.micros_per_review
+            "cold path: {} reviews, {} scanner call(s), p99 {:.2} ms",
+            cold.reviews, cold.scanner_calls, cold.p99_ms
         );
-    }
-    let memory = client_rt.block_on(memory::run(options, workdir.path(), &files))?;
-    eprintln!(
-        "memory: {} digests cached: RSS {:.1} MiB; churned: {:.1} MiB, {} entries",
-        memory.digests,
-        kib_to_mib(memory.rss_filled_kib),
-        kib_to_mib(memory.rss_churned_kib),
-        memory.entries_after_churn
-    );
+        Some(cold)
+    } else {
+        None
+    };
+    let decide = if wanted("decision") {
+        let decide = client_rt.block_on(decide::run(&files, options.decide_iterations))?;
+        for row in &decide {
+            eprintln!(
+                "decision in process: {} containers, {:.1} us per review ({:.1} us to decode)",
+                row.containers, row.micros_per_review, row.micros_per_decode
+            );
+        }
+        decide
+    } else {
+        Vec::new()
+    };
+    let memory = if wanted("memory") {
+        let memory = client_rt.block_on(memory::run(options, workdir.path(), &files))?;
+        eprintln!(
+            "memory: {} digests cached: RSS {:.1} MiB; churned: {:.1} MiB, {} entries",
+            memory.digests,
+            kib_to_mib(memory.rss_filled_kib),
+            kib_to_mib(memory.rss_churned_kib),
+            memory.entries_after_churn
+        );
+        Some(memory)
+    } else {
+        None
+    };
     drop(client_rt);
 
+    let (Some(cold), Some(memory), None) = (cold, memory, &options.only) else {
+        return Err(format!(
+            "VULNGATE_BENCH_ONLY={}: the other parts were skipped, no report written",
+            options.only.as_deref().unwrap_or_default()
+        )
+        .into());
+    };
     let report = Report {
         json: Value::Null,
         rows,
@@ -250,13 +223,78 @@ pub fn run(options: &Options) -> Result<Report> {
     Ok(Report { json, ..report })
 }
 
+/// Both servers, cell after cell; vulngate's RSS after the last cell.
+fn run_matrix(
+    options: &Options,
+    files: &setup::Files,
+    dir: &std::path::Path,
+    client_rt: &tokio::runtime::Runtime,
+) -> Result<(Vec<Row>, u64)> {
+    let mut vulngate = setup::start_vulngate(&options.vulngate_bin, &files.config, dir)?;
+    let vulngate_target = client::Target::new(vulngate.webhook, &files.ca_pem)?;
+    eprintln!(
+        "vulngate pid {} on {}",
+        vulngate.child.id(),
+        vulngate.webhook
+    );
+
+    // vulngate's real answers, which the baseline then returns as fixed bytes.
+    let responses = client_rt.block_on(setup::warm_up(&vulngate_target, &files.bodies))?;
+    let mut baseline = baseline::spawn(dir, &files.cert, &files.key, &responses)?;
+    let baseline_target = client::Target::new(baseline.addr, &files.ca_pem)?;
+
+    let mut rows = Vec::new();
+    eprintln!("{}", table_header());
+    for proto in PROTOCOLS {
+        for connections in CONNECTIONS {
+            for (containers, body) in &files.bodies {
+                let cell = format!("{}/{connections}/{containers}", proto.as_str());
+                if options
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| !cell.contains(f.as_str()))
+                {
+                    continue;
+                }
+                let load = |target: &client::Target, pid: u32| {
+                    client_rt.block_on(client::run_load(
+                        target,
+                        pid,
+                        proto,
+                        connections,
+                        body.clone(),
+                        options.warmup,
+                        options.measure,
+                    ))
+                };
+                let baseline_result = load(&baseline_target, baseline.pid())?;
+                let vulngate_result = load(&vulngate_target, vulngate.child.id())?;
+                let row = Row {
+                    proto,
+                    connections,
+                    containers: *containers,
+                    body_bytes: body.len(),
+                    baseline: baseline_result,
+                    vulngate: vulngate_result,
+                };
+                eprintln!("{}", table_row(&row));
+                rows.push(row);
+            }
+        }
+    }
+    let rss = setup::rss_kib(vulngate.child.id()).unwrap_or(0);
+    vulngate.stop();
+    baseline.stop();
+    Ok((rows, rss))
+}
+
 pub fn kib_to_mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
 fn table_header() -> String {
     format!(
-        "{:<6} {:>5} {:>4} | {:>9} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} | {:>6}",
+        "{:<6} {:>5} {:>4} | {:>9} {:>7} {:>7} {:>7} {:>6} | {:>9} {:>7} {:>7} {:>7} {:>6} | {:>6}",
         "proto",
         "conns",
         "ctrs",
@@ -264,17 +302,19 @@ fn table_header() -> String {
         "p50 ms",
         "p99",
         "p99.9",
+        "cpu us",
         "vg r/s",
         "p50 ms",
         "p99",
         "p99.9",
+        "cpu us",
         "ratio"
     )
 }
 
 fn table_row(r: &Row) -> String {
     format!(
-        "{:<6} {:>5} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} | {:>5.1}%",
+        "{:<6} {:>5} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} | {:>5.1}%",
         r.proto.as_str(),
         r.connections,
         r.containers,
@@ -282,10 +322,12 @@ fn table_row(r: &Row) -> String {
         r.baseline.quantile_ms(0.5),
         r.baseline.quantile_ms(0.99),
         r.baseline.quantile_ms(0.999),
+        r.baseline.server_cpu_us_per_request(),
         r.vulngate.rps(),
         r.vulngate.quantile_ms(0.5),
         r.vulngate.quantile_ms(0.99),
         r.vulngate.quantile_ms(0.999),
+        r.vulngate.server_cpu_us_per_request(),
         r.ratio() * 100.0
     )
 }
@@ -300,6 +342,7 @@ fn load_json(r: &LoadResult) -> Value {
         "p99_ms": round(r.quantile_ms(0.99), 3),
         "p999_ms": round(r.quantile_ms(0.999), 3),
         "max_ms": round(r.quantile_ms(1.0), 3),
+        "server_cpu_us_per_request": round(r.server_cpu_us_per_request(), 2),
     })
 }
 
@@ -394,6 +437,7 @@ impl Report {
                 "containers": d.containers,
                 "body_bytes": d.body_bytes,
                 "micros_per_review": round(d.micros_per_review, 2),
+                "micros_per_decode": round(d.micros_per_decode, 2),
             })).collect::<Vec<_>>(),
             "memory": {
                 "digests": self.memory.digests,
@@ -437,8 +481,8 @@ impl Report {
         for d in &self.decide {
             let _ = writeln!(
                 s,
-                "decision in process (one thread, no HTTP/TLS/logging): {} containers ({} bytes): {:.1} us per review",
-                d.containers, d.body_bytes, d.micros_per_review
+                "decision in process (one thread, no HTTP/TLS/logging): {} containers ({} bytes): {:.1} us per review, of which {:.1} us to decode",
+                d.containers, d.body_bytes, d.micros_per_review, d.micros_per_decode
             );
         }
         let m = &self.memory;
