@@ -1,6 +1,7 @@
 //! AdmissionReview in and out: decoding only the fields a decision needs, finding
 //! the pod spec of every kind that carries one, and encoding the response.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -33,33 +34,35 @@ pub struct BadReview(pub String);
 
 /// The review as sent. `O` is how the objects are read: typed in one pass when the
 /// whole review is well formed, or kept raw so that an unreadable object still
-/// leaves a uid to answer.
+/// leaves a uid to answer. Strings are borrowed from the body where JSON allows
+/// (no escapes), so decoding allocates little.
 #[derive(Deserialize)]
-struct ReviewIn<O> {
-    #[serde(rename = "apiVersion", default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default = "none")]
-    request: Option<RequestIn<O>>,
+struct ReviewIn<'a, O> {
+    #[serde(rename = "apiVersion", default, borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default = "none", borrow)]
+    request: Option<RequestIn<'a, O>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn<O> {
-    uid: String,
-    #[serde(default)]
-    kind: GroupVersionKind,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    operation: String,
-    #[serde(default)]
-    user_info: UserInfo,
+struct RequestIn<'a, O> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: GroupVersionKind<'a>,
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    operation: Cow<'a, str>,
+    #[serde(default, borrow)]
+    user_info: UserInfo<'a>,
     #[serde(default = "none")]
     object: Option<O>,
     #[serde(default = "none")]
@@ -72,43 +75,38 @@ fn none<T>() -> Option<T> {
     None
 }
 
+/// The kind of the object under review (its group and version are not needed).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct GroupVersionKind {
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub kind: String,
+pub struct GroupVersionKind<'a> {
+    #[serde(default, borrow)]
+    pub kind: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct UserInfo {
-    #[serde(default)]
-    pub username: String,
-    #[serde(default)]
-    pub groups: Vec<String>,
+pub struct UserInfo<'a> {
+    #[serde(default, borrow)]
+    pub username: Cow<'a, str>,
 }
 
-/// The decoded request, owning what the decision needs.
+/// The decoded request: what the decision needs, mostly borrowed from the body.
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub api_version: String,
-    pub uid: String,
-    pub kind: GroupVersionKind,
-    pub sub_resource: Option<String>,
-    pub name: Option<String>,
-    pub namespace: Option<String>,
-    pub operation: String,
-    pub user_info: UserInfo,
+pub struct Request<'a> {
+    pub api_version: &'static str,
+    pub uid: Cow<'a, str>,
+    pub kind: GroupVersionKind<'a>,
+    pub sub_resource: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub namespace: Option<Cow<'a, str>>,
+    pub operation: Cow<'a, str>,
+    pub user_info: UserInfo<'a>,
     pub dry_run: bool,
     /// The object, when its kind carries a pod spec and it could be read.
-    pub object: Result<Option<ObjectLite>, String>,
-    pub old_object: Option<ObjectLite>,
+    pub object: Result<Option<ObjectLite<'a>>, String>,
+    pub old_object: Option<ObjectLite<'a>>,
 }
 
 /// Decodes a review. Errors only for what leaves no uid to answer to.
-pub fn decode(body: &[u8]) -> Result<Request, BadReview> {
+pub fn decode(body: &[u8]) -> Result<Request<'_>, BadReview> {
     // One typed pass reads nearly every review; the raw pass below is for the rest.
     if let Ok(review) = serde_json::from_slice::<ReviewIn<ObjectLite>>(body) {
         return checked(review, |o| Ok(Some(o)), Some);
@@ -124,13 +122,14 @@ pub fn decode(body: &[u8]) -> Result<Request, BadReview> {
     )
 }
 
-fn checked<O>(
-    review: ReviewIn<O>,
-    object: impl FnOnce(O) -> Result<Option<ObjectLite>, String>,
-    old_object: impl FnOnce(O) -> Option<ObjectLite>,
-) -> Result<Request, BadReview> {
+fn checked<'a, O>(
+    review: ReviewIn<'a, O>,
+    object: impl FnOnce(O) -> Result<Option<ObjectLite<'a>>, String>,
+    old_object: impl FnOnce(O) -> Option<ObjectLite<'a>>,
+) -> Result<Request<'a>, BadReview> {
     let api_version = match review.api_version.as_deref() {
-        Some(v @ (V1 | V1BETA1)) => v.to_string(),
+        Some(V1) => V1,
+        Some(V1BETA1) => V1BETA1,
         Some(other) => {
             return Err(BadReview(format!(
                 "unsupported apiVersion {:?}: expected {V1} or {V1BETA1}",
@@ -173,7 +172,7 @@ fn checked<O>(
     })
 }
 
-fn read_object(raw: &RawValue) -> Result<Option<ObjectLite>, serde_json::Error> {
+fn read_object(raw: &RawValue) -> Result<Option<ObjectLite<'_>>, serde_json::Error> {
     if !raw.get().trim_start().starts_with('{') {
         return Ok(None);
     }
@@ -182,30 +181,30 @@ fn read_object(raw: &RawValue) -> Result<Option<ObjectLite>, serde_json::Error> 
 
 /// The parts of any object that matter: metadata and whatever holds a pod spec.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct ObjectLite {
-    #[serde(default, deserialize_with = "object_or_default")]
-    pub metadata: MetadataLite,
-    #[serde(default, deserialize_with = "object_or_default")]
-    pub spec: SpecLite,
+pub struct ObjectLite<'a> {
+    #[serde(default, deserialize_with = "object_or_default", borrow)]
+    pub metadata: MetadataLite<'a>,
+    #[serde(default, deserialize_with = "object_or_default", borrow)]
+    pub spec: SpecLite<'a>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MetadataLite {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub namespace: Option<String>,
-    #[serde(default)]
-    pub owner_references: Vec<OwnerReference>,
+pub struct MetadataLite<'a> {
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub owner_references: Vec<OwnerReference<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct OwnerReference {
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub name: String,
+pub struct OwnerReference<'a> {
+    #[serde(default, borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
     #[serde(default)]
     pub controller: Option<bool>,
 }
@@ -213,41 +212,41 @@ pub struct OwnerReference {
 /// A union of the spec shapes of Pod, pod-template workloads and CronJob.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SpecLite {
-    #[serde(default)]
-    pub containers: Vec<ContainerLite>,
-    #[serde(default)]
-    pub init_containers: Vec<ContainerLite>,
-    #[serde(default)]
-    pub ephemeral_containers: Vec<ContainerLite>,
-    #[serde(default)]
-    pub image_pull_secrets: Vec<LocalObjectReference>,
-    #[serde(default)]
-    pub service_account_name: Option<String>,
-    #[serde(default)]
-    pub template: Option<Box<TemplateLite>>,
-    #[serde(default)]
-    pub job_template: Option<Box<TemplateLite>>,
+pub struct SpecLite<'a> {
+    #[serde(default, borrow)]
+    pub containers: Vec<ContainerLite<'a>>,
+    #[serde(default, borrow)]
+    pub init_containers: Vec<ContainerLite<'a>>,
+    #[serde(default, borrow)]
+    pub ephemeral_containers: Vec<ContainerLite<'a>>,
+    #[serde(default, borrow)]
+    pub image_pull_secrets: Vec<LocalObjectReference<'a>>,
+    #[serde(default, borrow)]
+    pub service_account_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub template: Option<Box<TemplateLite<'a>>>,
+    #[serde(default, borrow)]
+    pub job_template: Option<Box<TemplateLite<'a>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct TemplateLite {
-    #[serde(default, deserialize_with = "object_or_default")]
-    pub spec: SpecLite,
+pub struct TemplateLite<'a> {
+    #[serde(default, deserialize_with = "object_or_default", borrow)]
+    pub spec: SpecLite<'a>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct ContainerLite {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub image: Option<String>,
+pub struct ContainerLite<'a> {
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub image: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct LocalObjectReference {
-    #[serde(default)]
-    pub name: String,
+pub struct LocalObjectReference<'a> {
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
 }
 
 /// `null` reads as the default, like an absent key.
@@ -285,7 +284,7 @@ impl PodSpecPath {
         }
     }
 
-    pub fn pod_spec(self, object: &ObjectLite) -> Option<&SpecLite> {
+    pub fn pod_spec<'o, 'a>(self, object: &'o ObjectLite<'a>) -> Option<&'o SpecLite<'a>> {
         match self {
             PodSpecPath::Pod => Some(&object.spec),
             PodSpecPath::Template => object.spec.template.as_ref().map(|t| &t.spec),
@@ -318,14 +317,14 @@ impl ContainerKind {
 
 /// One container's image as written in the spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerImage {
+pub struct ContainerImage<'a> {
     pub kind: ContainerKind,
-    pub name: String,
-    pub image: String,
+    pub name: &'a str,
+    pub image: &'a str,
 }
 
-impl SpecLite {
-    pub fn images(&self) -> Vec<ContainerImage> {
+impl<'a> SpecLite<'a> {
+    pub fn images(&self) -> Vec<ContainerImage<'_>> {
         let groups = [
             (ContainerKind::Init, &self.init_containers),
             (ContainerKind::Container, &self.containers),
@@ -336,8 +335,8 @@ impl SpecLite {
             .flat_map(|(kind, list)| {
                 list.iter().map(move |c| ContainerImage {
                     kind,
-                    name: c.name.clone(),
-                    image: c.image.clone().unwrap_or_default(),
+                    name: &c.name,
+                    image: c.image.as_deref().unwrap_or_default(),
                 })
             })
             .collect()

@@ -239,7 +239,12 @@ async fn judge(engine: &Engine, pod: &Pod) -> Vec<Row> {
         .map(|o| format!("{}/{}", o.kind, o.name))
         .unwrap_or_default();
     // The same view of the pod that admission decodes from a review.
-    let object: ObjectLite = match serde_json::to_value(pod).and_then(serde_json::from_value) {
+    let encoded = serde_json::to_vec(pod).map_err(|e| e.to_string());
+    let read = encoded
+        .as_deref()
+        .map_err(Clone::clone)
+        .and_then(|bytes| serde_json::from_slice::<ObjectLite>(bytes).map_err(|e| e.to_string()));
+    let object = match read {
         Ok(o) => o,
         Err(e) => {
             return vec![Row {
@@ -292,13 +297,13 @@ async fn judge(engine: &Engine, pod: &Pod) -> Vec<Row> {
                 namespace: namespace.clone(),
                 pod: name.clone(),
                 workload: workload.clone(),
-                container: c.container.name.clone(),
+                container: c.container.name.to_string(),
                 container_type: match c.container.kind {
                     crate::admission::ContainerKind::Init => "initContainer",
                     crate::admission::ContainerKind::Container => "container",
                     crate::admission::ContainerKind::Ephemeral => "ephemeralContainer",
                 },
-                image: c.container.image.clone(),
+                image: c.container.image.to_string(),
                 digest: c.outcome.as_ref().and_then(digest_of),
                 critical: get(Severity::Critical),
                 high: get(Severity::High),

@@ -94,8 +94,8 @@ pub struct Unenforceable {
 
 /// What became of one container of a pod judged by [`Engine::judge_pod`].
 #[derive(Debug, Clone)]
-pub struct ContainerResult {
-    pub container: ContainerImage,
+pub struct ContainerResult<'a> {
+    pub container: ContainerImage<'a>,
     /// `None` when the pod was not judged image by image (exempt namespace, mode off,
     /// namespace lookup failed); `message` then says why.
     pub outcome: Option<Outcome>,
@@ -132,9 +132,21 @@ impl ContainerVerdict {
 
 /// A pod judged as admission would judge it: the verdict and each container's part.
 #[derive(Debug, Clone)]
-pub struct PodJudgement {
+pub struct PodJudgement<'a> {
     pub verdict: Verdict,
-    pub containers: Vec<ContainerResult>,
+    pub containers: Vec<ContainerResult<'a>>,
+}
+
+/// One pod's containers to judge, and where they come from.
+struct PodUnderReview<'p, 'c> {
+    subject: &'p str,
+    namespace: &'p str,
+    containers: &'p [ContainerImage<'c>],
+    pull: &'p PullContext,
+    origin: &'p Origin,
+    deadline: TokioInstant,
+    /// Report each container's result (audit), or only the pod's verdict (admission).
+    per_container: bool,
 }
 
 /// The effect of an outcome under the namespace's rules.
@@ -239,18 +251,18 @@ impl Engine {
             "review"
         );
         Ok(admission::encode(
-            &request.api_version,
+            request.api_version,
             &request.uid,
             &verdict,
         ))
     }
 
-    pub async fn decide(&self, request: &Request, deadline: TokioInstant) -> Verdict {
-        let kind = request.kind.kind.as_str();
+    pub async fn decide(&self, request: &Request<'_>, deadline: TokioInstant) -> Verdict {
+        let kind = request.kind.kind.as_ref();
         let Some(path) = PodSpecPath::for_kind(kind) else {
             return allow_unjudged(format!("kind {kind:?} carries no pod spec"));
         };
-        match request.operation.as_str() {
+        match request.operation.as_ref() {
             "CREATE" | "UPDATE" => {}
             other => return allow_unjudged(format!("operation {other} is not judged")),
         }
@@ -266,10 +278,10 @@ impl Engine {
         };
         let namespace = request
             .namespace
-            .clone()
-            .or_else(|| object.metadata.namespace.clone())
-            .unwrap_or_else(|| "default".to_string());
-        if self.exempt_namespaces.contains(&namespace) {
+            .as_deref()
+            .or(object.metadata.namespace.as_deref())
+            .unwrap_or("default");
+        if self.exempt_namespaces.contains(namespace) {
             return allow_unjudged(format!("namespace {namespace} is exempt"));
         }
         let Some(spec) = path.pod_spec(object) else {
@@ -278,18 +290,18 @@ impl Engine {
         let mut containers = spec.images();
         if request.operation == "UPDATE" {
             if let Some(old_spec) = request.old_object.as_ref().and_then(|o| path.pod_spec(o)) {
-                let old: HashSet<(String, String)> = old_spec
+                let old: HashSet<(&str, &str)> = old_spec
                     .images()
                     .into_iter()
                     .map(|c| (c.name, c.image))
                     .collect();
-                containers.retain(|c| !old.contains(&(c.name.clone(), c.image.clone())));
+                containers.retain(|c| !old.contains(&(c.name, c.image)));
             }
             if containers.is_empty() {
                 return allow_unjudged("the update adds or changes no image".into());
             }
         }
-        let pull = pull_context(&namespace, spec);
+        let pull = pull_context(namespace, spec);
         let subject = match request.name.as_deref().or(object.metadata.name.as_deref()) {
             Some(name) => format!("{kind} {namespace}/{name}"),
             None => format!("{kind} in namespace {namespace}"),
@@ -300,15 +312,27 @@ impl Engine {
                 .flatten(),
             dry_run: request.dry_run,
         };
-        self.judge_containers(&subject, &namespace, &containers, &pull, &origin, deadline)
-            .await
-            .0
+        let pod = PodUnderReview {
+            subject: &subject,
+            namespace,
+            containers: &containers,
+            pull: &pull,
+            origin: &origin,
+            deadline,
+            per_container: false,
+        };
+        self.judge_containers(&pod).await.0
     }
 
     /// Judges a pod spec's containers as a new Pod in `namespace` created directly by a
     /// user would be judged (no controller-pod relief), reporting each container's outcome
     /// (`vulngate audit`). Each distinct image is looked up once, through the summary cache.
-    pub async fn judge_pod(&self, subject: &str, namespace: &str, spec: &SpecLite) -> PodJudgement {
+    pub async fn judge_pod<'s>(
+        &self,
+        subject: &str,
+        namespace: &str,
+        spec: &'s SpecLite<'_>,
+    ) -> PodJudgement<'s> {
         let containers = spec.images();
         if self.exempt_namespaces.contains(namespace) {
             let reason = format!("namespace {namespace} is exempt");
@@ -319,21 +343,21 @@ impl Engine {
         }
         let pull = pull_context(namespace, spec);
         let deadline = TokioInstant::now() + self.deadline;
-        let (verdict, containers) = self
-            .judge_containers(
-                subject,
-                namespace,
-                &containers,
-                &pull,
-                // Looking at running pods changes nothing: no break-glass Events on
-                // every audit (the background audit leaves its own, on the Pod).
-                &Origin {
-                    controller: None,
-                    dry_run: true,
-                },
-                deadline,
-            )
-            .await;
+        let pod = PodUnderReview {
+            subject,
+            namespace,
+            containers: &containers,
+            pull: &pull,
+            // Looking at running pods changes nothing: no break-glass Events on
+            // every audit (the background audit leaves its own, on the Pod).
+            origin: &Origin {
+                controller: None,
+                dry_run: true,
+            },
+            deadline,
+            per_container: true,
+        };
+        let (verdict, containers) = self.judge_containers(&pod).await;
         PodJudgement {
             verdict,
             containers,
@@ -342,13 +366,14 @@ impl Engine {
 
     /// Decides bare image references as if they were one pod's containers (`vulngate check`).
     pub async fn check_images(&self, namespace: &str, images: &[String]) -> Verdict {
+        let names: Vec<String> = (1..=images.len()).map(|i| format!("image-{i}")).collect();
         let containers: Vec<ContainerImage> = images
             .iter()
-            .enumerate()
-            .map(|(i, image)| ContainerImage {
+            .zip(&names)
+            .map(|(image, name)| ContainerImage {
                 kind: admission::ContainerKind::Container,
-                name: format!("image-{}", i + 1),
-                image: image.clone(),
+                name,
+                image,
             })
             .collect();
         let pull = PullContext {
@@ -357,27 +382,31 @@ impl Engine {
         };
         let deadline = TokioInstant::now() + self.deadline;
         let subject = format!("images for namespace {namespace}");
-        self.judge_containers(
-            &subject,
+        let pod = PodUnderReview {
+            subject: &subject,
             namespace,
-            &containers,
-            &pull,
-            &Origin::default(),
+            containers: &containers,
+            pull: &pull,
+            origin: &Origin::default(),
             deadline,
-        )
-        .await
-        .0
+            per_container: false,
+        };
+        self.judge_containers(&pod).await.0
     }
 
-    async fn judge_containers(
+    async fn judge_containers<'c>(
         &self,
-        subject: &str,
-        namespace: &str,
-        containers: &[ContainerImage],
-        pull: &PullContext,
-        origin: &Origin,
-        deadline: TokioInstant,
-    ) -> (Verdict, Vec<ContainerResult>) {
+        pod: &PodUnderReview<'_, 'c>,
+    ) -> (Verdict, Vec<ContainerResult<'c>>) {
+        let PodUnderReview {
+            subject,
+            namespace,
+            containers,
+            pull,
+            origin,
+            deadline,
+            per_container,
+        } = *pod;
         let now = time::OffsetDateTime::now_utc();
         let lookup = tokio::time::timeout_at(deadline, self.namespaces.annotations(namespace))
             .await
@@ -412,14 +441,7 @@ impl Engine {
             return (v, unjudged(containers, &reason));
         }
 
-        let distinct: Vec<&str> = {
-            let mut seen = HashSet::new();
-            containers
-                .iter()
-                .map(|c| c.image.as_str())
-                .filter(|i| seen.insert(*i))
-                .collect()
-        };
+        let (distinct, image_of_container) = distinct_images(containers);
         let policy_ref = &policy;
         let outcomes = join_all(distinct.iter().map(|image| async move {
             let mut evaluation = std::pin::pin!(self.evaluate(image, policy_ref, pull, now));
@@ -434,36 +456,35 @@ impl Engine {
                                 .into(),
                     }),
             };
-            (*image, outcome)
+            outcome
         }))
         .await;
-        let by_image: HashMap<&str, Outcome> = outcomes.into_iter().collect();
 
         let mut denials = Vec::new();
         let mut warnings: Vec<String> = policy.problems.clone();
         let mut audit = BTreeMap::new();
-        let mut results = Vec::with_capacity(containers.len());
-        for container in containers {
-            let Some(outcome) = by_image.get(container.image.as_str()) else {
-                continue;
-            };
+        let mut results = Vec::with_capacity(if per_container { containers.len() } else { 0 });
+        for (container, &image) in containers.iter().zip(&image_of_container) {
+            let outcome = &outcomes[image];
             let (effect, text) = self.effect(&policy, outcome);
-            results.push(ContainerResult {
-                container: container.clone(),
-                outcome: Some(outcome.clone()),
-                verdict: match effect {
-                    Effect::Deny => ContainerVerdict::Denied,
-                    Effect::Warn if text.is_some() => ContainerVerdict::Warned,
-                    _ => ContainerVerdict::Allowed,
-                },
-                message: text.clone(),
-            });
+            if per_container {
+                results.push(ContainerResult {
+                    container: container.clone(),
+                    outcome: Some(outcome.clone()),
+                    verdict: match effect {
+                        Effect::Deny => ContainerVerdict::Denied,
+                        Effect::Warn if text.is_some() => ContainerVerdict::Warned,
+                        _ => ContainerVerdict::Allowed,
+                    },
+                    message: text.clone(),
+                });
+            }
             let Some(text) = text else { continue };
             let line = format!(
                 "{} {:?} (image {:?}{}): {text}",
                 container.kind.describe(),
-                clip(&container.name, MAX_QUOTED),
-                clip(&container.image, MAX_QUOTED),
+                clip(container.name, MAX_QUOTED),
+                clip(container.image, MAX_QUOTED),
                 digest_of(outcome)
                     .map(|d| format!(", {}", clip(d, MAX_QUOTED)))
                     .unwrap_or_default()
@@ -891,7 +912,10 @@ pub struct Origin {
 /// The built-in controller that created a Pod: the request comes from that
 /// controller's service account AND the Pod names a matching controller owner.
 /// An ownerReference alone, written by anyone, proves nothing.
-fn controller_of(request: &Request, object: &admission::ObjectLite) -> Option<ControllerOwner> {
+fn controller_of(
+    request: &Request<'_>,
+    object: &admission::ObjectLite<'_>,
+) -> Option<ControllerOwner> {
     // (the controller's service account, the owner kind it creates pods for, its API version)
     const CONTROLLERS: [(&str, &str, &str); 5] = [
         ("replicaset-controller", "ReplicaSet", "apps/v1"),
@@ -914,23 +938,51 @@ fn controller_of(request: &Request, object: &admission::ObjectLite) -> Option<Co
         controller,
         kind,
         api_version,
-        name: owner.name.clone(),
+        name: owner.name.to_string(),
     })
 }
 
-fn pull_context(namespace: &str, spec: &SpecLite) -> PullContext {
+fn pull_context(namespace: &str, spec: &SpecLite<'_>) -> PullContext {
     PullContext {
         namespace: namespace.to_string(),
-        service_account: spec.service_account_name.clone(),
+        service_account: spec.service_account_name.as_deref().map(str::to_string),
         image_pull_secrets: spec
             .image_pull_secrets
             .iter()
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .collect(),
     }
 }
 
-fn unjudged(containers: &[ContainerImage], reason: &str) -> Vec<ContainerResult> {
+/// The distinct images of `containers` in order, and for each container the index
+/// of its image among them.
+fn distinct_images<'a>(containers: &[ContainerImage<'a>]) -> (Vec<&'a str>, Vec<usize>) {
+    // Pods have a handful of containers: a scan beats hashing. Hostile ones with
+    // thousands get a map.
+    const SCAN_UP_TO: usize = 16;
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let of_container = containers
+        .iter()
+        .map(|c| {
+            let known = if containers.len() <= SCAN_UP_TO {
+                distinct.iter().position(|d| *d == c.image)
+            } else {
+                index.get(c.image).copied()
+            };
+            known.unwrap_or_else(|| {
+                distinct.push(c.image);
+                if containers.len() > SCAN_UP_TO {
+                    index.insert(c.image, distinct.len() - 1);
+                }
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, of_container)
+}
+
+fn unjudged<'c>(containers: &[ContainerImage<'c>], reason: &str) -> Vec<ContainerResult<'c>> {
     containers
         .iter()
         .map(|c| ContainerResult {

@@ -37,14 +37,14 @@ fuzz_target!(|data: &[u8]| {
         message: Some(format!("{} images", images)),
         ..Verdict::default()
     };
-    let out = admission::encode(&request.api_version, &request.uid, &verdict);
+    let out = admission::encode(request.api_version, &request.uid, &verdict);
     let value: serde_json::Value = serde_json::from_slice(&out).expect("encode wrote invalid JSON");
     assert_eq!(
         value["response"]["uid"].as_str(),
-        Some(request.uid.as_str())
+        Some(request.uid.as_ref())
     );
     assert_eq!(
         value["apiVersion"].as_str(),
-        Some(request.api_version.as_str())
+        Some(request.api_version)
     );
 });
