@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
 use crate::config::{Config, LogConfig};
 use crate::engine::{Engine, EngineParts};
 use crate::metrics::Metrics;
@@ -125,19 +127,48 @@ pub fn serving_cert(
     }
 }
 
+/// Where log lines are written from: the thread that logs, or a writer thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogWriter {
+    /// Each line written to stderr by the thread that logs it (one-shot commands).
+    Direct,
+    /// Lines gathered in memory and written to stderr in batches by a thread of
+    /// their own (the server; see [`crate::log_writer`]).
+    Batched,
+}
+
+/// Keeps the batched writer; dropping it writes out every gathered line.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] Option<crate::log_writer::WriterGuard>);
+
 /// Logs go to stderr, so `review` and `check` keep stdout for their answer.
 /// `level` overrides the config's level (the one-shot commands log only warnings);
 /// `VULNGATE_LOG` overrides both.
-pub fn init_logging(log: &LogConfig, level: Option<&str>) {
+pub fn init_logging(log: &LogConfig, level: Option<&str>, writer: LogWriter) -> LogGuard {
     use tracing_subscriber::EnvFilter;
     let level = level.unwrap_or(log.level.as_str());
     let filter = EnvFilter::try_from_env("VULNGATE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let batched = match writer {
+        LogWriter::Direct => None,
+        LogWriter::Batched => match crate::log_writer::batched_stderr() {
+            Ok(batched) => Some(batched),
+            Err(e) => {
+                eprintln!("vulngate: cannot start the log writer thread ({e}): logging directly");
+                None
+            }
+        },
+    };
+    let (make_writer, guard) = match batched {
+        Some((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        None => (BoxMakeWriter::new(std::io::stderr), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(make_writer);
     if log.format == "json" {
         let _ = builder.json().flatten_event(true).try_init();
     } else {
         let _ = builder.try_init();
     }
+    LogGuard(guard)
 }

@@ -120,7 +120,7 @@ impl ConfigArgs {
     /// is kept for its answer).
     async fn one_shot(&self) -> Result<(Config, Engine), String> {
         let config = self.load()?;
-        app::init_logging(&config.log, Some("warn"));
+        let _direct = app::init_logging(&config.log, Some("warn"), app::LogWriter::Direct);
         let engine = app::build_engine(&config, Arc::new(Metrics::new())).await?;
         Ok((config, engine))
     }
@@ -326,7 +326,8 @@ async fn serve(
     let mut config = source.load()?;
     config.listen = listen.unwrap_or(config.listen);
     config.ops_listen = ops_listen.unwrap_or(config.ops_listen);
-    app::init_logging(&config.log, None);
+    // Kept to the end: dropping it writes out the last queued lines.
+    let _log = app::init_logging(&config.log, None, app::LogWriter::Batched);
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(app::build_engine(&config, Arc::clone(&metrics)).await?);
     let (cert, generated) = app::serving_cert(&config, state_dir)?;
