@@ -166,7 +166,9 @@ pub fn init_logging(log: &LogConfig, level: Option<&str>, writer: LogWriter) -> 
         .with_env_filter(filter)
         .with_writer(make_writer);
     if log.format == "json" {
-        let _ = builder.json().flatten_event(true).try_init();
+        let _ = builder
+            .event_format(crate::log_format::JsonLines)
+            .try_init();
     } else {
         let _ = builder.try_init();
     }

@@ -1,8 +1,10 @@
-//! The server's log output. A review's log line is appended to a buffer in memory;
-//! a thread of its own writes the buffer to stderr every [`INTERVAL`] (sooner when
-//! [`WRITE_AT`] bytes have gathered). So a review never waits for a write to stderr,
-//! nor for another review's write, and thousands of lines a second cost a few writes.
-//! Nothing is dropped: when stderr cannot keep up, loggers wait at [`MAX_BUFFERED`].
+//! The server's log output. A review's log line is appended to a buffer in memory
+//! and a thread of its own writes the buffer to stderr. A line logged while that
+//! thread is idle is written at once; after each write the thread gathers for
+//! [`INTERVAL`] (less when [`WRITE_AT`] bytes have gathered), so under load thousands
+//! of lines a second cost a few writes. A review never waits for a write to stderr,
+//! nor for another review's write. Nothing is dropped: when stderr cannot keep up,
+//! loggers wait at [`MAX_BUFFERED`].
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Longest a line waits before it is written.
+/// How long the writer gathers lines after a write.
 pub const INTERVAL: Duration = Duration::from_millis(50);
 /// Gathered bytes that wake the writer at once.
 const WRITE_AT: usize = 64 * 1024;
@@ -30,6 +32,8 @@ struct Shared {
 struct State {
     buffer: Vec<u8>,
     stopping: bool,
+    /// The writer waits for a first line (not gathering): a line must wake it.
+    idle: bool,
 }
 
 impl Shared {
@@ -83,26 +87,37 @@ fn write_loop(shared: &Shared, out: &mut impl Write) {
     let mut batch = Vec::new();
     loop {
         let stopping = {
-            let state = shared.lock();
-            let (mut state, _) = shared
-                .to_writer
-                .wait_timeout_while(state, INTERVAL, |s| {
-                    s.buffer.len() < WRITE_AT && !s.stopping
-                })
-                .unwrap_or_else(|e| e.into_inner());
+            let mut state = shared.lock();
+            // Idle until a line comes...
+            state.idle = true;
+            while state.buffer.is_empty() && !state.stopping {
+                state = shared
+                    .to_writer
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            state.idle = false;
             // The emptied batch goes back as the next buffer: no allocation per round.
             batch.clear();
             std::mem::swap(&mut batch, &mut state.buffer);
             state.stopping
         };
         shared.to_loggers.notify_all();
-        if !batch.is_empty() {
-            // Nowhere to report a failed write to stderr; the next round tries again.
-            let _ = out.write_all(&batch).and_then(|()| out.flush());
-        }
+        // Nowhere to report a failed write to stderr; later lines are tried again.
+        let _ = out.write_all(&batch).and_then(|()| out.flush());
         if stopping {
             return;
         }
+        // ...then gather for a while, unless much has gathered or we are stopping.
+        let state = shared.lock();
+        drop(
+            shared
+                .to_writer
+                .wait_timeout_while(state, INTERVAL, |s| {
+                    s.buffer.len() < WRITE_AT && !s.stopping
+                })
+                .unwrap_or_else(|e| e.into_inner()),
+        );
     }
 }
 
@@ -148,7 +163,9 @@ impl Write for LineSink<'_> {
                 .unwrap_or_else(|e| e.into_inner());
         }
         state.buffer.extend_from_slice(bytes);
-        if state.buffer.len() >= WRITE_AT {
+        if state.idle || state.buffer.len() >= WRITE_AT {
+            // Once per idle period: the writer then stops being idle.
+            state.idle = false;
             self.shared.to_writer.notify_one();
         }
         Ok(bytes.len())
@@ -213,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_line_is_written_within_the_interval() {
+    fn a_quiet_line_is_written_without_waiting_for_more() {
         let out = Captured::default();
         let (writer, _guard) = start(out.clone()).unwrap();
         write_line(&writer, "one line\n");

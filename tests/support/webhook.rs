@@ -166,9 +166,22 @@ impl Webhook {
         self.child.id()
     }
 
-    /// What the server wrote to stderr (its logs) so far.
+    /// What the server wrote to stderr (its logs) so far. The server writes log
+    /// lines from a thread of its own (vulngate::log_writer), so this reads once the
+    /// file has stopped growing for longer than that thread gathers lines.
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        let quiet = vulngate::log_writer::INTERVAL * 3;
+        let read = || std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let mut text = read();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            std::thread::sleep(quiet);
+            let now = read();
+            if now.len() == text.len() || Instant::now() > deadline {
+                return now;
+            }
+            text = now;
+        }
     }
 
     /// Lines the server printed on stdout, up to and including the first that contains
