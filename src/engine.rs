@@ -237,8 +237,8 @@ impl Engine {
         let budget = deadline.map_or(self.deadline, |d| d.min(self.deadline));
         let verdict = self.decide(&request, TokioInstant::now() + budget).await;
         let result = result_label(&verdict);
-        self.metrics
-            .review(&request.kind.kind, result, started.elapsed());
+        let elapsed = started.elapsed();
+        self.metrics.review(&request.kind.kind, result, elapsed);
         tracing::info!(
             uid = %request.uid,
             kind = %request.kind.kind,
@@ -246,7 +246,7 @@ impl Engine {
             name = request.name.as_deref().unwrap_or(""),
             operation = %request.operation,
             result,
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             message = verdict.message.as_deref().unwrap_or(""),
             "review"
         );

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -83,29 +84,42 @@ pub fn ops_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn validate(
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !json {
+/// What `POST /validate` reads besides the body, taken from the request head by
+/// reference (no copy of its header map or query).
+struct ReviewHead {
+    json: bool,
+    deadline: Option<Duration>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReviewHead {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
+        Ok(ReviewHead {
+            json,
+            deadline: parts.uri.query().and_then(apiserver_timeout),
+        })
+    }
+}
+
+async fn validate(State(state): State<Arc<AppState>>, head: ReviewHead, body: Bytes) -> Response {
+    if !head.json {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "an AdmissionReview is sent as Content-Type: application/json\n",
         )
             .into_response();
     }
-    let deadline = query.as_deref().and_then(apiserver_timeout);
-    match state.engine.review(&body, deadline).await {
+    match state.engine.review(&body, head.deadline).await {
         Ok(out) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "undecodable review");
