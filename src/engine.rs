@@ -180,7 +180,7 @@ impl Engine {
             resolver: parts.resolver,
             cache: SummaryCache::new(&config.cache, parts.metrics.clone()),
             policies: PolicyCache::default(),
-            images: ParseCache::default(),
+            images: ParseCache::warmed(),
             events: None,
             metrics: parts.metrics,
         }
