@@ -1,6 +1,7 @@
 //! The cold path: many concurrent reviews naming one digest no cache holds, against a
 //! scanner that answers after a fixed latency and counts its calls. In process: an
-//! `Engine` with that scanner served by `vulngate::server::serve` on loopback.
+//! `Engine` with that scanner served by `vulngate::server::serve` on loopback, on a
+//! runtime of its own (`vulngate::server::runtime`).
 //!
 //! The same burst is then sent again, the digest now cached: how long the client and
 //! server take to get that many reviews through at all. The cold burst's p99 beyond
@@ -112,17 +113,22 @@ pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<Col
     };
     let (addr_tx, addr_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        options,
-        AppState::new(Arc::new(engine)),
-        cert,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |webhook, _ops| {
-            let _ = addr_tx.send(webhook);
-        },
-    ));
+    // The server on a runtime of its own, as vulngate serves, not among the
+    // load generator's tasks.
+    let runtime = vulngate::server::runtime()?;
+    let server = std::thread::spawn(move || {
+        runtime.block_on(serve(
+            options,
+            AppState::new(Arc::new(engine)),
+            cert,
+            async move {
+                let _ = stop_rx.await;
+            },
+            move |webhook, _ops| {
+                let _ = addr_tx.send(webhook);
+            },
+        ))
+    });
     let addr = addr_rx.await?;
     let target = Target::new(addr, &files.ca_pem)?;
 
@@ -135,7 +141,7 @@ pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<Col
     let cold = burst(&senders, &target, files, &image, reviews, "cold").await?;
     let warm = burst(&senders, &target, files, &image, reviews, "warm").await?;
     let _ = stop_tx.send(());
-    let _ = server.await;
+    let _ = tokio::task::spawn_blocking(move || server.join()).await;
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(ColdResult {
         reviews,

@@ -166,8 +166,8 @@ pub fn run(options: &Options) -> Result<Report> {
             options.scanner_latency,
         ))?;
         eprintln!(
-            "cold path: {} reviews, {} scanner call(s), p99 {:.2} ms",
-            cold.reviews, cold.scanner_calls, cold.p99_ms
+            "cold path: {} reviews, {} scanner call(s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the same burst cached: p50 {:.2} ms, p99 {:.2} ms",
+            cold.reviews, cold.scanner_calls, cold.p50_ms, cold.p99_ms, cold.max_ms, cold.warm_p50_ms, cold.warm_p99_ms
         );
         Some(cold)
     } else {
