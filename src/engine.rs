@@ -693,7 +693,8 @@ impl Engine {
         };
         let resolved = match &image.digest {
             Some(d) => Resolved::Manifest { digest: d.clone() },
-            None => match self.resolve_tag(&image, pull, route.scanner.as_ref()).await {
+            // Boxed, like the index path below: rare paths keep the common future small.
+            None => match Box::pin(self.resolve_tag(&image, pull, route.scanner.as_ref())).await {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     return Outcome::Unscanned {
@@ -724,9 +725,13 @@ impl Engine {
             (Resolved::Index { platforms, .. }, ScanStatus::NotScanned)
                 if !platforms.is_empty() =>
             {
-                match self
-                    .platform_summaries(route.index, &route.scanner, &image, platforms)
-                    .await
+                match Box::pin(self.platform_summaries(
+                    route.index,
+                    &route.scanner,
+                    &image,
+                    platforms,
+                ))
+                .await
                 {
                     Ok(Some(per_platform)) => per_platform,
                     Ok(None) => return unscanned(&digest, &summary),

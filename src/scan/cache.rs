@@ -108,16 +108,17 @@ impl SummaryCache {
             return Ok(hit.summary);
         }
         self.metrics.cache_miss();
-        self.cache
-            .try_get_with(key, async {
-                let summary = fetch(&self.metrics, scanner.as_ref(), target).await?;
-                Ok(Entry {
-                    summary,
-                    checked: Instant::now(),
-                })
+        // Boxed: the miss path's future is large, and a review's futures are built
+        // and moved for every image, hit or miss.
+        Box::pin(self.cache.try_get_with(key, async {
+            let summary = fetch(&self.metrics, scanner.as_ref(), target).await?;
+            Ok(Entry {
+                summary,
+                checked: Instant::now(),
             })
-            .await
-            .map(|e| e.summary)
+        }))
+        .await
+        .map(|e| e.summary)
     }
 
     /// Asks the scanner again, in the background, and replaces the entry when the
