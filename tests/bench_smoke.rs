@@ -14,14 +14,8 @@ use serde_json::Value;
 /// executable again as the baseline server, and here that executable is this one.
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(bench::baseline::SERVE_ARG) {
-        return match bench::baseline::serve_main(&args[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("baseline server: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(code) = bench::baseline::serve_if_asked(&args) {
+        return code;
     }
     let trials = vec![Trial::test(
         "admission_benchmark_smoke_writes_every_row",

@@ -11,14 +11,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(bench::baseline::SERVE_ARG) {
-        return match bench::baseline::serve_main(&args[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("baseline server: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(code) = bench::baseline::serve_if_asked(&args) {
+        return code;
     }
     let smoke = args.iter().any(|a| a == "--smoke")
         || std::env::var("VULNGATE_BENCH_SMOKE").is_ok_and(|v| v == "1");

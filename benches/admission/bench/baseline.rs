@@ -174,9 +174,23 @@ pub fn spawn(
     }
 }
 
-/// The baseline process's main: `SERVE_ARG CERT KEY ANSWERS_DIR`. Serves until
-/// stdin closes.
-pub fn serve_main(args: &[String]) -> Result<()> {
+/// When this executable was started as the baseline server (`SERVE_ARG CERT KEY
+/// ANSWERS_DIR`), serves until stdin closes and says how it ended; `None` otherwise.
+/// Called first by every `main` that runs the benchmark.
+pub fn serve_if_asked(args: &[String]) -> Option<std::process::ExitCode> {
+    if args.first().map(String::as_str) != Some(SERVE_ARG) {
+        return None;
+    }
+    Some(match serve_main(&args[1..]) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baseline server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    })
+}
+
+fn serve_main(args: &[String]) -> Result<()> {
     let [cert, key, answers_dir] = args else {
         return Err(format!("usage: {SERVE_ARG} CERT KEY ANSWERS_DIR").into());
     };
