@@ -367,21 +367,11 @@ enum Document {
 /// whole document as a tree, several times the size of a 100,000-entry file.
 fn parse_document(text: &str) -> Result<Document, String> {
     let json = text.trim_start().starts_with('{');
-    let summaries = if json {
-        serde_json::from_str::<SummariesFile>(text).map_err(|e| e.to_string())
-    } else {
-        serde_yaml::from_str::<SummariesFile>(text).map_err(|e| e.to_string())
-    };
-    let summaries_error = match summaries {
+    let summaries_error = match parse_as::<SummariesFile>(text, json) {
         Ok(s) => return Ok(Document::Summaries(s)),
         Err(e) => e,
     };
-    let trivy = if json {
-        serde_json::from_str::<TrivyReport>(text).map_err(|e| e.to_string())
-    } else {
-        serde_yaml::from_str::<TrivyReport>(text).map_err(|e| e.to_string())
-    };
-    let trivy_error = match trivy {
+    let trivy_error = match parse_as::<TrivyReport>(text, json) {
         Ok(r) => return Ok(Document::Trivy(r)),
         Err(e) => e,
     };
@@ -394,6 +384,15 @@ fn parse_document(text: &str) -> Result<Document, String> {
     Err(format!(
         "neither a summaries file nor a Trivy JSON report: {error}"
     ))
+}
+
+/// `text` read as one shape, as JSON or as YAML.
+fn parse_as<T: serde::de::DeserializeOwned>(text: &str, json: bool) -> Result<T, String> {
+    if json {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    } else {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
 }
 
 fn looks_like_summaries(text: &str) -> bool {
