@@ -142,7 +142,8 @@ struct PodUnderReview<'p, 'c> {
     subject: &'p str,
     namespace: &'p str,
     containers: &'p [ContainerImage<'c>],
-    pull: &'p PullContext,
+    /// Where the pod's pull credentials come from; read only when a tag is resolved.
+    spec: Option<&'p SpecLite<'p>>,
     origin: &'p Origin,
     deadline: TokioInstant,
     /// Report each container's result (audit), or only the pod's verdict (admission).
@@ -301,7 +302,6 @@ impl Engine {
                 return allow_unjudged("the update adds or changes no image".into());
             }
         }
-        let pull = pull_context(namespace, spec);
         let subject = match request.name.as_deref().or(object.metadata.name.as_deref()) {
             Some(name) => format!("{kind} {namespace}/{name}"),
             None => format!("{kind} in namespace {namespace}"),
@@ -316,7 +316,7 @@ impl Engine {
             subject: &subject,
             namespace,
             containers: &containers,
-            pull: &pull,
+            spec: Some(spec),
             origin: &origin,
             deadline,
             per_container: false,
@@ -341,13 +341,12 @@ impl Engine {
                 verdict: allow_unjudged(reason),
             };
         }
-        let pull = pull_context(namespace, spec);
         let deadline = TokioInstant::now() + self.deadline;
         let pod = PodUnderReview {
             subject,
             namespace,
             containers: &containers,
-            pull: &pull,
+            spec: Some(spec),
             // Looking at running pods changes nothing: no break-glass Events on
             // every audit (the background audit leaves its own, on the Pod).
             origin: &Origin {
@@ -376,17 +375,13 @@ impl Engine {
                 image,
             })
             .collect();
-        let pull = PullContext {
-            namespace: namespace.to_string(),
-            ..PullContext::default()
-        };
         let deadline = TokioInstant::now() + self.deadline;
         let subject = format!("images for namespace {namespace}");
         let pod = PodUnderReview {
             subject: &subject,
             namespace,
             containers: &containers,
-            pull: &pull,
+            spec: None,
             origin: &Origin::default(),
             deadline,
             per_container: false,
@@ -402,7 +397,7 @@ impl Engine {
             subject,
             namespace,
             containers,
-            pull,
+            spec,
             origin,
             deadline,
             per_container,
@@ -442,23 +437,49 @@ impl Engine {
         }
 
         let (distinct, image_of_container) = distinct_images(containers);
-        let policy_ref = &policy;
-        let outcomes = join_all(distinct.iter().map(|image| async move {
-            let mut evaluation = std::pin::pin!(self.evaluate(image, policy_ref, pull, now));
-            // A cached image is decided on the first poll: no deadline timer to arm.
-            let outcome = match futures::poll!(evaluation.as_mut()) {
-                std::task::Poll::Ready(outcome) => outcome,
-                std::task::Poll::Pending => tokio::time::timeout_at(deadline, evaluation)
-                    .await
-                    .unwrap_or_else(|_| Outcome::BackendError {
-                        message:
-                            "no answer from the registry or scanner within the review deadline"
-                                .into(),
-                    }),
+        // Most images are decided from the summary cache, with no future to build;
+        // the rest wait for registries and scanners, within the deadline.
+        let mut outcomes: Vec<Option<Outcome>> = distinct
+            .iter()
+            .map(|image| self.evaluate_now(image, &policy, now))
+            .collect();
+        let waiting: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        if !waiting.is_empty() {
+            let pull = match spec {
+                Some(spec) => pull_context(namespace, spec),
+                None => PullContext {
+                    namespace: namespace.to_string(),
+                    ..PullContext::default()
+                },
             };
-            outcome
-        }))
-        .await;
+            let (policy, pull) = (&policy, &pull);
+            let waited = join_all(waiting.iter().map(|&i| {
+                let image = distinct[i];
+                async move {
+                    tokio::time::timeout_at(deadline, self.evaluate(image, policy, pull, now))
+                        .await
+                        .unwrap_or_else(|_| Outcome::BackendError {
+                            message:
+                                "no answer from the registry or scanner within the review deadline"
+                                    .into(),
+                        })
+                }
+            }))
+            .await;
+            for (i, outcome) in waiting.into_iter().zip(waited) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Outcome::BackendError {
+                    message: "vulngate did not evaluate this image".into(),
+                })
+            })
+            .collect();
 
         let mut denials = Vec::new();
         let mut warnings: Vec<String> = policy.problems.clone();
@@ -664,6 +685,57 @@ impl Engine {
         }
     }
 
+    /// The parsed reference and the scanner route of an image, or its outcome when
+    /// that is already known (unreadable, exempt, no scanner).
+    fn locate<'s>(&'s self, written: &str, policy: &NamespacePolicy) -> Located<'s> {
+        let image = match self.images.parse(written) {
+            Ok(i) => i,
+            Err(e) => {
+                return Located::Decided(Outcome::Invalid {
+                    message: e.to_string(),
+                })
+            }
+        };
+        if let Some(p) = policy.exempt_images.iter().find(|p| p.matches(&image)) {
+            return Located::Decided(Outcome::Exempt {
+                pattern: p.as_str().to_string(),
+            });
+        }
+        match self.router.route(&image) {
+            Some(route) => Located::Routed(image, route),
+            None => Located::Decided(Outcome::Unscanned {
+                digest: image.digest.clone(),
+                reason: format!("no scanner is configured for registry {}", image.registry),
+            }),
+        }
+    }
+
+    /// An image's outcome when nothing needs waiting for: decided by [`Engine::locate`],
+    /// or a digest whose summary is cached. `None`: [`Engine::evaluate`] it.
+    fn evaluate_now(
+        &self,
+        written: &str,
+        policy: &NamespacePolicy,
+        now: time::OffsetDateTime,
+    ) -> Option<Outcome> {
+        let (image, route) = match self.locate(written, policy) {
+            Located::Decided(outcome) => return Some(outcome),
+            Located::Routed(image, route) => (image, route),
+        };
+        let digest = image.digest.as_deref()?;
+        let target = ScanTarget {
+            image: &image,
+            digest,
+        };
+        let summary = self.cache.cached(route.index, &route.scanner, &target)?;
+        Some(match summary.status {
+            ScanStatus::Complete => {
+                judge_scans(policy, digest.to_string(), vec![(None, summary)], now)
+            }
+            _ => unscanned(digest, &summary),
+        })
+    }
+
     /// Reference -> digest -> summary -> judgement, for one distinct image.
     pub async fn evaluate(
         &self,
@@ -672,24 +744,9 @@ impl Engine {
         pull: &PullContext,
         now: time::OffsetDateTime,
     ) -> Outcome {
-        let image = match self.images.parse(written) {
-            Ok(i) => i,
-            Err(e) => {
-                return Outcome::Invalid {
-                    message: e.to_string(),
-                }
-            }
-        };
-        if let Some(p) = policy.exempt_images.iter().find(|p| p.matches(&image)) {
-            return Outcome::Exempt {
-                pattern: p.as_str().to_string(),
-            };
-        }
-        let Some(route) = self.router.route(&image) else {
-            return Outcome::Unscanned {
-                digest: image.digest.clone(),
-                reason: format!("no scanner is configured for registry {}", image.registry),
-            };
+        let (image, route) = match self.locate(written, policy) {
+            Located::Decided(outcome) => return outcome,
+            Located::Routed(image, route) => (image, route),
         };
         let resolved = match &image.digest {
             Some(d) => Resolved::Manifest { digest: d.clone() },
@@ -745,35 +802,7 @@ impl Engine {
             (_, ScanStatus::Complete) => vec![(None, summary)],
             _ => return unscanned(&digest, &summary),
         };
-        let mut age_notes = Vec::new();
-        if let Some(max_age) = policy.max_scan_age {
-            for (_, summary) in &judged {
-                match summary.finished_at {
-                    Some(finished) if now - finished > max_age => {
-                        return Outcome::Unscanned {
-                            digest: Some(digest),
-                            reason: format!(
-                                "the {} scan finished {}, longer ago than max-scan-age {}",
-                                summary.scanner,
-                                finished.date(),
-                                humantime::format_duration(max_age)
-                            ),
-                        }
-                    }
-                    Some(_) => {}
-                    None => age_notes.push(format!(
-                        "max-scan-age could not be applied: the {} scanner does not say when its scan finished",
-                        summary.scanner
-                    )),
-                }
-            }
-        }
-        let mut outcome = judge_platforms(policy, digest, &judged, now);
-        if let Outcome::Passed { notes, .. } | Outcome::OverLimit { notes, .. } = &mut outcome {
-            age_notes.dedup();
-            notes.extend(age_notes);
-        }
-        outcome
+        judge_scans(policy, digest, judged, now)
     }
 
     async fn resolve_tag(
@@ -831,6 +860,51 @@ impl Engine {
 
 /// Judges one summary, or the worst of several platform summaries, keeping for
 /// each violated limit the platform that set it.
+/// Finished scans (one, or one per platform) judged under the namespace's rules,
+/// after `max-scan-age`.
+fn judge_scans(
+    policy: &NamespacePolicy,
+    digest: String,
+    judged: Vec<(Option<String>, Arc<ScanSummary>)>,
+    now: time::OffsetDateTime,
+) -> Outcome {
+    let mut age_notes = Vec::new();
+    if let Some(max_age) = policy.max_scan_age {
+        for (_, summary) in &judged {
+            match summary.finished_at {
+                    Some(finished) if now - finished > max_age => {
+                        return Outcome::Unscanned {
+                            digest: Some(digest),
+                            reason: format!(
+                                "the {} scan finished {}, longer ago than max-scan-age {}",
+                                summary.scanner,
+                                finished.date(),
+                                humantime::format_duration(max_age)
+                            ),
+                        }
+                    }
+                    Some(_) => {}
+                    None => age_notes.push(format!(
+                        "max-scan-age could not be applied: the {} scanner does not say when its scan finished",
+                        summary.scanner
+                    )),
+                }
+        }
+    }
+    let mut outcome = judge_platforms(policy, digest, &judged, now);
+    if let Outcome::Passed { notes, .. } | Outcome::OverLimit { notes, .. } = &mut outcome {
+        age_notes.dedup();
+        notes.extend(age_notes);
+    }
+    outcome
+}
+
+/// Where an image stands before any waiting.
+enum Located<'s> {
+    Decided(Outcome),
+    Routed(Arc<ImageRef>, &'s crate::scan::Route),
+}
+
 fn judge_platforms(
     policy: &NamespacePolicy,
     digest: String,

@@ -3,13 +3,15 @@
 //! scan) replaces the entry; a failed check keeps it, so an unreachable scanner does
 //! not turn known images into errors. The check runs in the background, so no review
 //! waits for it. Unfinished scans expire after `pendingTtl`. Concurrent misses for
-//! one key make one scanner call; errors are not cached.
+//! one key make one scanner call, and every review waiting for it wakes at once when
+//! it ends; errors are not cached.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use moka::sync::Cache;
 use moka::Expiry;
 
 use super::digest_key::DigestKey;
@@ -63,13 +65,59 @@ impl Expiry<CacheKey, Entry> for ByStatus {
     }
 }
 
+/// A scanner call under way, awaited by every review that missed its key.
+type Fetching = Shared<BoxFuture<'static, Result<Arc<ScanSummary>, Arc<ScanError>>>>;
+
 #[derive(Clone)]
 pub struct SummaryCache {
     cache: Cache<CacheKey, Entry>,
     ttl: Duration,
     /// Keys whose check against the scanner is under way (one check per key).
     checking: Arc<Mutex<HashSet<CacheKey>>>,
+    /// Keys being fetched for the first time. Not moka's `try_get_with`: its waiters
+    /// wake one after another (each woken one wakes the next), so a thousand reviews
+    /// waiting for one digest were answered as a chain; a `Shared` wakes them all.
+    fetching: Arc<Mutex<HashMap<CacheKey, Fetching>>>,
     metrics: Arc<Metrics>,
+}
+
+/// What a background scanner call owns of its target.
+struct OwnedTarget {
+    image: ImageRef,
+    digest: String,
+}
+
+impl OwnedTarget {
+    fn new(target: &ScanTarget<'_>) -> OwnedTarget {
+        OwnedTarget {
+            image: target.image.clone(),
+            digest: target.digest.to_string(),
+        }
+    }
+
+    fn target(&self) -> ScanTarget<'_> {
+        ScanTarget {
+            image: &self.image,
+            digest: &self.digest,
+        }
+    }
+}
+
+/// Takes a key out of the in-flight map when its fetch ends, even by a panic, so a
+/// failed fetch is never awaited again.
+struct FetchDone {
+    fetching: Arc<Mutex<HashMap<CacheKey, Fetching>>>,
+    key: CacheKey,
+}
+
+impl Drop for FetchDone {
+    fn drop(&mut self) {
+        lock(&self.fetching).remove(&self.key);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SummaryCache {
@@ -84,6 +132,7 @@ impl SummaryCache {
             cache,
             ttl: config.ttl,
             checking: Arc::default(),
+            fetching: Arc::default(),
             metrics,
         }
     }
@@ -96,29 +145,102 @@ impl SummaryCache {
         scanner: &Arc<dyn Scanner>,
         target: &ScanTarget<'_>,
     ) -> Result<Arc<ScanSummary>, Arc<ScanError>> {
+        if let Some(summary) = self.cached(route, scanner, target) {
+            return Ok(summary);
+        }
         let key = CacheKey {
             route,
             digest: DigestKey::new(target.digest),
         };
-        if let Some(hit) = self.cache.get(&key).await {
-            self.metrics.cache_hit();
-            if hit.checked.elapsed() >= self.ttl {
-                self.check_later(key, scanner, target, hit.summary.clone());
-            }
-            return Ok(hit.summary);
-        }
         self.metrics.cache_miss();
-        // Boxed: the miss path's future is large, and a review's futures are built
-        // and moved for every image, hit or miss.
-        Box::pin(self.cache.try_get_with(key, async {
-            let summary = fetch(&self.metrics, scanner.as_ref(), target).await?;
-            Ok(Entry {
-                summary,
-                checked: Instant::now(),
+        let mut unless_cached = true;
+        loop {
+            match self.join_or_start(&key, scanner, target, unless_cached) {
+                Some(fetching) => return fetching.await,
+                None => {
+                    if let Some(hit) = self.cache.get(&key) {
+                        return Ok(hit.summary);
+                    }
+                }
+            }
+            // Cached a moment ago and purged or evicted since: fetch it.
+            unless_cached = false;
+        }
+    }
+
+    /// The cached summary, without waiting: what most reviews are decided from. A hit
+    /// older than `ttl` is checked against the scanner in the background. Misses are
+    /// counted by [`SummaryCache::get_or_fetch`], which the caller goes on to.
+    pub fn cached(
+        &self,
+        route: usize,
+        scanner: &Arc<dyn Scanner>,
+        target: &ScanTarget<'_>,
+    ) -> Option<Arc<ScanSummary>> {
+        let key = CacheKey {
+            route,
+            digest: DigestKey::new(target.digest),
+        };
+        let hit = self.cache.get(&key)?;
+        self.metrics.cache_hit();
+        if hit.checked.elapsed() >= self.ttl {
+            self.check_later(key, scanner, target, hit.summary.clone());
+        }
+        Some(hit.summary)
+    }
+
+    /// The fetch under way for `key`, or a new one; `None` when `unless_cached` and
+    /// the entry landed since the caller missed it.
+    fn join_or_start(
+        &self,
+        key: &CacheKey,
+        scanner: &Arc<dyn Scanner>,
+        target: &ScanTarget<'_>,
+        unless_cached: bool,
+    ) -> Option<Fetching> {
+        let mut fetching = lock(&self.fetching);
+        if let Some(under_way) = fetching.get(key) {
+            return Some(under_way.clone());
+        }
+        // A fetch inserts its entry before it leaves the map: a key in neither is
+        // being fetched by nobody.
+        if unless_cached && self.cache.contains_key(key) {
+            return None;
+        }
+        let done = FetchDone {
+            fetching: Arc::clone(&self.fetching),
+            key: key.clone(),
+        };
+        let this = self.clone();
+        let kind = scanner.kind();
+        let scanner = Arc::clone(scanner);
+        let owned = OwnedTarget::new(target);
+        // A task of its own: the call goes on when the reviews that asked give up
+        // at their deadline, and its answer is cached for the next ones.
+        let task = tokio::spawn(async move {
+            let result = fetch(&this.metrics, scanner.as_ref(), &owned.target()).await;
+            if let Ok(summary) = &result {
+                let entry = Entry {
+                    summary: Arc::clone(summary),
+                    checked: Instant::now(),
+                };
+                this.cache.insert(done.key.clone(), entry);
+            }
+            drop(done);
+            result.map_err(Arc::new)
+        });
+        let shared = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(Arc::new(ScanError::Unavailable {
+                    scanner: kind,
+                    message: format!("the scanner call ended without an answer: {e}"),
+                }))
             })
-        }))
-        .await
-        .map(|e| e.summary)
+        }
+        .boxed()
+        .shared();
+        fetching.insert(key.clone(), shared.clone());
+        Some(shared)
     }
 
     /// Asks the scanner again, in the background, and replaces the entry when the
@@ -131,57 +253,48 @@ impl SummaryCache {
         cached: Arc<ScanSummary>,
     ) {
         {
-            let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+            let mut checking = lock(&self.checking);
             if !checking.insert(key.clone()) {
                 return;
             }
         }
         let this = self.clone();
         let scanner = Arc::clone(scanner);
-        let image: ImageRef = target.image.clone();
-        let digest = target.digest.to_string();
+        let owned = OwnedTarget::new(target);
         tokio::spawn(async move {
-            let target = ScanTarget {
-                image: &image,
-                digest: &digest,
-            };
-            let (summary, result) = match fetch(&this.metrics, scanner.as_ref(), &target).await {
-                Ok(fresh) if *fresh == *cached => (cached, RefreshResult::Unchanged),
-                Ok(fresh) => {
-                    tracing::info!(
-                        scanner = scanner.kind(),
-                        digest = %digest,
-                        status = fresh.status.as_str(),
-                        "the scanner has a newer scan: cached summary replaced"
-                    );
-                    (fresh, RefreshResult::Changed)
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        scanner = scanner.kind(),
-                        error = %e,
-                        "checking a cached summary failed; it stays in use until the next check"
-                    );
-                    (cached, RefreshResult::Failed)
-                }
-            };
+            let (summary, result) =
+                match fetch(&this.metrics, scanner.as_ref(), &owned.target()).await {
+                    Ok(fresh) if *fresh == *cached => (cached, RefreshResult::Unchanged),
+                    Ok(fresh) => {
+                        tracing::info!(
+                            scanner = scanner.kind(),
+                            digest = %owned.digest,
+                            status = fresh.status.as_str(),
+                            "the scanner has a newer scan: cached summary replaced"
+                        );
+                        (fresh, RefreshResult::Changed)
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            scanner = scanner.kind(),
+                            error = %e,
+                            "checking a cached summary failed; it stays in use until the next check"
+                        );
+                        (cached, RefreshResult::Failed)
+                    }
+                };
             this.metrics.cache_refresh(result);
             // Not if it was purged or evicted meanwhile: that was someone's intent.
             if this.cache.contains_key(&key) {
-                this.cache
-                    .insert(
-                        key.clone(),
-                        Entry {
-                            summary,
-                            checked: Instant::now(),
-                        },
-                    )
-                    .await;
+                this.cache.insert(
+                    key.clone(),
+                    Entry {
+                        summary,
+                        checked: Instant::now(),
+                    },
+                );
             }
-            this.checking
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
+            lock(&this.checking).remove(&key);
         });
     }
 
@@ -189,7 +302,7 @@ impl SummaryCache {
     /// entries were dropped.
     pub async fn purge(&self, digest: Option<&str>) -> u64 {
         // Evictions are applied lazily; settle them so the count is what is held.
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         let keys: Vec<Arc<CacheKey>> = self
             .cache
             .iter()
@@ -197,13 +310,13 @@ impl SummaryCache {
             .map(|(k, _)| k)
             .collect();
         for key in &keys {
-            self.cache.invalidate(key.as_ref()).await;
+            self.cache.invalidate(key.as_ref());
         }
         keys.len() as u64
     }
 
     pub async fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
 }

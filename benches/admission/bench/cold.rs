@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -43,6 +43,11 @@ pub struct ColdResult {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// When the scanner was called and when it answered, from the burst's release.
+    pub scanner_called_ms: f64,
+    pub scanner_answered_ms: f64,
+    /// From the scanner's answer until the last review was answered.
+    pub last_answer_after_scanner_ms: f64,
     /// The same burst with the digest cached.
     pub warm_p50_ms: f64,
     pub warm_p99_ms: f64,
@@ -74,6 +79,8 @@ pub fn engine(files: &Files, scanner: Arc<dyn Scanner>) -> Result<Engine> {
 pub struct SlowScanner {
     pub latency: Duration,
     pub calls: Arc<AtomicU64>,
+    /// When the last call started and when it answered.
+    pub last_call: Arc<Mutex<Option<(Instant, Instant)>>>,
 }
 
 #[async_trait]
@@ -87,7 +94,11 @@ impl Scanner for SlowScanner {
         _target: &ScanTarget<'_>,
     ) -> std::result::Result<ScanSummary, ScanError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let called = Instant::now();
         tokio::time::sleep(self.latency).await;
+        if let Ok(mut last) = self.last_call.lock() {
+            *last = Some((called, Instant::now()));
+        }
         let mut summary = ScanSummary::status_only("bench", ScanStatus::Complete);
         summary.counts = SeverityCounts::zero();
         Ok(summary)
@@ -96,11 +107,13 @@ impl Scanner for SlowScanner {
 
 pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<ColdResult> {
     let calls = Arc::new(AtomicU64::new(0));
+    let last_call = Arc::new(Mutex::new(None));
     let engine = engine(
         files,
         Arc::new(SlowScanner {
             latency,
             calls: Arc::clone(&calls),
+            last_call: Arc::clone(&last_call),
         }),
     )?;
     let cert = ReloadingCert::load(&files.cert, &files.key)?;
@@ -143,6 +156,13 @@ pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<Col
     let _ = stop_tx.send(());
     let _ = tokio::task::spawn_blocking(move || server.join()).await;
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let since =
+        |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1000.0;
+    let (called, answered) = last_call
+        .lock()
+        .ok()
+        .and_then(|l| *l)
+        .ok_or("the cold burst never called the scanner")?;
     Ok(ColdResult {
         reviews,
         connections: CONNECTIONS,
@@ -151,13 +171,18 @@ pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<Col
         p50_ms: ms(&cold.0, 0.5),
         p99_ms: ms(&cold.0, 0.99),
         max_ms: ms(&cold.0, 1.0),
+        scanner_called_ms: since(cold.2, called),
+        scanner_answered_ms: since(cold.2, answered),
+        last_answer_after_scanner_ms: since(answered, cold.3),
         warm_p50_ms: ms(&warm.0, 0.5),
         warm_p99_ms: ms(&warm.0, 0.99),
     })
 }
 
 /// `reviews` reviews of `image`, released at once over the open connections: the
-/// latency of each from release to full answer, and how many failed.
+/// latency of each from release to full answer, how many failed, when they were
+/// released and when the last answer came. Answers are checked after the burst, so
+/// the client's own reading does not delay the clocks of the reviews still waiting.
 async fn burst(
     senders: &[client::Sender],
     target: &Target,
@@ -165,8 +190,8 @@ async fn burst(
     image: &str,
     reviews: usize,
     label: &str,
-) -> Result<(hdrhistogram::Histogram<u64>, u64)> {
-    let barrier = Arc::new(Barrier::new(reviews));
+) -> Result<(hdrhistogram::Histogram<u64>, u64, Instant, Instant)> {
+    let barrier = Arc::new(Barrier::new(reviews + 1));
     let mut tasks = Vec::with_capacity(reviews);
     for i in 0..reviews {
         let Some(mut sender) = senders[i % senders.len()].share() else {
@@ -184,23 +209,28 @@ async fn burst(
             barrier.wait().await;
             let t0 = Instant::now();
             let result = sender.send(&target, body).await;
-            let micros = t0.elapsed().as_micros() as u64;
-            let ok = match result {
-                Ok((status, bytes)) if status.is_success() => {
-                    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                    answer["response"]["allowed"] == json!(true)
-                }
-                _ => false,
-            };
-            (micros, ok)
+            let done = Instant::now();
+            (done.saturating_duration_since(t0), done, result.ok())
         }));
+    }
+    let released = Instant::now();
+    barrier.wait().await;
+    let mut answers = Vec::with_capacity(reviews);
+    for task in tasks {
+        answers.push(task.await?);
     }
     let mut histogram = client::new_histogram()?;
     let mut errors = 0;
-    for task in tasks {
-        let (micros, ok) = task.await?;
-        histogram.saturating_record(micros.max(1));
+    let mut last = released;
+    for (latency, done, answer) in answers {
+        histogram.saturating_record((latency.as_micros() as u64).max(1));
+        last = last.max(done);
+        let ok = answer.is_some_and(|(status, bytes)| {
+            status.is_success()
+                && serde_json::from_slice::<Value>(&bytes)
+                    .is_ok_and(|a| a["response"]["allowed"] == json!(true))
+        });
         errors += u64::from(!ok);
     }
-    Ok((histogram, errors))
+    Ok((histogram, errors, released, last))
 }

@@ -25,6 +25,7 @@ pub async fn run(files: &Files, iterations: usize) -> Result<Vec<DecideRow>> {
         Arc::new(SlowScanner {
             latency: Duration::ZERO,
             calls: Arc::new(AtomicU64::new(0)),
+            last_call: Arc::default(),
         }),
     )?;
     let mut rows = Vec::new();

@@ -166,8 +166,8 @@ pub fn run(options: &Options) -> Result<Report> {
             options.scanner_latency,
         ))?;
         eprintln!(
-            "cold path: {} reviews, {} scanner call(s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the same burst cached: p50 {:.2} ms, p99 {:.2} ms",
-            cold.reviews, cold.scanner_calls, cold.p50_ms, cold.p99_ms, cold.max_ms, cold.warm_p50_ms, cold.warm_p99_ms
+            "cold path: {} reviews, {} scanner call(s) (called at {:.2} ms, answered at {:.2} ms, last review answered {:.2} ms later), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the same burst cached: p50 {:.2} ms, p99 {:.2} ms",
+            cold.reviews, cold.scanner_calls, cold.scanner_called_ms, cold.scanner_answered_ms, cold.last_answer_after_scanner_ms, cold.p50_ms, cold.p99_ms, cold.max_ms, cold.warm_p50_ms, cold.warm_p99_ms
         );
         Some(cold)
     } else {
