@@ -347,6 +347,8 @@ mod tests {
         high: AtomicU64,
         down: std::sync::atomic::AtomicBool,
         calls: AtomicUsize,
+        /// How long each call takes, in milliseconds.
+        latency_ms: AtomicU64,
     }
 
     #[async_trait]
@@ -356,6 +358,8 @@ mod tests {
         }
         async fn summary(&self, _t: &ScanTarget<'_>) -> Result<ScanSummary, ScanError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            let latency = self.latency_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(latency)).await;
             if self.down.load(Ordering::SeqCst) {
                 return Err(ScanError::Unavailable {
                     scanner: "test",
@@ -379,16 +383,73 @@ mod tests {
     }
 
     async fn highs(cache: &SummaryCache, scanner: &Arc<dyn Scanner>) -> Option<u64> {
+        match lookup(cache, scanner).await {
+            Ok(s) => s.counts.high,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    async fn lookup(
+        cache: &SummaryCache,
+        scanner: &Arc<dyn Scanner>,
+    ) -> Result<Arc<ScanSummary>, Arc<ScanError>> {
         let image = ImageRef::parse("registry.example.com/app:1").unwrap();
         let digest = format!("sha256:{}", "a".repeat(64));
         let target = ScanTarget {
             image: &image,
             digest: &digest,
         };
-        match cache.get_or_fetch(0, scanner, &target).await {
-            Ok(s) => s.counts.high,
-            Err(e) => panic!("{e}"),
+        cache.get_or_fetch(0, scanner, &target).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_make_one_call_and_all_get_its_answer() {
+        let (cache, _) = cache(Duration::from_secs(3600));
+        let changing = Arc::new(Changing::default());
+        changing.high.store(2, Ordering::SeqCst);
+        changing.latency_ms.store(50, Ordering::SeqCst);
+        let scanner: Arc<dyn Scanner> = changing.clone();
+        let waiting: Vec<_> = (0..200)
+            .map(|_| {
+                let (cache, scanner) = (cache.clone(), Arc::clone(&scanner));
+                tokio::spawn(async move { highs(&cache, &scanner).await })
+            })
+            .collect();
+        for review in waiting {
+            assert_eq!(review.await.unwrap(), Some(2));
         }
+        assert_eq!(changing.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_outlives_the_reviews_that_gave_up_and_its_answer_is_cached() {
+        let (cache, _) = cache(Duration::from_secs(3600));
+        let changing = Arc::new(Changing::default());
+        changing.latency_ms.store(100, Ordering::SeqCst);
+        let scanner: Arc<dyn Scanner> = changing.clone();
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), highs(&cache, &scanner)).await;
+        assert!(gave_up.is_err(), "the scanner answers after 100 ms");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        changing.latency_ms.store(0, Ordering::SeqCst);
+        changing.high.store(7, Ordering::SeqCst);
+        // The first call's answer (0 highs), from the cache: no second call.
+        assert_eq!(highs(&cache, &scanner).await, Some(0));
+        assert_eq!(changing.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_not_cached() {
+        let (cache, _) = cache(Duration::from_secs(3600));
+        let changing = Arc::new(Changing::default());
+        changing.down.store(true, Ordering::SeqCst);
+        let scanner: Arc<dyn Scanner> = changing.clone();
+        let failed = lookup(&cache, &scanner).await;
+        assert!(failed.is_err_and(|e| e.to_string().contains("test unavailable: down")));
+        changing.down.store(false, Ordering::SeqCst);
+        changing.high.store(1, Ordering::SeqCst);
+        assert_eq!(highs(&cache, &scanner).await, Some(1));
+        assert_eq!(changing.calls.load(Ordering::SeqCst), 2);
     }
 
     /// Polls until `f` holds (the check runs in the background).
