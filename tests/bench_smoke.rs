@@ -83,6 +83,16 @@ fn admission_benchmark_smoke_writes_every_row() {
     assert_eq!(cold["errors"], 0);
     assert!(cold["p99_ms"].is_number());
     assert!(cold["warm_p99_ms"].is_number());
+    // The burst's timeline: the scanner sleeps 50 ms between its call and its answer.
+    let called = cold["scanner_called_ms"].as_f64().unwrap_or(f64::NAN);
+    let answered = cold["scanner_answered_ms"].as_f64().unwrap_or(f64::NAN);
+    assert!(answered - called >= 50.0, "{cold}");
+    assert!(
+        cold["last_answer_after_scanner_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms >= 0.0),
+        "{cold}"
+    );
     let decision = json["decision"].as_array().expect("decision rows");
     assert_eq!(decision.len(), bench::CONTAINERS.len());
     assert!(decision
