@@ -53,6 +53,36 @@ pub struct ColdResult {
     pub warm_p99_ms: f64,
 }
 
+impl ColdResult {
+    /// One line for the progress output and the report.
+    pub fn summary(&self) -> String {
+        format!(
+            "cold path: {} concurrent reviews of one uncached digest over {} h2 connections: {} scanner call(s) (called {:.2} ms after release, answered at {:.2} ms, last review answered {:.2} ms after that), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors; the same burst cached: p50 {:.2} ms, p99 {:.2} ms",
+            self.reviews,
+            self.connections,
+            self.scanner_calls,
+            self.scanner_called_ms,
+            self.scanner_answered_ms,
+            self.last_answer_after_scanner_ms,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.errors,
+            self.warm_p50_ms,
+            self.warm_p99_ms
+        )
+    }
+}
+
+/// What one burst measured.
+struct Burst {
+    /// Each review's latency from release to full answer, in microseconds.
+    latencies: hdrhistogram::Histogram<u64>,
+    errors: u64,
+    released: Instant,
+    last_answer: Instant,
+}
+
 /// An engine on the benchmark's namespaces whose only scanner is `scanner`.
 pub fn engine(files: &Files, scanner: Arc<dyn Scanner>) -> Result<Engine> {
     let yaml = format!(
@@ -167,21 +197,19 @@ pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<Col
         reviews,
         connections: CONNECTIONS,
         scanner_calls: calls.load(Ordering::SeqCst),
-        errors: cold.1 + warm.1,
-        p50_ms: ms(&cold.0, 0.5),
-        p99_ms: ms(&cold.0, 0.99),
-        max_ms: ms(&cold.0, 1.0),
-        scanner_called_ms: since(cold.2, called),
-        scanner_answered_ms: since(cold.2, answered),
-        last_answer_after_scanner_ms: since(answered, cold.3),
-        warm_p50_ms: ms(&warm.0, 0.5),
-        warm_p99_ms: ms(&warm.0, 0.99),
+        errors: cold.errors + warm.errors,
+        p50_ms: ms(&cold.latencies, 0.5),
+        p99_ms: ms(&cold.latencies, 0.99),
+        max_ms: ms(&cold.latencies, 1.0),
+        scanner_called_ms: since(cold.released, called),
+        scanner_answered_ms: since(cold.released, answered),
+        last_answer_after_scanner_ms: since(answered, cold.last_answer),
+        warm_p50_ms: ms(&warm.latencies, 0.5),
+        warm_p99_ms: ms(&warm.latencies, 0.99),
     })
 }
 
-/// `reviews` reviews of `image`, released at once over the open connections: the
-/// latency of each from release to full answer, how many failed, when they were
-/// released and when the last answer came. Answers are checked after the burst, so
+/// `reviews` reviews of `image`, released at once over the open connections. Answers are checked after the burst, so
 /// the client's own reading does not delay the clocks of the reviews still waiting.
 async fn burst(
     senders: &[client::Sender],
@@ -190,7 +218,7 @@ async fn burst(
     image: &str,
     reviews: usize,
     label: &str,
-) -> Result<(hdrhistogram::Histogram<u64>, u64, Instant, Instant)> {
+) -> Result<Burst> {
     let barrier = Arc::new(Barrier::new(reviews + 1));
     let mut tasks = Vec::with_capacity(reviews);
     for i in 0..reviews {
@@ -219,12 +247,12 @@ async fn burst(
     for task in tasks {
         answers.push(task.await?);
     }
-    let mut histogram = client::new_histogram()?;
+    let mut latencies = client::new_histogram()?;
     let mut errors = 0;
-    let mut last = released;
+    let mut last_answer = released;
     for (latency, done, answer) in answers {
-        histogram.saturating_record((latency.as_micros() as u64).max(1));
-        last = last.max(done);
+        latencies.saturating_record((latency.as_micros() as u64).max(1));
+        last_answer = last_answer.max(done);
         let ok = answer.is_some_and(|(status, bytes)| {
             status.is_success()
                 && serde_json::from_slice::<Value>(&bytes)
@@ -232,5 +260,10 @@ async fn burst(
         });
         errors += u64::from(!ok);
     }
-    Ok((histogram, errors, released, last))
+    Ok(Burst {
+        latencies,
+        errors,
+        released,
+        last_answer,
+    })
 }

@@ -165,10 +165,7 @@ pub fn run(options: &Options) -> Result<Report> {
             options.cold_reviews,
             options.scanner_latency,
         ))?;
-        eprintln!(
-            "cold path: {} reviews, {} scanner call(s) (called at {:.2} ms, answered at {:.2} ms, last review answered {:.2} ms later), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the same burst cached: p50 {:.2} ms, p99 {:.2} ms",
-            cold.reviews, cold.scanner_calls, cold.scanner_called_ms, cold.scanner_answered_ms, cold.last_answer_after_scanner_ms, cold.p50_ms, cold.p99_ms, cold.max_ms, cold.warm_p50_ms, cold.warm_p99_ms
-        );
+        eprintln!("{}", cold.summary());
         Some(cold)
     } else {
         None
@@ -468,22 +465,7 @@ impl Report {
             "vulngate RSS after the matrix: {:.1} MiB",
             kib_to_mib(self.vulngate_rss_kib)
         );
-        let _ = writeln!(
-            s,
-            "cold path: {} concurrent reviews of one uncached digest over {} h2 connections: {} scanner call(s) (called {:.2} ms after release, answered at {:.2} ms, last review answered {:.2} ms after that), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors; the same burst cached: p50 {:.2} ms, p99 {:.2} ms",
-            self.cold.reviews,
-            self.cold.connections,
-            self.cold.scanner_calls,
-            self.cold.scanner_called_ms,
-            self.cold.scanner_answered_ms,
-            self.cold.last_answer_after_scanner_ms,
-            self.cold.p50_ms,
-            self.cold.p99_ms,
-            self.cold.max_ms,
-            self.cold.errors,
-            self.cold.warm_p50_ms,
-            self.cold.warm_p99_ms
-        );
+        let _ = writeln!(s, "{}", self.cold.summary());
         for d in &self.decide {
             let _ = writeln!(
                 s,
