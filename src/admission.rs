@@ -108,7 +108,14 @@ pub struct Request<'a> {
 /// Decodes a review. Errors only for what leaves no uid to answer to.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, BadReview> {
     // One typed pass reads nearly every review; the raw pass below is for the rest.
-    if let Ok(review) = serde_json::from_slice::<ReviewIn<ObjectLite>>(body) {
+    // JSON is UTF-8: checked once for the whole body, serde_json need not check each
+    // string it borrows (a fifth of the decoding). A body that is not UTF-8 is left
+    // to serde_json, which rejects it only where it reads a bad string.
+    let typed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<ReviewIn<ObjectLite>>(text),
+        Err(_) => serde_json::from_slice::<ReviewIn<ObjectLite>>(body),
+    };
+    if let Ok(review) = typed {
         return checked(review, |o| Ok(Some(o)), Some);
     }
     let review: ReviewIn<&RawValue> = serde_json::from_slice(body)
