@@ -26,19 +26,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let now = time::OffsetDateTime::now_utc();
-        write!(
-            writer,
-            "{{\"timestamp\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\",\"level\":\"{}\"",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            now.microsecond(),
-            event.metadata().level()
-        )?;
+        writer.write_str("{\"timestamp\":\"")?;
+        writer.write_str(&timestamp(time::OffsetDateTime::now_utc()))?;
+        write!(writer, "\",\"level\":\"{}\"", event.metadata().level())?;
         let mut fields = FieldWriter {
             writer: &mut writer,
             log_target: None,
@@ -49,10 +39,45 @@ where
         // Records bridged from the `log` crate carry their real target as a field.
         let target = fields
             .log_target
-            .unwrap_or_else(|| event.metadata().target().to_string());
+            .as_deref()
+            .unwrap_or_else(|| event.metadata().target());
         writer.write_str(",\"target\":")?;
-        write_string(&mut writer, &target)?;
+        write_string(&mut writer, target)?;
         writer.write_str("}\n")
+    }
+}
+
+/// `2026-12-02T07:04:08.123456Z`, written digit by digit: the formatting machinery
+/// took longer than the rest of the line's fixed part.
+fn timestamp(now: time::OffsetDateTime) -> TimestampText {
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for i in (at..at + width).rev() {
+            if let Some(digit) = text.get_mut(i) {
+                *digit = b'0' + (value % 10) as u8;
+            }
+            value /= 10;
+        }
+    };
+    // Years outside 0..=9999 cannot come from the system clock of a running server.
+    put(0, 4, now.year().clamp(0, 9999) as u32);
+    put(5, 2, u8::from(now.month()).into());
+    put(8, 2, now.day().into());
+    put(11, 2, now.hour().into());
+    put(14, 2, now.minute().into());
+    put(17, 2, now.second().into());
+    put(20, 6, now.microsecond());
+    TimestampText(text)
+}
+
+struct TimestampText([u8; 27]);
+
+impl std::ops::Deref for TimestampText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00.000000Z")
     }
 }
 
@@ -171,6 +196,14 @@ mod tests {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        let at = time::macros::datetime!(2026-02-03 04:05:06.000789 UTC);
+        assert_eq!(&*timestamp(at), "2026-02-03T04:05:06.000789Z");
+        let at = time::macros::datetime!(1999-12-31 23:59:59.999999 UTC);
+        assert_eq!(&*timestamp(at), "1999-12-31T23:59:59.999999Z");
     }
 
     #[test]
