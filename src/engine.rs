@@ -2,7 +2,7 @@
 //! and scan summary, concurrently under one deadline -> allowed, warned or denied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use crate::namespaces::NamespaceSource;
 use crate::policy::allowlist::{self, AllowEntry};
 use crate::policy::{judge, Limit, NamespacePolicy, PolicyCache, Source, Violation};
 use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
-use crate::scan::cache::SummaryCache;
+use crate::scan::cache::{CacheKey, SummaryCache};
 use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter, SeverityCounts};
 
 /// Longest list of offending images spelled out in one message (and of warnings).
@@ -139,7 +139,7 @@ pub struct PodJudgement<'a> {
 
 /// One pod's containers to judge, and where they come from.
 struct PodUnderReview<'p, 'c> {
-    subject: &'p str,
+    subject: Subject<'p>,
     namespace: &'p str,
     containers: &'p [ContainerImage<'c>],
     /// Where the pod's pull credentials come from; read only when a tag is resolved.
@@ -148,6 +148,40 @@ struct PodUnderReview<'p, 'c> {
     deadline: TokioInstant,
     /// Report each container's result (audit), or only the pod's verdict (admission).
     per_container: bool,
+}
+
+/// What a verdict's messages name; written out only when a message is (most
+/// reviews are allowed without one).
+#[derive(Debug, Clone, Copy)]
+enum Subject<'a> {
+    Object {
+        kind: &'a str,
+        namespace: &'a str,
+        name: Option<&'a str>,
+    },
+    Images {
+        namespace: &'a str,
+    },
+    Named(&'a str),
+}
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Object {
+                kind,
+                namespace,
+                name: Some(name),
+            } => write!(f, "{kind} {namespace}/{name}"),
+            Subject::Object {
+                kind,
+                namespace,
+                name: None,
+            } => write!(f, "{kind} in namespace {namespace}"),
+            Subject::Images { namespace } => write!(f, "images for namespace {namespace}"),
+            Subject::Named(subject) => f.write_str(subject),
+        }
+    }
 }
 
 /// The effect of an outcome under the namespace's rules.
@@ -302,9 +336,10 @@ impl Engine {
                 return allow_unjudged("the update adds or changes no image".into());
             }
         }
-        let subject = match request.name.as_deref().or(object.metadata.name.as_deref()) {
-            Some(name) => format!("{kind} {namespace}/{name}"),
-            None => format!("{kind} in namespace {namespace}"),
+        let subject = Subject::Object {
+            kind,
+            namespace,
+            name: request.name.as_deref().or(object.metadata.name.as_deref()),
         };
         let origin = Origin {
             controller: (kind == "Pod" && request.operation == "CREATE")
@@ -313,7 +348,7 @@ impl Engine {
             dry_run: request.dry_run,
         };
         let pod = PodUnderReview {
-            subject: &subject,
+            subject,
             namespace,
             containers: &containers,
             spec: Some(spec),
@@ -343,7 +378,7 @@ impl Engine {
         }
         let deadline = TokioInstant::now() + self.deadline;
         let pod = PodUnderReview {
-            subject,
+            subject: Subject::Named(subject),
             namespace,
             containers: &containers,
             spec: Some(spec),
@@ -376,9 +411,8 @@ impl Engine {
             })
             .collect();
         let deadline = TokioInstant::now() + self.deadline;
-        let subject = format!("images for namespace {namespace}");
         let pod = PodUnderReview {
-            subject: &subject,
+            subject: Subject::Images { namespace },
             namespace,
             containers: &containers,
             spec: None,
@@ -422,7 +456,7 @@ impl Engine {
                 // Without the namespace's annotations its limits are unknown: a backend error.
                 let policy =
                     NamespacePolicy::resolve(&self.policy, &self.accepted, namespace, None, now);
-                let verdict = self.on_error_verdict(&policy, subject, &e.to_string());
+                let verdict = self.on_error_verdict(&policy, &subject, &e.to_string());
                 let mut results = unjudged(containers, &e.to_string());
                 let status = ContainerVerdict::of(&verdict);
                 results.iter_mut().for_each(|r| r.verdict = status);
@@ -439,10 +473,13 @@ impl Engine {
         let (distinct, image_of_container) = distinct_images(containers);
         // Most images are decided from the summary cache, with no future to build;
         // the rest wait for registries and scanners, within the deadline.
+        let clock = Instant::now();
+        let mut hits = 0;
         let mut outcomes: Vec<Option<Outcome>> = distinct
             .iter()
-            .map(|image| self.evaluate_now(image, &policy, now))
+            .map(|image| self.evaluate_now(image, &policy, now, clock, &mut hits))
             .collect();
+        self.metrics.cache_hits(hits);
         let waiting: Vec<usize> = (0..outcomes.len())
             .filter(|&i| outcomes[i].is_none())
             .collect();
@@ -622,6 +659,11 @@ impl Engine {
                 unenforceable,
                 notes,
                 ..
+            } if unenforceable.is_empty() && notes.is_empty() => (Effect::Allow, None),
+            Outcome::Passed {
+                unenforceable,
+                notes,
+                ..
             } => {
                 let text = [describe_unenforceable(unenforceable), notes.join("; ")]
                     .into_iter()
@@ -670,7 +712,12 @@ impl Engine {
         }
     }
 
-    fn on_error_verdict(&self, policy: &NamespacePolicy, subject: &str, message: &str) -> Verdict {
+    fn on_error_verdict(
+        &self,
+        policy: &NamespacePolicy,
+        subject: &dyn fmt::Display,
+        message: &str,
+    ) -> Verdict {
         let text = format!("vulngate could not judge {subject}: {message}");
         let deny = self.policy.defaults.on_error == OnError::Deny && policy.mode == Mode::Enforce;
         if deny {
@@ -712,25 +759,35 @@ impl Engine {
 
     /// An image's outcome when nothing needs waiting for: decided by [`Engine::locate`],
     /// or a digest whose summary is cached. `None`: [`Engine::evaluate`] it.
+    /// Summary cache hits are added to `hits`.
     fn evaluate_now(
         &self,
         written: &str,
         policy: &NamespacePolicy,
         now: time::OffsetDateTime,
+        clock: Instant,
+        hits: &mut u64,
     ) -> Option<Outcome> {
         let (image, route) = match self.locate(written, policy) {
             Located::Decided(outcome) => return Some(outcome),
             Located::Routed(image, route) => (image, route),
         };
-        let digest = image.digest.as_deref()?;
+        let (Some(digest), Some(key)) = (image.digest.as_deref(), &image.digest_key) else {
+            return None;
+        };
         let target = ScanTarget {
             image: &image,
             digest,
         };
-        let summary = self.cache.cached(route.index, &route.scanner, &target)?;
+        let key = CacheKey {
+            route: route.index,
+            digest: key.clone(),
+        };
+        let summary = self.cache.cached(&key, &route.scanner, &target, clock)?;
+        *hits += 1;
         Some(match summary.status {
             ScanStatus::Complete => {
-                judge_scans(policy, digest.to_string(), vec![(None, summary)], now)
+                judge_scans(policy, digest.to_string(), &[(None, summary)], now)
             }
             _ => unscanned(digest, &summary),
         })
@@ -802,7 +859,7 @@ impl Engine {
             (_, ScanStatus::Complete) => vec![(None, summary)],
             _ => return unscanned(&digest, &summary),
         };
-        judge_scans(policy, digest, judged, now)
+        judge_scans(policy, digest, &judged, now)
     }
 
     async fn resolve_tag(
@@ -865,12 +922,12 @@ impl Engine {
 fn judge_scans(
     policy: &NamespacePolicy,
     digest: String,
-    judged: Vec<(Option<String>, Arc<ScanSummary>)>,
+    judged: &[(Option<String>, Arc<ScanSummary>)],
     now: time::OffsetDateTime,
 ) -> Outcome {
     let mut age_notes = Vec::new();
     if let Some(max_age) = policy.max_scan_age {
-        for (_, summary) in &judged {
+        for (_, summary) in judged {
             match summary.finished_at {
                     Some(finished) if now - finished > max_age => {
                         return Outcome::Unscanned {
@@ -891,7 +948,7 @@ fn judge_scans(
                 }
         }
     }
-    let mut outcome = judge_platforms(policy, digest, &judged, now);
+    let mut outcome = judge_platforms(policy, digest, judged, now);
     if let Outcome::Passed { notes, .. } | Outcome::OverLimit { notes, .. } = &mut outcome {
         age_notes.dedup();
         notes.extend(age_notes);

@@ -7,6 +7,8 @@ use std::sync::{Arc, RwLock};
 
 use oci_client::Reference;
 
+use crate::scan::digest_key::DigestKey;
+
 /// A parsed, normalized image reference (`nginx` is `docker.io/library/nginx:latest`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
@@ -17,6 +19,8 @@ pub struct ImageRef {
     pub tag: Option<String>,
     /// `sha256:<hex>` when the reference carries one (it then wins over the tag).
     pub digest: Option<String>,
+    /// The digest as the summary cache's key, parsed once with the reference.
+    pub digest_key: Option<DigestKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +67,7 @@ impl ImageRef {
             registry: parsed.registry().to_string(),
             repository: parsed.repository().to_string(),
             tag,
+            digest_key: digest.as_deref().map(DigestKey::new),
             digest,
         })
     }

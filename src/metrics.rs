@@ -212,8 +212,12 @@ impl Metrics {
         self.decision_seconds.observe(elapsed.as_secs_f64());
     }
 
-    pub fn cache_hit(&self) {
-        self.cache_hits.inc();
+    /// Hits are added once per review, not per image: the counter is shared by
+    /// every worker thread.
+    pub fn cache_hits(&self, hits: u64) {
+        if hits > 0 {
+            self.cache_hits.inc_by(hits);
+        }
     }
 
     pub fn cache_miss(&self) {

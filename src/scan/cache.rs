@@ -145,13 +145,14 @@ impl SummaryCache {
         scanner: &Arc<dyn Scanner>,
         target: &ScanTarget<'_>,
     ) -> Result<Arc<ScanSummary>, Arc<ScanError>> {
-        if let Some(summary) = self.cached(route, scanner, target) {
-            return Ok(summary);
-        }
         let key = CacheKey {
             route,
             digest: DigestKey::new(target.digest),
         };
+        if let Some(summary) = self.cached(&key, scanner, target, Instant::now()) {
+            self.metrics.cache_hits(1);
+            return Ok(summary);
+        }
         self.metrics.cache_miss();
         let mut unless_cached = true;
         loop {
@@ -168,23 +169,21 @@ impl SummaryCache {
         }
     }
 
-    /// The cached summary, without waiting: what most reviews are decided from. A hit
-    /// older than `ttl` is checked against the scanner in the background. Misses are
+    /// The cached summary of `key` (the digest of `target`), without waiting: what
+    /// most reviews are decided from. A hit older than `ttl` at `now` is checked
+    /// against the scanner in the background. Neither hits nor misses are counted
+    /// here: a review counts its hits once ([`Metrics::cache_hits`]), and misses are
     /// counted by [`SummaryCache::get_or_fetch`], which the caller goes on to.
     pub fn cached(
         &self,
-        route: usize,
+        key: &CacheKey,
         scanner: &Arc<dyn Scanner>,
         target: &ScanTarget<'_>,
+        now: Instant,
     ) -> Option<Arc<ScanSummary>> {
-        let key = CacheKey {
-            route,
-            digest: DigestKey::new(target.digest),
-        };
-        let hit = self.cache.get(&key)?;
-        self.metrics.cache_hit();
-        if hit.checked.elapsed() >= self.ttl {
-            self.check_later(key, scanner, target, hit.summary.clone());
+        let hit = self.cache.get(key)?;
+        if now.saturating_duration_since(hit.checked) >= self.ttl {
+            self.check_later(key.clone(), scanner, target, hit.summary.clone());
         }
         Some(hit.summary)
     }
