@@ -282,7 +282,8 @@ impl Engine {
             operation = %request.operation,
             result,
             elapsed_us = elapsed.as_micros() as u64,
-            message = verdict.message.as_deref().unwrap_or(""),
+            // Not `message`: that is the event's own name, "review".
+            reason = verdict.message.as_deref().unwrap_or(""),
             "review"
         );
         Ok(admission::encode(

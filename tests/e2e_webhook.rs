@@ -498,15 +498,21 @@ async fn health_readiness_and_metrics_on_the_ops_port() {
         "no image names in metrics"
     );
     assert!(!metrics.contains("sha256"), "no digests in metrics");
-    // One log line per decision.
+    // One log line per decision, each a JSON object whose keys are unique and whose
+    // reason is the one the apiserver was told.
     let logs = webhook.stderr();
-    assert_eq!(
-        logs.lines()
-            .filter(|l| l.contains("\"message\":\"review\""))
-            .count(),
-        2,
-        "{logs}"
-    );
+    let review_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("\"message\":\"review\""))
+        .collect();
+    assert_eq!(review_lines.len(), 2, "{logs}");
+    for line in review_lines {
+        assert_eq!(line.matches("\"message\":").count(), 1, "{line}");
+        let fields: Value = serde_json::from_str(line).expect("a JSON log line");
+        let reason = fields["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("high vulnerabilities"), "{line}");
+        assert_eq!(fields["result"], "denied", "{line}");
+    }
 
     // The webhook port serves nothing but /validate.
     let response = client
