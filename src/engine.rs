@@ -660,11 +660,6 @@ impl Engine {
                 unenforceable,
                 notes,
                 ..
-            } if unenforceable.is_empty() && notes.is_empty() => (Effect::Allow, None),
-            Outcome::Passed {
-                unenforceable,
-                notes,
-                ..
             } => {
                 let text = [describe_unenforceable(unenforceable), notes.join("; ")]
                     .into_iter()
