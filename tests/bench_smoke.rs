@@ -75,6 +75,26 @@ fn admission_benchmark_smoke_writes_every_row() {
             }
         }
     }
+    // The headline cell is measured again, and its targets are judged on the median.
+    let headline = &json["headline"];
+    let rounds = headline["rounds"].as_array().expect("headline rounds");
+    assert_eq!(rounds.len(), options.headline_rounds, "{headline}");
+    assert!(rounds.iter().all(
+        |r| r["baseline"]["requests"].as_u64().is_some_and(|n| n > 0)
+            && r["vulngate"]["requests"].as_u64().is_some_and(|n| n > 0)
+            && r["vulngate"]["errors"] == 0
+    ));
+    let ratio = |key: &str| headline[key].as_f64().unwrap_or(f64::NAN);
+    let median = ratio("median_ratio_rps");
+    assert!(
+        ratio("min_ratio_rps") <= median && median <= ratio("max_ratio_rps"),
+        "{headline}"
+    );
+    let target = json["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["limit"] == 0.6))
+        .expect("the throughput target");
+    assert_eq!(target["value"], headline["median_ratio_rps"], "{target}");
     assert!(json["vulngate_rss_mib"].as_f64().unwrap() > 0.0);
     let cold = &json["cold"];
     assert_eq!(cold["reviews"], 1000);

@@ -30,6 +30,10 @@ pub struct Options {
     pub warmup: Duration,
     /// Measured load of one cell (one server, protocol, connection count, pod size).
     pub measure: Duration,
+    /// Times the headline cell is measured in all, the matrix's own measurement
+    /// included: the targets are judged on the median, so one slow moment of the
+    /// machine neither passes nor fails them.
+    pub headline_rounds: usize,
     /// Concurrent reviews of the cold path.
     pub cold_reviews: usize,
     /// Reviews per body of the in-process decision measurement.
@@ -61,6 +65,10 @@ impl Options {
             smoke: false,
             warmup: secs("VULNGATE_BENCH_WARMUP_SECS", 1.0),
             measure: secs("VULNGATE_BENCH_SECS", 3.0),
+            headline_rounds: std::env::var("VULNGATE_BENCH_HEADLINE_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(7),
             cold_reviews: 1000,
             decide_iterations: std::env::var("VULNGATE_BENCH_DECIDE_ITERATIONS")
                 .ok()
@@ -80,6 +88,7 @@ impl Options {
             smoke: true,
             warmup: Duration::from_millis(50),
             measure: Duration::from_millis(150),
+            headline_rounds: 3,
             cold_reviews: 1000,
             decide_iterations: 500,
             scanner_latency: Duration::from_millis(50),
@@ -117,6 +126,10 @@ pub struct Row {
 }
 
 impl Row {
+    pub fn is_headline(&self) -> bool {
+        (self.proto, self.connections, self.containers) == HEADLINE
+    }
+
     pub fn ratio(&self) -> f64 {
         if self.baseline.rps() > 0.0 {
             self.vulngate.rps() / self.baseline.rps()
@@ -126,9 +139,42 @@ impl Row {
     }
 }
 
+/// Every measurement of the headline cell (the matrix's first), in the order run.
+#[derive(Debug, Clone, Default)]
+pub struct Headline {
+    pub rounds: Vec<Row>,
+}
+
+impl Headline {
+    pub fn median_ratio(&self) -> Option<f64> {
+        median(self.rounds.iter().map(Row::ratio))
+    }
+
+    pub fn median_vulngate_p99_ms(&self) -> Option<f64> {
+        median(self.rounds.iter().map(|r| r.vulngate.quantile_ms(0.99)))
+    }
+
+    fn ratios(&self) -> impl Iterator<Item = f64> + '_ {
+        self.rounds.iter().map(Row::ratio)
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 pub struct Report {
     pub json: Value,
     pub rows: Vec<Row>,
+    pub headline: Headline,
     pub cold: cold::ColdResult,
     pub decide: Vec<decide::DecideRow>,
     pub memory: memory::MemoryResult,
@@ -154,10 +200,10 @@ pub fn run(options: &Options) -> Result<Report> {
         .enable_all()
         .build()?;
 
-    let (rows, vulngate_rss_kib) = if wanted("matrix") {
+    let (rows, headline, vulngate_rss_kib) = if wanted("matrix") {
         run_matrix(options, &files, workdir.path(), &client_rt)?
     } else {
-        (Vec::new(), 0)
+        (Vec::new(), Headline::default(), 0)
     };
     let cold = if wanted("cold") {
         let cold = client_rt.block_on(cold::run(
@@ -207,6 +253,7 @@ pub fn run(options: &Options) -> Result<Report> {
     let report = Report {
         json: Value::Null,
         rows,
+        headline,
         cold,
         decide,
         memory,
@@ -220,13 +267,14 @@ pub fn run(options: &Options) -> Result<Report> {
     Ok(Report { json, ..report })
 }
 
-/// Both servers, cell after cell; vulngate's RSS after the last cell.
+/// Both servers, cell after cell, then the headline cell's further rounds;
+/// vulngate's RSS after the last cell.
 fn run_matrix(
     options: &Options,
     files: &setup::Files,
     dir: &std::path::Path,
     client_rt: &tokio::runtime::Runtime,
-) -> Result<(Vec<Row>, u64)> {
+) -> Result<(Vec<Row>, Headline, u64)> {
     let mut vulngate = setup::start_vulngate(&options.vulngate_bin, &files.config, dir)?;
     let vulngate_target = client::Target::new(vulngate.webhook, &files.ca_pem)?;
     eprintln!(
@@ -240,50 +288,86 @@ fn run_matrix(
     let mut baseline = baseline::spawn(dir, &files.cert, &files.key, &responses)?;
     let baseline_target = client::Target::new(baseline.addr, &files.ca_pem)?;
 
+    // One cell, both servers; `vulngate_first` turns the order around, so that
+    // the machine speeding up or slowing down within a cell favours neither.
+    let cell = |proto: Proto,
+                connections: usize,
+                containers: usize,
+                body: &bytes::Bytes,
+                vulngate_first: bool|
+     -> Result<Row> {
+        let load = |target: &client::Target, pid: u32| {
+            client_rt.block_on(client::run_load(
+                target,
+                pid,
+                proto,
+                connections,
+                body.clone(),
+                options.warmup,
+                options.measure,
+            ))
+        };
+        let (baseline_result, vulngate_result) = if vulngate_first {
+            let v = load(&vulngate_target, vulngate.child.id())?;
+            (load(&baseline_target, baseline.pid())?, v)
+        } else {
+            let b = load(&baseline_target, baseline.pid())?;
+            (b, load(&vulngate_target, vulngate.child.id())?)
+        };
+        Ok(Row {
+            proto,
+            connections,
+            containers,
+            body_bytes: body.len(),
+            baseline: baseline_result,
+            vulngate: vulngate_result,
+        })
+    };
+
     let mut rows = Vec::new();
+    let mut headline = Headline::default();
     eprintln!("{}", table_header());
     for proto in PROTOCOLS {
         for connections in CONNECTIONS {
             for (containers, body) in &files.bodies {
-                let cell = format!("{}/{connections}/{containers}", proto.as_str());
+                let name = format!("{}/{connections}/{containers}", proto.as_str());
                 if options
                     .filter
                     .as_ref()
-                    .is_some_and(|f| !cell.contains(f.as_str()))
+                    .is_some_and(|f| !name.contains(f.as_str()))
                 {
                     continue;
                 }
-                let load = |target: &client::Target, pid: u32| {
-                    client_rt.block_on(client::run_load(
-                        target,
-                        pid,
-                        proto,
-                        connections,
-                        body.clone(),
-                        options.warmup,
-                        options.measure,
-                    ))
-                };
-                let baseline_result = load(&baseline_target, baseline.pid())?;
-                let vulngate_result = load(&vulngate_target, vulngate.child.id())?;
-                let row = Row {
-                    proto,
-                    connections,
-                    containers: *containers,
-                    body_bytes: body.len(),
-                    baseline: baseline_result,
-                    vulngate: vulngate_result,
-                };
+                let row = cell(proto, connections, *containers, body, false)?;
                 eprintln!("{}", table_row(&row));
+                if row.is_headline() {
+                    headline.rounds.push(row.clone());
+                }
                 rows.push(row);
             }
+        }
+    }
+    let headline_body = files.bodies.iter().find(|(c, _)| *c == HEADLINE.2);
+    if let (Some((containers, body)), false) = (headline_body, headline.rounds.is_empty()) {
+        eprintln!(
+            "headline cell again, {} rounds in all:",
+            options.headline_rounds
+        );
+        for round in 1..options.headline_rounds {
+            let row = cell(HEADLINE.0, HEADLINE.1, *containers, body, round % 2 == 1)?;
+            eprintln!("{}", table_row(&row));
+            headline.rounds.push(row);
         }
     }
     let rss = setup::rss_kib(vulngate.child.id()).unwrap_or(0);
     vulngate.stop();
     baseline.stop();
-    Ok((rows, rss))
+    Ok((rows, headline, rss))
 }
+
+/// The cell the throughput targets are set for: warm cache, HTTP/1.1 keep-alive,
+/// 16 connections, 5 containers.
+pub const HEADLINE: (Proto, usize, usize) = (Proto::Http1, 16, 5);
 
 pub fn kib_to_mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -349,23 +433,19 @@ fn round(x: f64, digits: i32) -> f64 {
 }
 
 impl Report {
-    /// The headline row: warm cache, HTTP/1.1 keep-alive, 5 containers, 16 connections.
-    pub fn headline(&self) -> Option<&Row> {
-        self.rows
-            .iter()
-            .find(|r| r.proto == Proto::Http1 && r.connections == 16 && r.containers == 5)
-    }
-
     fn targets(&self, options: &Options) -> Vec<Value> {
         let mut out = Vec::new();
-        if let Some(h) = self.headline() {
+        let rounds = self.headline.rounds.len();
+        if let (Some(ratio), Some(p99)) = (
+            self.headline.median_ratio(),
+            self.headline.median_vulngate_p99_ms(),
+        ) {
             out.push(json!({
-                "name": "warm h1 16 conn 5 ctr: vulngate req/s >= 60% of baseline",
-                "value": round(h.ratio(), 3), "limit": 0.6, "met": h.ratio() >= 0.6,
+                "name": format!("warm h1 16 conn 5 ctr: vulngate req/s >= 60% of baseline (median of {rounds} rounds)"),
+                "value": round(ratio, 3), "limit": 0.6, "met": ratio >= 0.6,
             }));
-            let p99 = h.vulngate.quantile_ms(0.99);
             out.push(json!({
-                "name": "warm h1 16 conn 5 ctr: vulngate p99 < 2 ms",
+                "name": format!("warm h1 16 conn 5 ctr: vulngate p99 < 2 ms (median of {rounds} rounds)"),
                 "value": round(p99, 3), "limit": 2.0, "met": p99 < 2.0,
             }));
         }
@@ -417,6 +497,20 @@ impl Report {
             "warmup_seconds": options.warmup.as_secs_f64(),
             "measure_seconds": options.measure.as_secs_f64(),
             "rows": rows,
+            "headline": {
+                "protocol": HEADLINE.0.as_str(),
+                "connections": HEADLINE.1,
+                "containers": HEADLINE.2,
+                "rounds": self.headline.rounds.iter().map(|r| json!({
+                    "baseline": load_json(&r.baseline),
+                    "vulngate": load_json(&r.vulngate),
+                    "ratio_rps": round(r.ratio(), 3),
+                })).collect::<Vec<_>>(),
+                "median_ratio_rps": self.headline.median_ratio().map(|x| round(x, 3)),
+                "min_ratio_rps": self.headline.ratios().reduce(f64::min).map(|x| round(x, 3)),
+                "max_ratio_rps": self.headline.ratios().reduce(f64::max).map(|x| round(x, 3)),
+                "median_vulngate_p99_ms": self.headline.median_vulngate_p99_ms().map(|x| round(x, 3)),
+            },
             "vulngate_rss_mib": round(kib_to_mib(self.vulngate_rss_kib), 1),
             "cold": {
                 "reviews": self.cold.reviews,
@@ -459,6 +553,21 @@ impl Report {
         let _ = writeln!(s, "{}", table_header());
         for r in &self.rows {
             let _ = writeln!(s, "{}", table_row(r));
+        }
+        if let Some(ratio) = self.headline.median_ratio() {
+            let ratios: Vec<String> = self
+                .headline
+                .ratios()
+                .map(|r| format!("{:.1}%", r * 100.0))
+                .collect();
+            let _ = writeln!(
+                s,
+                "headline cell, {} rounds: median ratio {:.1}% ({}), median vulngate p99 {:.3} ms",
+                self.headline.rounds.len(),
+                ratio * 100.0,
+                ratios.join(", "),
+                self.headline.median_vulngate_p99_ms().unwrap_or(f64::NAN)
+            );
         }
         let _ = writeln!(
             s,
