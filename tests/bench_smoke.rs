@@ -45,6 +45,7 @@ fn admission_benchmark_smoke_writes_every_row() {
         rows.len(),
         bench::PROTOCOLS.len() * bench::CONNECTIONS.len() * bench::CONTAINERS.len()
     );
+    let mut kernel_us = 0.0;
     for proto in ["http1", "h2"] {
         for conns in bench::CONNECTIONS {
             for containers in bench::CONTAINERS {
@@ -66,15 +67,18 @@ fn admission_benchmark_smoke_writes_every_row() {
                         "{server} served nothing: {row}"
                     );
                     assert_eq!(s["errors"], 0, "{server} errors: {row}");
-                    assert!(
-                        s["server_cpu_us_per_request"].as_f64().unwrap() > 0.0,
-                        "{server} CPU not measured: {row}"
-                    );
+                    let cpu = s["server_cpu_us_per_request"].as_f64().unwrap();
+                    assert!(cpu > 0.0, "{server} CPU not measured: {row}");
+                    let kernel = s["server_kernel_us_per_request"].as_f64().unwrap();
+                    assert!((0.0..=cpu).contains(&kernel), "{server} kernel CPU: {row}");
+                    kernel_us += kernel;
                 }
                 assert!(row["ratio_rps"].is_number());
             }
         }
     }
+    // Every answer is a system call: the kernel's part is seen somewhere.
+    assert!(kernel_us > 0.0, "no kernel CPU time in any row");
     // The headline cell is measured again, and its targets are judged on the median.
     let headline = &json["headline"];
     let rounds = headline["rounds"].as_array().expect("headline rounds");

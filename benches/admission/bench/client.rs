@@ -168,6 +168,9 @@ pub struct LoadResult {
     pub histogram: Histogram<u64>,
     /// CPU time the server process used during the measured load.
     pub server_cpu: Duration,
+    /// The part of it spent in the kernel (system calls, the network stack,
+    /// scheduling), from 0 to 1.
+    pub server_kernel_share: f64,
 }
 
 impl LoadResult {
@@ -188,6 +191,11 @@ impl LoadResult {
         } else {
             0.0
         }
+    }
+
+    /// Of [`Self::server_cpu_us_per_request`], the kernel's part.
+    pub fn server_kernel_us_per_request(&self) -> f64 {
+        self.server_cpu_us_per_request() * self.server_kernel_share
     }
 
     pub fn quantile_ms(&self, q: f64) -> f64 {
@@ -254,6 +262,7 @@ pub async fn run_load(
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_from = process_cpu(server_pid)?;
+    let ticks_from = user_and_system_ticks(server_pid)?;
     let mut histogram = new_histogram()?;
     let (mut requests, mut errors) = (0u64, 0u64);
     for task in tasks {
@@ -264,13 +273,42 @@ pub async fn run_load(
     }
     let elapsed = Instant::now().saturating_duration_since(measure_from);
     let server_cpu = process_cpu(server_pid)?.saturating_sub(cpu_from);
+    let ticks_to = user_and_system_ticks(server_pid)?;
+    let user = ticks_to.0.saturating_sub(ticks_from.0);
+    let system = ticks_to.1.saturating_sub(ticks_from.1);
     Ok(LoadResult {
         requests,
         errors,
         elapsed,
         histogram,
         server_cpu,
+        server_kernel_share: if user + system > 0 {
+            system as f64 / (user + system) as f64
+        } else {
+            0.0
+        },
     })
+}
+
+/// User and system time of a process so far, in clock ticks, from `/proc/PID/stat`
+/// (fields 14 and 15; the command name before them may hold spaces, so fields are
+/// counted from its closing parenthesis). Ticks are coarse, but over a measured
+/// load of seconds they split [`process_cpu`] finely enough.
+pub fn user_and_system_ticks(pid: u32) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| format!("/proc/{pid}/stat: no command name"))?;
+    // After the name: field 3 (state) is the first, so utime (14) is the 12th.
+    let mut fields = after_name.split_whitespace().skip(11);
+    let mut tick = |name: &str| {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or_else(|| format!("/proc/{pid}/stat: no {name}"))
+    };
+    Ok((tick("utime")?, tick("stime")?))
 }
 
 /// CPU time of every thread of a process so far, from `/proc/PID/task/*/schedstat`

@@ -375,7 +375,7 @@ pub fn kib_to_mib(kib: u64) -> f64 {
 
 fn table_header() -> String {
     format!(
-        "{:<6} {:>5} {:>4} | {:>9} {:>7} {:>7} {:>7} {:>6} | {:>9} {:>7} {:>7} {:>7} {:>6} | {:>6}",
+        "{:<6} {:>5} {:>4} | {:>9} {:>7} {:>7} {:>7} {:>6} {:>6} | {:>9} {:>7} {:>7} {:>7} {:>6} {:>6} | {:>6}",
         "proto",
         "conns",
         "ctrs",
@@ -384,18 +384,20 @@ fn table_header() -> String {
         "p99",
         "p99.9",
         "cpu us",
+        "sys us",
         "vg r/s",
         "p50 ms",
         "p99",
         "p99.9",
         "cpu us",
+        "sys us",
         "ratio"
     )
 }
 
 fn table_row(r: &Row) -> String {
     format!(
-        "{:<6} {:>5} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} | {:>5.1}%",
+        "{:<6} {:>5} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} {:>6.1} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} {:>6.1} | {:>5.1}%",
         r.proto.as_str(),
         r.connections,
         r.containers,
@@ -404,11 +406,13 @@ fn table_row(r: &Row) -> String {
         r.baseline.quantile_ms(0.99),
         r.baseline.quantile_ms(0.999),
         r.baseline.server_cpu_us_per_request(),
+        r.baseline.server_kernel_us_per_request(),
         r.vulngate.rps(),
         r.vulngate.quantile_ms(0.5),
         r.vulngate.quantile_ms(0.99),
         r.vulngate.quantile_ms(0.999),
         r.vulngate.server_cpu_us_per_request(),
+        r.vulngate.server_kernel_us_per_request(),
         r.ratio() * 100.0
     )
 }
@@ -424,6 +428,7 @@ fn load_json(r: &LoadResult) -> Value {
         "p999_ms": round(r.quantile_ms(0.999), 3),
         "max_ms": round(r.quantile_ms(1.0), 3),
         "server_cpu_us_per_request": round(r.server_cpu_us_per_request(), 2),
+        "server_kernel_us_per_request": round(r.server_kernel_us_per_request(), 2),
     })
 }
 
