@@ -147,7 +147,7 @@ pub struct Headline {
 
 impl Headline {
     pub fn median_ratio(&self) -> Option<f64> {
-        median(self.rounds.iter().map(Row::ratio))
+        median(self.ratios())
     }
 
     pub fn median_vulngate_p99_ms(&self) -> Option<f64> {
@@ -432,6 +432,18 @@ fn load_json(r: &LoadResult) -> Value {
     })
 }
 
+fn row_json(r: &Row) -> Value {
+    json!({
+        "protocol": r.proto.as_str(),
+        "connections": r.connections,
+        "containers": r.containers,
+        "body_bytes": r.body_bytes,
+        "baseline": load_json(&r.baseline),
+        "vulngate": load_json(&r.vulngate),
+        "ratio_rps": round(r.ratio(), 3),
+    })
+}
+
 fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
@@ -480,21 +492,7 @@ impl Report {
     }
 
     fn to_json(&self, options: &Options) -> Value {
-        let rows: Vec<Value> = self
-            .rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "protocol": r.proto.as_str(),
-                    "connections": r.connections,
-                    "containers": r.containers,
-                    "body_bytes": r.body_bytes,
-                    "baseline": load_json(&r.baseline),
-                    "vulngate": load_json(&r.vulngate),
-                    "ratio_rps": round(r.ratio(), 3),
-                })
-            })
-            .collect();
+        let rows: Vec<Value> = self.rows.iter().map(row_json).collect();
         json!({
             "benchmark": "admission",
             "mode": if options.smoke { "smoke" } else { "full" },
@@ -506,11 +504,7 @@ impl Report {
                 "protocol": HEADLINE.0.as_str(),
                 "connections": HEADLINE.1,
                 "containers": HEADLINE.2,
-                "rounds": self.headline.rounds.iter().map(|r| json!({
-                    "baseline": load_json(&r.baseline),
-                    "vulngate": load_json(&r.vulngate),
-                    "ratio_rps": round(r.ratio(), 3),
-                })).collect::<Vec<_>>(),
+                "rounds": self.headline.rounds.iter().map(row_json).collect::<Vec<_>>(),
                 "median_ratio_rps": self.headline.median_ratio().map(|x| round(x, 3)),
                 "min_ratio_rps": self.headline.ratios().reduce(f64::min).map(|x| round(x, 3)),
                 "max_ratio_rps": self.headline.ratios().reduce(f64::max).map(|x| round(x, 3)),
