@@ -32,14 +32,14 @@ pub struct Engine {
     policy: PolicyConfig,
     /// Cluster-wide accepted vulnerabilities (config and the accepted-CVEs file).
     accepted: Vec<AllowEntry>,
-    exempt_namespaces: HashSet<String>,
+    exempt_namespaces: HashSet<String, crate::FastHashState>,
     deadline: Duration,
     namespaces: Arc<dyn NamespaceSource>,
     router: ScannerRouter,
     resolver: Option<Arc<dyn DigestResolver>>,
     cache: SummaryCache,
     policies: PolicyCache,
-    images: ParseCache,
+    images: ParseCache<KnownImage>,
     events: Option<Events>,
     metrics: Arc<Metrics>,
 }
@@ -326,7 +326,7 @@ impl Engine {
         let mut containers = spec.images();
         if request.operation == "UPDATE" {
             if let Some(old_spec) = request.old_object.as_ref().and_then(|o| path.pod_spec(o)) {
-                let old: HashSet<(&str, &str)> = old_spec
+                let old: HashSet<(&str, &str), crate::FastHashState> = old_spec
                     .images()
                     .into_iter()
                     .map(|c| (c.name, c.image))
@@ -660,6 +660,11 @@ impl Engine {
                 unenforceable,
                 notes,
                 ..
+            } if unenforceable.is_empty() && notes.is_empty() => (Effect::Allow, None),
+            Outcome::Passed {
+                unenforceable,
+                notes,
+                ..
             } => {
                 let text = [describe_unenforceable(unenforceable), notes.join("; ")]
                     .into_iter()
@@ -731,8 +736,12 @@ impl Engine {
     /// The parsed reference and the scanner route of an image, or its outcome when
     /// that is already known (unreadable, exempt, no scanner).
     fn locate<'s>(&'s self, written: &str, policy: &NamespacePolicy) -> Located<'s> {
-        let image = match self.images.parse(written) {
-            Ok(i) => i,
+        let known = self.images.parse(written, |image| KnownImage {
+            route: self.router.position(&image),
+            image: Arc::new(image),
+        });
+        let KnownImage { image, route } = match known {
+            Ok(k) => k,
             Err(e) => {
                 return Located::Decided(Outcome::Invalid {
                     message: e.to_string(),
@@ -744,7 +753,7 @@ impl Engine {
                 pattern: p.as_str().to_string(),
             });
         }
-        match self.router.route(&image) {
+        match route.and_then(|r| self.router.at(r)) {
             Some(route) => Located::Routed(image, route),
             None => Located::Decided(Outcome::Unscanned {
                 digest: image.digest.clone(),
@@ -952,6 +961,14 @@ fn judge_scans(
     outcome
 }
 
+/// A parsed reference and its scanner route (a position in the router), remembered
+/// per written reference: the router does not change while the engine lives.
+#[derive(Clone)]
+struct KnownImage {
+    image: Arc<ImageRef>,
+    route: Option<usize>,
+}
+
 /// Where an image stands before any waiting.
 enum Located<'s> {
     Decided(Outcome),
@@ -1091,9 +1108,9 @@ fn pull_context(namespace: &str, spec: &SpecLite<'_>) -> PullContext {
 fn distinct_images<'a>(containers: &[ContainerImage<'a>]) -> (Vec<&'a str>, Vec<usize>) {
     // Pods have a handful of containers: a scan beats hashing. Hostile ones with
     // thousands get a map.
-    const SCAN_UP_TO: usize = 16;
-    let mut distinct: Vec<&str> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    const SCAN_UP_TO: usize = 32;
+    let mut distinct: Vec<&str> = Vec::with_capacity(containers.len());
+    let mut index: HashMap<&str, usize, crate::FastHashState> = HashMap::default();
     let of_container = containers
         .iter()
         .map(|c| {

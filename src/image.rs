@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use oci_client::Reference;
 
@@ -86,36 +86,41 @@ impl ImageRef {
     }
 }
 
-/// Parsed references by their written form. Parsing runs the distribution
+/// Parsed references by their written form, each with what its user derives from
+/// the reference once (the engine: its scanner route). Parsing runs the distribution
 /// grammar's large regular expression (the costliest step of a warm review), and a
 /// cluster's pods name the same images again and again.
-#[derive(Debug, Default)]
-pub struct ParseCache {
-    by_written: RwLock<HashMap<Box<str>, Parsed>>,
+#[derive(Debug)]
+pub struct ParseCache<T> {
+    by_written: RwLock<HashMap<Box<str>, Result<T, InvalidImage>, crate::FastHashState>>,
 }
-
-type Parsed = Result<Arc<ImageRef>, InvalidImage>;
 
 /// More distinct references than this and the cache starts over.
 const MAX_CACHED_REFS: usize = 10_000;
 
-impl ParseCache {
+impl<T: Clone> ParseCache<T> {
     /// A cache whose grammar is ready: the regular expression is compiled on its
     /// first use, which takes tens of milliseconds and blocks every thread that
     /// parses meanwhile. Done here, at start, not in the first review.
-    pub fn warmed() -> ParseCache {
+    pub fn warmed() -> ParseCache<T> {
         let _ = ImageRef::parse("registry.example.com/warm/up:1");
-        ParseCache::default()
+        ParseCache {
+            by_written: RwLock::default(),
+        }
     }
 
-    /// `ImageRef::parse`, remembered.
-    pub fn parse(&self, written: &str) -> Parsed {
+    /// `ImageRef::parse`, and `derive` of the parsed reference, remembered.
+    pub fn parse(
+        &self,
+        written: &str,
+        derive: impl FnOnce(ImageRef) -> T,
+    ) -> Result<T, InvalidImage> {
         if let Ok(map) = self.by_written.read() {
             if let Some(parsed) = map.get(written) {
                 return parsed.clone();
             }
         }
-        let parsed = ImageRef::parse(written).map(Arc::new);
+        let parsed = ImageRef::parse(written).map(derive);
         if let Ok(mut map) = self.by_written.write() {
             if map.len() >= MAX_CACHED_REFS {
                 map.clear();
@@ -188,11 +193,11 @@ mod tests {
 
     #[test]
     fn parse_cache_answers_like_parse() {
-        let cache = ParseCache::default();
+        let cache = ParseCache::warmed();
         for written in ["nginx", "localhost:5000/app:1", "UPPER/case", "nginx"] {
             assert_eq!(
-                cache.parse(written).map(|r| (*r).clone()),
-                ImageRef::parse(written)
+                cache.parse(written, |r| (r.clone(), r.to_string())),
+                ImageRef::parse(written).map(|r| (r.clone(), r.to_string()))
             );
         }
     }

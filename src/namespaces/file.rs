@@ -12,7 +12,7 @@ use super::{Annotations, NamespaceError, NamespaceSource};
 
 #[derive(Debug, Default)]
 pub struct FileNamespaces {
-    by_name: HashMap<String, Annotations>,
+    by_name: HashMap<String, Annotations, crate::FastHashState>,
 }
 
 #[derive(Deserialize)]

@@ -339,7 +339,7 @@ impl NamespacePolicy {
 /// the hot path does not parse annotations per review.
 #[derive(Debug, Default)]
 pub struct PolicyCache {
-    by_namespace: RwLock<HashMap<String, CachedPolicy>>,
+    by_namespace: RwLock<HashMap<String, CachedPolicy, crate::FastHashState>>,
 }
 
 #[derive(Debug)]

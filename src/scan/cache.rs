@@ -70,7 +70,7 @@ type Fetching = Shared<BoxFuture<'static, Result<Arc<ScanSummary>, Arc<ScanError
 
 #[derive(Clone)]
 pub struct SummaryCache {
-    cache: Cache<CacheKey, Entry>,
+    cache: Cache<CacheKey, Entry, crate::FastHashState>,
     ttl: Duration,
     /// Keys whose check against the scanner is under way (one check per key).
     checking: Arc<Mutex<HashSet<CacheKey>>>,
@@ -127,7 +127,7 @@ impl SummaryCache {
             .expire_after(ByStatus {
                 pending_ttl: config.pending_ttl,
             })
-            .build();
+            .build_with_hasher(crate::FastHashState::new());
         SummaryCache {
             cache,
             ttl: config.ttl,

@@ -338,11 +338,20 @@ impl ScannerRouter {
 
     /// The route for an image: matched on `host:port` as written, then on the host alone.
     pub fn route(&self, image: &ImageRef) -> Option<&Route> {
+        self.position(image).and_then(|p| self.at(p))
+    }
+
+    /// Where [`ScannerRouter::route`]'s answer sits, to be remembered per reference.
+    pub fn position(&self, image: &ImageRef) -> Option<usize> {
         let registry = lower(&image.registry);
         let host = lower(image.host());
         self.routes
             .iter()
-            .find(|r| r.pattern.matches(&registry) || r.pattern.matches(&host))
+            .position(|r| r.pattern.matches(&registry) || r.pattern.matches(&host))
+    }
+
+    pub fn at(&self, position: usize) -> Option<&Route> {
+        self.routes.get(position)
     }
 }
 
