@@ -38,9 +38,14 @@ pub struct BadReview(pub String);
 /// (no escapes), so decoding allocates little.
 #[derive(Deserialize)]
 struct ReviewIn<'a, O> {
-    #[serde(rename = "apiVersion", default, borrow)]
+    #[serde(
+        rename = "apiVersion",
+        default,
+        borrow,
+        deserialize_with = "borrowed_or_none"
+    )]
     api_version: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     kind: Option<Cow<'a, str>>,
     #[serde(default = "none", borrow)]
     request: Option<RequestIn<'a, O>>,
@@ -53,11 +58,11 @@ struct RequestIn<'a, O> {
     uid: Cow<'a, str>,
     #[serde(default, borrow)]
     kind: GroupVersionKind<'a>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     sub_resource: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     namespace: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     operation: Cow<'a, str>,
@@ -198,9 +203,9 @@ pub struct ObjectLite<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetadataLite<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     pub namespace: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub owner_references: Vec<OwnerReference<'a>>,
@@ -228,7 +233,7 @@ pub struct SpecLite<'a> {
     pub ephemeral_containers: Vec<ContainerLite<'a>>,
     #[serde(default, borrow)]
     pub image_pull_secrets: Vec<LocalObjectReference<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     pub service_account_name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub template: Option<Box<TemplateLite<'a>>>,
@@ -246,7 +251,7 @@ pub struct TemplateLite<'a> {
 pub struct ContainerLite<'a> {
     #[serde(default, borrow)]
     pub name: Cow<'a, str>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     pub image: Option<Cow<'a, str>>,
 }
 
@@ -254,6 +259,17 @@ pub struct ContainerLite<'a> {
 pub struct LocalObjectReference<'a> {
     #[serde(default, borrow)]
     pub name: Cow<'a, str>,
+}
+
+/// An optional string borrowed from the body when JSON allows (no escapes). serde's
+/// own `Option<Cow<str>>` always copies: `borrow` reaches only a bare `Cow<str>`.
+fn borrowed_or_none<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
 /// `null` reads as the default, like an absent key.
@@ -337,16 +353,15 @@ impl<'a> SpecLite<'a> {
             (ContainerKind::Container, &self.containers),
             (ContainerKind::Ephemeral, &self.ephemeral_containers),
         ];
-        groups
-            .into_iter()
-            .flat_map(|(kind, list)| {
-                list.iter().map(move |c| ContainerImage {
-                    kind,
-                    name: &c.name,
-                    image: c.image.as_deref().unwrap_or_default(),
-                })
+        let mut images = Vec::with_capacity(groups.iter().map(|(_, list)| list.len()).sum());
+        images.extend(groups.into_iter().flat_map(|(kind, list)| {
+            list.iter().map(move |c| ContainerImage {
+                kind,
+                name: &c.name,
+                image: c.image.as_deref().unwrap_or_default(),
             })
-            .collect()
+        }));
+        images
     }
 }
 
@@ -417,6 +432,26 @@ pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn optional_strings_are_borrowed_unless_escaped() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"kind":"Pod"},"operation":"CREATE","namespace":"team\u002da",
+            "object":{"metadata":{"name":"web"},"spec":{"containers":[{"name":"a","image":"nginx:1"},{"name":"b"}]}}}}"#;
+        let r = decode(body).unwrap();
+        assert!(matches!(r.namespace, Some(Cow::Owned(ref n)) if n == "team-a"));
+        let object = r.object.unwrap().unwrap();
+        assert!(matches!(object.metadata.name, Some(Cow::Borrowed("web"))));
+        let images: Vec<_> = object
+            .spec
+            .containers
+            .iter()
+            .map(|c| c.image.clone())
+            .collect();
+        assert!(matches!(images[..], [Some(Cow::Borrowed("nginx:1")), None]));
+        assert!(
+            matches!(decode(br#"{"apiVersion":null,"request":{"uid":"u"}}"#), Err(BadReview(m)) if m.contains("no apiVersion"))
+        );
+    }
 
     #[test]
     fn decodes_quirky_old_objects_and_templates() {
