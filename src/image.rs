@@ -1,11 +1,12 @@
 //! Image references, normalized the way the container runtime reads them.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::RwLock;
 
 use oci_client::Reference;
+use thread_local::ThreadLocal;
 
 use crate::scan::digest_key::DigestKey;
 
@@ -89,23 +90,27 @@ impl ImageRef {
 /// Parsed references by their written form, each with what its user derives from
 /// the reference once (the engine: its scanner route). Parsing runs the distribution
 /// grammar's large regular expression (the costliest step of a warm review), and a
-/// cluster's pods name the same images again and again.
-#[derive(Debug)]
-pub struct ParseCache<T> {
-    by_written: RwLock<HashMap<Box<str>, Result<T, InvalidImage>, crate::FastHashState>>,
+/// cluster's pods name the same images again and again. Each thread keeps its own
+/// map: a review then takes no lock and touches no reference count that another
+/// thread writes, where a shared map cost every image a cache line bounced between
+/// cores.
+pub struct ParseCache<T: Send> {
+    by_thread: ThreadLocal<RefCell<ParsedByWritten<T>>>,
 }
 
-/// More distinct references than this and the cache starts over.
+type ParsedByWritten<T> = HashMap<Box<str>, Result<T, InvalidImage>, crate::FastHashState>;
+
+/// More distinct references than this (in one thread) and that thread's map starts over.
 const MAX_CACHED_REFS: usize = 10_000;
 
-impl<T: Clone> ParseCache<T> {
+impl<T: Clone + Send> ParseCache<T> {
     /// A cache whose grammar is ready: the regular expression is compiled on its
     /// first use, which takes tens of milliseconds and blocks every thread that
     /// parses meanwhile. Done here, at start, not in the first review.
     pub fn warmed() -> ParseCache<T> {
         let _ = ImageRef::parse("registry.example.com/warm/up:1");
         ParseCache {
-            by_written: RwLock::default(),
+            by_thread: ThreadLocal::new(),
         }
     }
 
@@ -115,18 +120,16 @@ impl<T: Clone> ParseCache<T> {
         written: &str,
         derive: impl FnOnce(ImageRef) -> T,
     ) -> Result<T, InvalidImage> {
-        if let Ok(map) = self.by_written.read() {
-            if let Some(parsed) = map.get(written) {
-                return parsed.clone();
-            }
+        let map = self.by_thread.get_or_default();
+        if let Some(parsed) = map.borrow().get(written) {
+            return parsed.clone();
         }
         let parsed = ImageRef::parse(written).map(derive);
-        if let Ok(mut map) = self.by_written.write() {
-            if map.len() >= MAX_CACHED_REFS {
-                map.clear();
-            }
-            map.insert(written.into(), parsed.clone());
+        let mut map = map.borrow_mut();
+        if map.len() >= MAX_CACHED_REFS {
+            map.clear();
         }
+        map.insert(written.into(), parsed.clone());
         parsed
     }
 }

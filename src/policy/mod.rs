@@ -4,11 +4,13 @@
 pub mod allowlist;
 pub mod counting;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use thread_local::ThreadLocal;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -336,10 +338,11 @@ impl NamespacePolicy {
 
 /// Resolved policies by namespace, reused while the namespace's annotations are
 /// the same `Arc` (the namespace sources hand out a new one on every change), so
-/// the hot path does not parse annotations per review.
+/// the hot path does not parse annotations per review. Each thread keeps its own
+/// map, so that a review takes no lock shared with other threads.
 #[derive(Debug, Default)]
 pub struct PolicyCache {
-    by_namespace: RwLock<HashMap<String, CachedPolicy, crate::FastHashState>>,
+    by_thread: ThreadLocal<RefCell<HashMap<String, CachedPolicy, crate::FastHashState>>>,
 }
 
 #[derive(Debug)]
@@ -348,7 +351,8 @@ struct CachedPolicy {
     policy: Arc<NamespacePolicy>,
 }
 
-/// More namespaces than this and the cache starts over (deleted namespaces leave entries).
+/// More namespaces than this (in one thread) and that thread's map starts over
+/// (deleted namespaces leave entries).
 const MAX_CACHED_POLICIES: usize = 10_000;
 
 impl PolicyCache {
@@ -374,10 +378,9 @@ impl PolicyCache {
                 .as_ref()
                 .is_none_or(|(until, _)| *until > now)
         };
-        if let Ok(map) = self.by_namespace.read() {
-            if let Some(cached) = map.get(namespace).filter(|c| fresh(c)) {
-                return Arc::clone(&cached.policy);
-            }
+        let map = self.by_thread.get_or_default();
+        if let Some(cached) = map.borrow().get(namespace).filter(|c| fresh(c)) {
+            return Arc::clone(&cached.policy);
         }
         let policy = Arc::new(NamespacePolicy::resolve(
             config,
@@ -386,18 +389,17 @@ impl PolicyCache {
             annotations.map(|a| &**a),
             now,
         ));
-        if let Ok(mut map) = self.by_namespace.write() {
-            if map.len() >= MAX_CACHED_POLICIES && !map.contains_key(namespace) {
-                map.clear();
-            }
-            map.insert(
-                namespace.to_string(),
-                CachedPolicy {
-                    annotations: annotations.cloned(),
-                    policy: Arc::clone(&policy),
-                },
-            );
+        let mut map = map.borrow_mut();
+        if map.len() >= MAX_CACHED_POLICIES && !map.contains_key(namespace) {
+            map.clear();
         }
+        map.insert(
+            namespace.to_string(),
+            CachedPolicy {
+                annotations: annotations.cloned(),
+                policy: Arc::clone(&policy),
+            },
+        );
         policy
     }
 }
