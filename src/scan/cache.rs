@@ -6,13 +6,16 @@
 //! one key make one scanner call, and every review waiting for it wakes at once when
 //! it ends; errors are not cached.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use moka::sync::Cache;
 use moka::Expiry;
+use thread_local::ThreadLocal;
 
 use super::digest_key::DigestKey;
 use super::{ScanError, ScanSummary, ScanTarget, Scanner};
@@ -71,6 +74,13 @@ type Fetching = Shared<BoxFuture<'static, Result<Arc<ScanSummary>, Arc<ScanError
 #[derive(Clone)]
 pub struct SummaryCache {
     cache: Cache<CacheKey, Entry, crate::FastHashState>,
+    /// Each thread's copies of finished entries it read, valid while `generation`
+    /// is what it was when they were read. A hit here touches no line another
+    /// thread writes; a moka hit records the read in queues every thread shares.
+    front: Arc<ThreadLocal<RefCell<FrontMap>>>,
+    /// Bumped after every change to what the cache holds (insert, replacement,
+    /// eviction, purge), so no thread's front outlives a change.
+    generation: Arc<AtomicU64>,
     ttl: Duration,
     /// Keys whose check against the scanner is under way (one check per key).
     checking: Arc<Mutex<HashSet<CacheKey>>>,
@@ -80,6 +90,11 @@ pub struct SummaryCache {
     fetching: Arc<Mutex<HashMap<CacheKey, Fetching>>>,
     metrics: Arc<Metrics>,
 }
+
+type FrontMap = HashMap<CacheKey, (u64, Entry), crate::FastHashState>;
+
+/// Entries a thread's front holds at most; it starts over when full.
+const FRONT_ENTRIES: usize = 4096;
 
 /// What a background scanner call owns of its target.
 struct OwnedTarget {
@@ -122,14 +137,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl SummaryCache {
     pub fn new(config: &CacheConfig, metrics: Arc<Metrics>) -> Self {
+        let generation = Arc::new(AtomicU64::new(0));
+        let removed = Arc::clone(&generation);
         let cache = Cache::builder()
             .max_capacity(config.max_entries)
             .expire_after(ByStatus {
                 pending_ttl: config.pending_ttl,
             })
+            .eviction_listener(move |_, _, _| {
+                removed.fetch_add(1, Ordering::Release);
+            })
             .build_with_hasher(crate::FastHashState::new());
         SummaryCache {
             cache,
+            front: Arc::default(),
+            generation,
             ttl: config.ttl,
             checking: Arc::default(),
             fetching: Arc::default(),
@@ -181,11 +203,38 @@ impl SummaryCache {
         target: &ScanTarget<'_>,
         now: Instant,
     ) -> Option<Arc<ScanSummary>> {
-        let hit = self.cache.get(key)?;
+        let hit = self.read(key)?;
         if now.saturating_duration_since(hit.checked) >= self.ttl {
             self.check_later(key.clone(), scanner, target, hit.summary.clone());
         }
         Some(hit.summary)
+    }
+
+    /// `key`'s entry: from this thread's front while nothing changed since it was
+    /// read, else from moka. Unfinished scans are not kept in front: they expire.
+    fn read(&self, key: &CacheKey) -> Option<Entry> {
+        // Read before moka: a change after this load makes the copy stale at once.
+        let generation = self.generation.load(Ordering::Acquire);
+        let front = self.front.get_or_default();
+        if let Some((read_at, entry)) = front.borrow().get(key) {
+            if *read_at == generation {
+                return Some(entry.clone());
+            }
+        }
+        let entry = self.cache.get(key)?;
+        if !entry.summary.status.is_pending() {
+            let mut front = front.borrow_mut();
+            if front.len() >= FRONT_ENTRIES {
+                front.clear();
+            }
+            front.insert(key.clone(), (generation, entry.clone()));
+        }
+        Some(entry)
+    }
+
+    /// After a change to what moka holds: every front copy is stale.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The fetch under way for `key`, or a new one; `None` when `unless_cached` and
@@ -224,6 +273,7 @@ impl SummaryCache {
                     checked: Instant::now(),
                 };
                 this.cache.insert(done.key.clone(), entry);
+                this.changed();
             }
             drop(done);
             result.map_err(Arc::new)
@@ -292,6 +342,7 @@ impl SummaryCache {
                         checked: Instant::now(),
                     },
                 );
+                this.changed();
             }
             lock(&this.checking).remove(&key);
         });
@@ -311,6 +362,7 @@ impl SummaryCache {
         for key in &keys {
             self.cache.invalidate(key.as_ref());
         }
+        self.changed();
         keys.len() as u64
     }
 
@@ -448,6 +500,37 @@ mod tests {
         changing.down.store(false, Ordering::SeqCst);
         changing.high.store(1, Ordering::SeqCst);
         assert_eq!(highs(&cache, &scanner).await, Some(1));
+        assert_eq!(changing.calls.load(Ordering::SeqCst), 2);
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_purge_reaches_the_copies_other_threads_read() {
+        let (cache, _) = cache(Duration::from_secs(3600));
+        let changing = Arc::new(Changing::default());
+        let scanner: Arc<dyn Scanner> = changing.clone();
+        let (read, purged) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let rt = runtime();
+                // Fetched, then read again from this thread's copy.
+                let before = [0, 1].map(|_| rt.block_on(highs(&cache, &scanner)));
+                read.wait();
+                purged.wait();
+                (before, rt.block_on(highs(&cache, &scanner)))
+            });
+            read.wait();
+            changing.high.store(5, Ordering::SeqCst);
+            assert_eq!(runtime().block_on(cache.purge(None)), 1);
+            purged.wait();
+            assert_eq!(reader.join().unwrap(), ([Some(0), Some(0)], Some(5)));
+        });
         assert_eq!(changing.calls.load(Ordering::SeqCst), 2);
     }
 
