@@ -4,7 +4,8 @@
 //! not turn known images into errors. The check runs in the background, so no review
 //! waits for it. Unfinished scans expire after `pendingTtl`. Concurrent misses for
 //! one key make one scanner call, and every review waiting for it wakes at once when
-//! it ends; errors are not cached.
+//! it ends; errors are not cached. Each thread reads finished entries from copies of
+//! its own for as long as nothing in the cache has changed since it read them.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
