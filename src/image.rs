@@ -1,14 +1,12 @@
 //! Image references, normalized the way the container runtime reads them.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use oci_client::Reference;
-use thread_local::ThreadLocal;
 
 use crate::scan::digest_key::DigestKey;
+use crate::thread_cache::PerThreadMap;
 
 /// A parsed, normalized image reference (`nginx` is `docker.io/library/nginx:latest`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -95,10 +93,8 @@ impl ImageRef {
 /// thread writes, where a shared map cost every image a cache line bounced between
 /// cores.
 pub struct ParseCache<T: Send> {
-    by_thread: ThreadLocal<RefCell<ParsedByWritten<T>>>,
+    by_written: PerThreadMap<Box<str>, Result<T, InvalidImage>>,
 }
-
-type ParsedByWritten<T> = HashMap<Box<str>, Result<T, InvalidImage>, crate::FastHashState>;
 
 /// More distinct references than this (in one thread) and that thread's map starts over.
 const MAX_CACHED_REFS: usize = 10_000;
@@ -110,7 +106,7 @@ impl<T: Clone + Send> ParseCache<T> {
     pub fn warmed() -> ParseCache<T> {
         let _ = ImageRef::parse("registry.example.com/warm/up:1");
         ParseCache {
-            by_thread: ThreadLocal::new(),
+            by_written: PerThreadMap::new(MAX_CACHED_REFS),
         }
     }
 
@@ -120,16 +116,11 @@ impl<T: Clone + Send> ParseCache<T> {
         written: &str,
         derive: impl FnOnce(ImageRef) -> T,
     ) -> Result<T, InvalidImage> {
-        let map = self.by_thread.get_or_default();
-        if let Some(parsed) = map.borrow().get(written) {
-            return parsed.clone();
+        if let Some(parsed) = self.by_written.find(written, |p| Some(p.clone())) {
+            return parsed;
         }
         let parsed = ImageRef::parse(written).map(derive);
-        let mut map = map.borrow_mut();
-        if map.len() >= MAX_CACHED_REFS {
-            map.clear();
-        }
-        map.insert(written.into(), parsed.clone());
+        self.by_written.insert(written.into(), parsed.clone());
         parsed
     }
 }

@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod scan;
 pub mod secret;
 pub mod server;
+pub mod thread_cache;
 pub mod tls;
 
 /// The hasher of the maps every review reads (cached summaries, parsed references,

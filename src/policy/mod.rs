@@ -4,19 +4,18 @@
 pub mod allowlist;
 pub mod counting;
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use thread_local::ThreadLocal;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::config::{ControllerPods, CountRule, Mode, PolicyConfig, UnscannedRule};
 use crate::pattern::ImagePattern;
 use crate::scan::{ExtraCount, ScanSummary, Severity, SeverityCounts};
+use crate::thread_cache::PerThreadMap;
 use allowlist::AllowEntry;
 
 pub const ANNOTATION_PREFIX: &str = "vulngate.io/";
@@ -340,9 +339,17 @@ impl NamespacePolicy {
 /// the same `Arc` (the namespace sources hand out a new one on every change), so
 /// the hot path does not parse annotations per review. Each thread keeps its own
 /// map, so that a review takes no lock shared with other threads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PolicyCache {
-    by_thread: ThreadLocal<RefCell<HashMap<String, CachedPolicy, crate::FastHashState>>>,
+    by_namespace: PerThreadMap<String, CachedPolicy>,
+}
+
+impl Default for PolicyCache {
+    fn default() -> Self {
+        PolicyCache {
+            by_namespace: PerThreadMap::new(MAX_CACHED_POLICIES),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -378,9 +385,11 @@ impl PolicyCache {
                 .as_ref()
                 .is_none_or(|(until, _)| *until > now)
         };
-        let map = self.by_thread.get_or_default();
-        if let Some(cached) = map.borrow().get(namespace).filter(|c| fresh(c)) {
-            return Arc::clone(&cached.policy);
+        if let Some(policy) = self
+            .by_namespace
+            .find(namespace, |c| fresh(c).then(|| Arc::clone(&c.policy)))
+        {
+            return policy;
         }
         let policy = Arc::new(NamespacePolicy::resolve(
             config,
@@ -389,11 +398,7 @@ impl PolicyCache {
             annotations.map(|a| &**a),
             now,
         ));
-        let mut map = map.borrow_mut();
-        if map.len() >= MAX_CACHED_POLICIES && !map.contains_key(namespace) {
-            map.clear();
-        }
-        map.insert(
+        self.by_namespace.insert(
             namespace.to_string(),
             CachedPolicy {
                 annotations: annotations.cloned(),

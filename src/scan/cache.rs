@@ -7,7 +7,6 @@
 //! it ends; errors are not cached. Each thread reads finished entries from copies of
 //! its own for as long as nothing in the cache has changed since it read them.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,13 +15,13 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use moka::sync::Cache;
 use moka::Expiry;
-use thread_local::ThreadLocal;
 
 use super::digest_key::DigestKey;
 use super::{ScanError, ScanSummary, ScanTarget, Scanner};
 use crate::config::CacheConfig;
 use crate::image::ImageRef;
 use crate::metrics::{Metrics, RefreshResult};
+use crate::thread_cache::PerThreadMap;
 
 /// Summaries are per scanner route and digest: the same digest may be held by
 /// two scanners with different answers.
@@ -78,7 +77,7 @@ pub struct SummaryCache {
     /// Each thread's copies of finished entries it read, valid while `generation`
     /// is what it was when they were read. A hit here touches no line another
     /// thread writes; a moka hit records the read in queues every thread shares.
-    front: Arc<ThreadLocal<RefCell<FrontMap>>>,
+    front: Arc<PerThreadMap<CacheKey, (u64, Entry)>>,
     /// Bumped after every change to what the cache holds (insert, replacement,
     /// eviction, purge), so no thread's front outlives a change.
     generation: Arc<AtomicU64>,
@@ -91,8 +90,6 @@ pub struct SummaryCache {
     fetching: Arc<Mutex<HashMap<CacheKey, Fetching>>>,
     metrics: Arc<Metrics>,
 }
-
-type FrontMap = HashMap<CacheKey, (u64, Entry), crate::FastHashState>;
 
 /// Entries a thread's front holds at most; it starts over when full.
 const FRONT_ENTRIES: usize = 4096;
@@ -151,7 +148,7 @@ impl SummaryCache {
             .build_with_hasher(crate::FastHashState::new());
         SummaryCache {
             cache,
-            front: Arc::default(),
+            front: Arc::new(PerThreadMap::new(FRONT_ENTRIES)),
             generation,
             ttl: config.ttl,
             checking: Arc::default(),
@@ -216,19 +213,15 @@ impl SummaryCache {
     fn read(&self, key: &CacheKey) -> Option<Entry> {
         // Read before moka: a change after this load makes the copy stale at once.
         let generation = self.generation.load(Ordering::Acquire);
-        let front = self.front.get_or_default();
-        if let Some((read_at, entry)) = front.borrow().get(key) {
-            if *read_at == generation {
-                return Some(entry.clone());
-            }
+        let copy = self.front.find(key, |(read_at, entry)| {
+            (*read_at == generation).then(|| entry.clone())
+        });
+        if copy.is_some() {
+            return copy;
         }
         let entry = self.cache.get(key)?;
         if !entry.summary.status.is_pending() {
-            let mut front = front.borrow_mut();
-            if front.len() >= FRONT_ENTRIES {
-                front.clear();
-            }
-            front.insert(key.clone(), (generation, entry.clone()));
+            self.front.insert(key.clone(), (generation, entry.clone()));
         }
         Some(entry)
     }
