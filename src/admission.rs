@@ -292,19 +292,24 @@ pub enum PodSpecPath {
     CronJob,
 }
 
+/// The kinds vulngate judges and where each one's pod spec sits.
+pub const JUDGED_KINDS: [(&str, PodSpecPath); 8] = [
+    ("Pod", PodSpecPath::Pod),
+    ("Deployment", PodSpecPath::Template),
+    ("ReplicaSet", PodSpecPath::Template),
+    ("StatefulSet", PodSpecPath::Template),
+    ("DaemonSet", PodSpecPath::Template),
+    ("Job", PodSpecPath::Template),
+    ("CronJob", PodSpecPath::CronJob),
+    ("ReplicationController", PodSpecPath::Template),
+];
+
 impl PodSpecPath {
     pub fn for_kind(kind: &str) -> Option<PodSpecPath> {
-        match kind {
-            "Pod" => Some(PodSpecPath::Pod),
-            "Deployment"
-            | "ReplicaSet"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "Job"
-            | "ReplicationController" => Some(PodSpecPath::Template),
-            "CronJob" => Some(PodSpecPath::CronJob),
-            _ => None,
-        }
+        JUDGED_KINDS
+            .iter()
+            .find(|(judged, _)| *judged == kind)
+            .map(|(_, path)| *path)
     }
 
     pub fn pod_spec<'o, 'a>(self, object: &'o ObjectLite<'a>) -> Option<&'o SpecLite<'a>> {

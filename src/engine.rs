@@ -268,7 +268,13 @@ impl Engine {
     ) -> Result<Vec<u8>, BadReview> {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight();
-        let request = admission::decode(body)?;
+        let request = match admission::decode(body) {
+            Ok(request) => request,
+            Err(e) => {
+                self.metrics.review("", "invalid", started.elapsed());
+                return Err(e);
+            }
+        };
         let budget = deadline.map_or(self.deadline, |d| d.min(self.deadline));
         let verdict = self.decide(&request, TokioInstant::now() + budget).await;
         let result = result_label(&verdict);

@@ -12,6 +12,10 @@ use prometheus_client::registry::Registry;
 
 use crate::scan::ScanError;
 
+mod per_thread;
+pub use per_thread::InFlight;
+use per_thread::ReviewMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReviewLabels {
     kind: &'static str,
@@ -72,16 +76,14 @@ pub struct OverLimit {
 
 pub struct Metrics {
     registry: Registry,
-    reviews: Family<ReviewLabels, Counter>,
-    decision_seconds: Histogram,
-    cache_hits: Counter,
+    /// Reviews by kind and result, decision durations, in flight, cache hits.
+    reviews: ReviewMetrics,
     cache_misses: Counter,
     cache_refreshes: Family<RefreshLabels, Counter>,
     scanner_calls: Family<ScannerLabels, Counter>,
     scanner_seconds: Family<ScannerKindLabel, Histogram>,
     tls_reloads: Counter,
     controller_pods_warned: Counter,
-    in_flight: Gauge<i64, AtomicI64Wrapper>,
     pods_over_limit: Family<NamespaceVerdictLabels, Gauge>,
     /// Namespaces with a `pods_over_limit` series, so a namespace gone is removed.
     audited_namespaces: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -90,8 +92,6 @@ pub struct Metrics {
     /// Every scanner call, whatever its outcome (the sum of `scanner_calls`).
     scanner_calls_total: std::sync::atomic::AtomicU64,
 }
-
-type AtomicI64Wrapper = std::sync::atomic::AtomicI64;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -102,23 +102,21 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("vulngate");
-        let reviews = Family::<ReviewLabels, Counter>::default();
+        let reviews = ReviewMetrics::default();
         registry.register(
             "reviews",
             "Admission reviews by object kind and result (allowed, denied, warned, invalid)",
-            reviews.clone(),
+            reviews.reviews_encoder(),
         );
-        let decision_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 18));
         registry.register(
             "decision_duration_seconds",
-            "Time from a decoded review to its response",
-            decision_seconds.clone(),
+            "Time from a received review to its response",
+            reviews.decision_encoder(),
         );
-        let cache_hits = Counter::default();
         registry.register(
             "summary_cache_hits",
             "Scan summary cache hits",
-            cache_hits.clone(),
+            reviews.cache_hits_encoder(),
         );
         let cache_misses = Counter::default();
         registry.register(
@@ -158,11 +156,10 @@ impl Metrics {
             "Pods over their limits allowed with a warning because a built-in controller created them",
             controller_pods_warned.clone(),
         );
-        let in_flight = Gauge::<i64, AtomicI64Wrapper>::default();
         registry.register(
             "reviews_in_flight",
             "Reviews being decided",
-            in_flight.clone(),
+            reviews.in_flight_encoder(),
         );
         let pods_over_limit = Family::<NamespaceVerdictLabels, Gauge>::default();
         registry.register(
@@ -189,34 +186,25 @@ impl Metrics {
             audit_runs,
             audit_last_success,
             reviews,
-            decision_seconds,
-            cache_hits,
             cache_misses,
             cache_refreshes,
             scanner_calls,
             scanner_seconds,
             tls_reloads,
             controller_pods_warned,
-            in_flight,
             scanner_calls_total: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
+    /// A review answered: its object kind, result (`invalid` for a body that is not
+    /// an AdmissionReview) and how long it took.
     pub fn review(&self, kind: &str, result: &'static str, elapsed: Duration) {
-        self.reviews
-            .get_or_create(&ReviewLabels {
-                kind: kind_label(kind),
-                result,
-            })
-            .inc();
-        self.decision_seconds.observe(elapsed.as_secs_f64());
+        self.reviews.review(kind, result, elapsed);
     }
 
-    /// Hits are added once per review, not per image: the counter is shared by
-    /// every worker thread.
     pub fn cache_hits(&self, hits: u64) {
         if hits > 0 {
-            self.cache_hits.inc_by(hits);
+            self.reviews.cache_hits(hits);
         }
     }
 
@@ -269,8 +257,7 @@ impl Metrics {
 
     /// Counts a review in flight until the guard drops.
     pub fn in_flight(&self) -> InFlight<'_> {
-        self.in_flight.inc();
-        InFlight(&self.in_flight)
+        self.reviews.in_flight()
     }
 
     /// The result of one background audit: every namespace with running pods is set
@@ -320,29 +307,6 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-}
-
-pub struct InFlight<'a>(&'a Gauge<i64, AtomicI64Wrapper>);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// Bounded label values for object kinds.
-fn kind_label(kind: &str) -> &'static str {
-    match kind {
-        "Pod" => "Pod",
-        "Deployment" => "Deployment",
-        "ReplicaSet" => "ReplicaSet",
-        "StatefulSet" => "StatefulSet",
-        "DaemonSet" => "DaemonSet",
-        "Job" => "Job",
-        "CronJob" => "CronJob",
-        "ReplicationController" => "ReplicationController",
-        _ => "other",
     }
 }
 

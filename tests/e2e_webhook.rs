@@ -469,12 +469,22 @@ async fn health_readiness_and_metrics_on_the_ops_port() {
     webhook
         .review(&client, &pod("strict", &[("api", HIGH3)]))
         .await;
+    let (status, _, _) = webhook.post(&client, "{\"kind\": \"not a review\"").await;
+    assert_eq!(status, 400);
     assert_eq!(webhook.ops_get("/healthz").0, 200);
     assert_eq!(webhook.ops_get("/readyz").0, 200);
     let (status, metrics) = webhook.ops_get("/metrics");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("vulngate_reviews_total{kind=\"Pod\",result=\"denied\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vulngate_reviews_total{kind=\"other\",result=\"invalid\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vulngate_reviews_in_flight 0"),
         "{metrics}"
     );
     assert!(
@@ -490,7 +500,7 @@ async fn health_readiness_and_metrics_on_the_ops_port() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("vulngate_decision_duration_seconds_count 2"),
+        metrics.contains("vulngate_decision_duration_seconds_count 3"),
         "{metrics}"
     );
     assert!(
