@@ -281,11 +281,12 @@ impl Engine {
         let elapsed = started.elapsed();
         self.metrics.review(&request.kind.kind, result, elapsed);
         tracing::info!(
-            uid = %request.uid,
-            kind = %request.kind.kind,
+            // As `&str`, not `%`: a plain string skips the formatting machinery.
+            uid = request.uid.as_ref(),
+            kind = request.kind.kind.as_ref(),
             namespace = request.namespace.as_deref().unwrap_or(""),
             name = request.name.as_deref().unwrap_or(""),
-            operation = %request.operation,
+            operation = request.operation.as_ref(),
             result,
             elapsed_us = elapsed.as_micros() as u64,
             // Not `message`: that is the event's own name, "review".
