@@ -430,8 +430,18 @@ pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
             audit_annotations: &verdict.audit_annotations,
         },
     };
+    // Sized for the whole answer up front: growing it reallocates once or twice.
+    let texts = verdict.message.as_ref().map_or(0, String::len)
+        + verdict.warnings.iter().map(|w| w.len() + 3).sum::<usize>()
+        + (verdict.audit_annotations.iter())
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>();
+    let mut body = Vec::with_capacity(160 + api_version.len() + uid.len() + texts * 9 / 8);
     // Plain structs of strings and maps always serialize.
-    serde_json::to_vec(&out).unwrap_or_default()
+    match serde_json::to_writer(&mut body, &out) {
+        Ok(()) => body,
+        Err(_) => Vec::new(),
+    }
 }
 
 #[cfg(test)]
