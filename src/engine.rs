@@ -271,7 +271,7 @@ impl Engine {
         let request = match admission::decode(body) {
             Ok(request) => request,
             Err(e) => {
-                self.metrics.review("", "invalid", started.elapsed());
+                self.metrics.invalid_review(started.elapsed());
                 return Err(e);
             }
         };

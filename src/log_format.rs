@@ -28,18 +28,18 @@ where
     ) -> fmt::Result {
         // The line is built in a String of this thread's and handed over whole:
         // `Writer` writes through a `dyn Write`, one call per piece otherwise.
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                format_line(&mut line, event)?;
-                writer.write_str(&line)
-            }
-            // An event logged while formatting one (from a field's Display).
-            Err(_) => {
-                let mut line = String::new();
-                format_line(&mut line, event)?;
-                writer.write_str(&line)
-            }
+        LINE.with(|held| {
+            // Busy only for an event logged while formatting one (from a field's Display).
+            let (mut held, mut fresh) = (held.try_borrow_mut(), String::new());
+            let line = match &mut held {
+                Ok(line) => {
+                    line.clear();
+                    &mut **line
+                }
+                Err(_) => &mut fresh,
+            };
+            format_line(line, event)?;
+            writer.write_str(line)
         })
     }
 }

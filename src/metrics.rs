@@ -14,7 +14,7 @@ use crate::scan::ScanError;
 
 mod per_thread;
 pub use per_thread::InFlight;
-use per_thread::ReviewMetrics;
+use per_thread::{ReviewMetrics, Series};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReviewLabels {
@@ -106,17 +106,17 @@ impl Metrics {
         registry.register(
             "reviews",
             "Admission reviews by object kind and result (allowed, denied, warned, invalid)",
-            reviews.reviews_encoder(),
+            reviews.encoder(Series::Reviews),
         );
         registry.register(
             "decision_duration_seconds",
             "Time from a received review to its response",
-            reviews.decision_encoder(),
+            reviews.encoder(Series::Decision),
         );
         registry.register(
             "summary_cache_hits",
             "Scan summary cache hits",
-            reviews.cache_hits_encoder(),
+            reviews.encoder(Series::CacheHits),
         );
         let cache_misses = Counter::default();
         registry.register(
@@ -159,7 +159,7 @@ impl Metrics {
         registry.register(
             "reviews_in_flight",
             "Reviews being decided",
-            reviews.in_flight_encoder(),
+            reviews.encoder(Series::InFlight),
         );
         let pods_over_limit = Family::<NamespaceVerdictLabels, Gauge>::default();
         registry.register(
@@ -196,10 +196,14 @@ impl Metrics {
         }
     }
 
-    /// A review answered: its object kind, result (`invalid` for a body that is not
-    /// an AdmissionReview) and how long it took.
+    /// A review answered: its object kind, result and how long it took.
     pub fn review(&self, kind: &str, result: &'static str, elapsed: Duration) {
         self.reviews.review(kind, result, elapsed);
+    }
+
+    /// A body that is not an AdmissionReview: kind `other`, result `invalid`.
+    pub fn invalid_review(&self, elapsed: Duration) {
+        self.reviews.review("other", "invalid", elapsed);
     }
 
     pub fn cache_hits(&self, hits: u64) {

@@ -34,6 +34,7 @@ fn decision_bounds() -> impl Iterator<Item = f64> {
 const BUCKETS: usize = 18 + 1;
 
 /// One thread's counts. Aligned so two threads' counts never share a cache line.
+#[derive(Default)]
 #[repr(align(128))]
 struct Slot {
     reviews: [[AtomicU64; RESULTS.len()]; KINDS],
@@ -41,20 +42,8 @@ struct Slot {
     cache_hits: AtomicU64,
     /// Per bucket, not cumulative; the last is +Inf.
     buckets: [AtomicU64; BUCKETS],
-    /// The f64 sum of the decision seconds, as bits.
+    /// The f64 sum of the decision seconds, as bits (0 is 0.0).
     seconds_sum: AtomicU64,
-}
-
-impl Default for Slot {
-    fn default() -> Self {
-        Slot {
-            reviews: Default::default(),
-            in_flight: AtomicI64::new(0),
-            cache_hits: AtomicU64::new(0),
-            buckets: Default::default(),
-            seconds_sum: AtomicU64::new(0f64.to_bits()),
-        }
-    }
 }
 
 /// Only the slot's own thread adds, so a load and a store cannot lose a count.
@@ -72,10 +61,8 @@ impl Slots {
         self.slots.get_or_default()
     }
 
-    fn sum(&self, read: impl Fn(&Slot) -> u64) -> u64 {
-        self.slots
-            .iter()
-            .fold(0u64, |total, slot| total.wrapping_add(read(slot)))
+    fn sum<T: std::iter::Sum>(&self, read: impl Fn(&Slot) -> T) -> T {
+        self.slots.iter().map(read).sum()
     }
 }
 
@@ -147,20 +134,12 @@ impl ReviewMetrics {
         gauge.store(gauge.load(Relaxed).wrapping_add(by), Relaxed);
     }
 
-    pub fn reviews_encoder(&self) -> impl EncodeMetric + fmt::Debug + Send + Sync + 'static {
-        Encoded(self.clone(), Series::Reviews)
-    }
-
-    pub fn decision_encoder(&self) -> impl EncodeMetric + fmt::Debug + Send + Sync + 'static {
-        Encoded(self.clone(), Series::Decision)
-    }
-
-    pub fn in_flight_encoder(&self) -> impl EncodeMetric + fmt::Debug + Send + Sync + 'static {
-        Encoded(self.clone(), Series::InFlight)
-    }
-
-    pub fn cache_hits_encoder(&self) -> impl EncodeMetric + fmt::Debug + Send + Sync + 'static {
-        Encoded(self.clone(), Series::CacheHits)
+    /// One of the review metrics, for the registry.
+    pub fn encoder(
+        &self,
+        series: Series,
+    ) -> impl EncodeMetric + fmt::Debug + Send + Sync + 'static {
+        Encoded(self.clone(), series)
     }
 }
 
@@ -173,7 +152,7 @@ impl Drop for InFlight<'_> {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Series {
+pub enum Series {
     Reviews,
     Decision,
     InFlight,
@@ -209,15 +188,11 @@ impl EncodeMetric for Encoded {
                     .map(|b| (slots.bounds[b], slots.sum(|s| s.buckets[b].load(Relaxed))))
                     .collect();
                 let count = buckets.iter().map(|(_, n)| n).sum();
-                let sum = slots
-                    .slots
-                    .iter()
-                    .map(|s| f64::from_bits(s.seconds_sum.load(Relaxed)))
-                    .sum();
+                let sum = slots.sum(|s| f64::from_bits(s.seconds_sum.load(Relaxed)));
                 encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
             }
             Series::InFlight => {
-                let in_flight: i64 = slots.slots.iter().map(|s| s.in_flight.load(Relaxed)).sum();
+                let in_flight: i64 = slots.sum(|s| s.in_flight.load(Relaxed));
                 encoder.encode_gauge(&in_flight)
             }
             Series::CacheHits => {
@@ -252,9 +227,17 @@ mod tests {
     fn counts_from_every_thread_are_summed_and_the_histogram_encodes_like_prometheus_clients() {
         let metrics = ReviewMetrics::default();
         let mut ours = Registry::default();
-        ours.register("reviews", "r", metrics.reviews_encoder());
-        ours.register("decision_duration_seconds", "d", metrics.decision_encoder());
-        ours.register("summary_cache_hits", "h", metrics.cache_hits_encoder());
+        ours.register("reviews", "r", metrics.encoder(Series::Reviews));
+        ours.register(
+            "decision_duration_seconds",
+            "d",
+            metrics.encoder(Series::Decision),
+        );
+        ours.register(
+            "summary_cache_hits",
+            "h",
+            metrics.encoder(Series::CacheHits),
+        );
         let theirs_histogram = Histogram::new(decision_bounds());
         let mut theirs = Registry::default();
         theirs.register("decision_duration_seconds", "d", theirs_histogram.clone());
@@ -320,7 +303,7 @@ mod tests {
     fn a_review_in_flight_is_counted_until_its_guard_drops_on_any_thread() {
         let metrics = ReviewMetrics::default();
         let mut registry = Registry::default();
-        registry.register("reviews_in_flight", "f", metrics.in_flight_encoder());
+        registry.register("reviews_in_flight", "f", metrics.encoder(Series::InFlight));
         let gauge = |registry: &Registry| {
             text(registry)
                 .lines()
