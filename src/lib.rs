@@ -11,6 +11,7 @@ pub mod engine;
 pub mod events;
 pub mod httputil;
 pub mod image;
+pub mod json_text;
 pub mod log_format;
 pub mod log_writer;
 pub mod metrics;

@@ -12,6 +12,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::json_text::plain_len;
+
 /// The JSON line format of the server's logs.
 pub struct JsonLines;
 
@@ -205,29 +207,6 @@ impl<W: Write> Write for Escaping<'_, W> {
             rest = tail.get(1..).unwrap_or("");
         }
     }
-}
-
-fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
-}
-
-/// How many bytes from the start need no escaping. Whole 16-byte chunks are
-/// checked without an early exit, which the compiler turns into vector compares:
-/// a byte-by-byte loop was half the cost of a review's log line.
-fn plain_len(bytes: &[u8]) -> usize {
-    let mut checked = 0;
-    for chunk in bytes.chunks_exact(16) {
-        if chunk.iter().fold(false, |any, &b| any | needs_escape(b)) {
-            break;
-        }
-        checked += 16;
-    }
-    let tail = bytes.get(checked..).unwrap_or_default();
-    checked
-        + tail
-            .iter()
-            .position(|&b| needs_escape(b))
-            .unwrap_or(tail.len())
 }
 
 #[cfg(test)]
