@@ -215,7 +215,7 @@ impl Engine {
             resolver: parts.resolver,
             cache: SummaryCache::new(&config.cache, parts.metrics.clone()),
             policies: PolicyCache::default(),
-            images: ParseCache::warmed(),
+            images: ParseCache::default(),
             events: None,
             metrics: parts.metrics,
         }

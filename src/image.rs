@@ -1,12 +1,16 @@
 //! Image references, normalized the way the container runtime reads them.
 
 use std::fmt;
-use std::str::FromStr;
 
-use oci_client::Reference;
+use oci_client::ParseError;
 
 use crate::scan::digest_key::DigestKey;
 use crate::thread_cache::PerThreadMap;
+
+mod grammar;
+
+/// The longest repository path (after normalization) that the distribution grammar takes.
+const NAME_TOTAL_LENGTH_MAX: usize = 255;
 
 /// A parsed, normalized image reference (`nginx` is `docker.io/library/nginx:latest`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -44,27 +48,34 @@ impl ImageRef {
         if written.trim() != written {
             return Err(invalid("surrounding white space".into()));
         }
-        let parsed = Reference::from_str(written).map_err(|e| invalid(e.to_string()))?;
-        // The distribution grammar allows only lower case in repository paths.
-        if let Some(c) = parsed
-            .repository()
+        let written_parts = grammar::split(written)
+            .ok_or_else(|| invalid(ParseError::ReferenceInvalidFormat.to_string()))?;
+        let (registry, repository) = normalize(written_parts.name);
+        if repository.len() > NAME_TOTAL_LENGTH_MAX {
+            return Err(invalid(ParseError::NameTooLong.to_string()));
+        }
+        if let Some(d) = written_parts.digest {
+            check_digest_length(d).map_err(|e| invalid(e.to_string()))?;
+        }
+        // The grammar allows upper case in a first part it then takes for a Docker Hub path.
+        if let Some(c) = repository
             .chars()
             .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-' | '/'))
         {
             return Err(invalid(format!("character {c:?} in the repository name")));
         }
-        let digest = parsed.digest().map(str::to_string);
+        let digest = written_parts.digest.map(str::to_string);
         if let Some(d) = &digest {
             check_digest(d).map_err(invalid)?;
         }
-        let tag = match (parsed.tag(), &digest) {
+        let tag = match (written_parts.tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, None) => Some("latest".to_string()),
             (None, Some(_)) => None,
         };
         Ok(ImageRef {
-            registry: parsed.registry().to_string(),
-            repository: parsed.repository().to_string(),
+            registry,
+            repository,
             tag,
             digest_key: digest.as_deref().map(DigestKey::new),
             digest,
@@ -86,9 +97,8 @@ impl ImageRef {
 }
 
 /// Parsed references by their written form, each with what its user derives from
-/// the reference once (the engine: its scanner route). Parsing runs the distribution
-/// grammar's large regular expression (the costliest step of a warm review), and a
-/// cluster's pods name the same images again and again. Each thread keeps its own
+/// the reference once (the engine: its scanner route, found by matching patterns),
+/// since a cluster's pods name the same images again and again. Each thread keeps its own
 /// map: a review then takes no lock and touches no reference count that another
 /// thread writes, where a shared map cost every image a cache line bounced between
 /// cores.
@@ -99,17 +109,15 @@ pub struct ParseCache<T: Send> {
 /// More distinct references than this (in one thread) and that thread's map starts over.
 const MAX_CACHED_REFS: usize = 10_000;
 
-impl<T: Clone + Send> ParseCache<T> {
-    /// A cache whose grammar is ready: the regular expression is compiled on its
-    /// first use, which takes tens of milliseconds and blocks every thread that
-    /// parses meanwhile. Done here, at start, not in the first review.
-    pub fn warmed() -> ParseCache<T> {
-        let _ = ImageRef::parse("registry.example.com/warm/up:1");
+impl<T: Clone + Send> Default for ParseCache<T> {
+    fn default() -> Self {
         ParseCache {
             by_written: PerThreadMap::new(MAX_CACHED_REFS),
         }
     }
+}
 
+impl<T: Clone + Send> ParseCache<T> {
     /// `ImageRef::parse`, and `derive` of the parsed reference, remembered.
     pub fn parse(
         &self,
@@ -122,6 +130,43 @@ impl<T: Clone + Send> ParseCache<T> {
         let parsed = ImageRef::parse(written).map(derive);
         self.by_written.insert(written.into(), parsed.clone());
         parsed
+    }
+}
+
+/// The registry and repository of a written name, as Docker reads it: a first part
+/// without a '.' or ':' (and not `localhost`) is a Docker Hub path, and an official
+/// image's single part is under `library/`.
+fn normalize(name: &str) -> (String, String) {
+    let (registry, repository) = match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
+        _ => (DOCKER_HUB, name),
+    };
+    let registry = if registry == "index.docker.io" {
+        DOCKER_HUB
+    } else {
+        registry
+    };
+    if registry == DOCKER_HUB && !repository.contains('/') {
+        return (registry.to_string(), format!("library/{repository}"));
+    }
+    (registry.to_string(), repository.to_string())
+}
+
+const DOCKER_HUB: &str = "docker.io";
+
+/// oci-spec's check of a digest's length for its algorithm, with its errors.
+fn check_digest_length(d: &str) -> Result<(), ParseError> {
+    let (algorithm, hex) = d.split_once(':').ok_or(ParseError::DigestInvalidFormat)?;
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(ParseError::DigestUnsupported),
+    };
+    if hex.len() == len {
+        Ok(())
+    } else {
+        Err(ParseError::DigestInvalidLength)
     }
 }
 
@@ -187,7 +232,7 @@ mod tests {
 
     #[test]
     fn parse_cache_answers_like_parse() {
-        let cache = ParseCache::warmed();
+        let cache = ParseCache::default();
         for written in ["nginx", "localhost:5000/app:1", "UPPER/case", "nginx"] {
             assert_eq!(
                 cache.parse(written, |r| (r.clone(), r.to_string())),
@@ -205,6 +250,222 @@ mod tests {
             let r = ImageRef::parse(&format!("quay.io/a/b@{d}")).unwrap();
             assert_eq!(r.digest.as_deref(), Some(d.as_str()));
         }
+    }
+
+    /// What `parse` answered when it read references with oci-spec's regular expression.
+    fn parse_with_oci_spec(written: &str) -> Result<ImageRef, InvalidImage> {
+        use std::str::FromStr;
+        let invalid = |reason: String| InvalidImage {
+            reference: written.to_string(),
+            reason,
+        };
+        if written.is_empty() {
+            return Err(invalid("empty".into()));
+        }
+        if written.trim() != written {
+            return Err(invalid("surrounding white space".into()));
+        }
+        let parsed =
+            oci_client::Reference::from_str(written).map_err(|e| invalid(e.to_string()))?;
+        if let Some(c) = parsed
+            .repository()
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-' | '/'))
+        {
+            return Err(invalid(format!("character {c:?} in the repository name")));
+        }
+        let digest = parsed.digest().map(str::to_string);
+        if let Some(d) = &digest {
+            check_digest(d).map_err(invalid)?;
+        }
+        let tag = match (parsed.tag(), &digest) {
+            (Some(t), _) => Some(t.to_string()),
+            (None, None) => Some("latest".to_string()),
+            (None, Some(_)) => None,
+        };
+        Ok(ImageRef {
+            registry: parsed.registry().to_string(),
+            repository: parsed.repository().to_string(),
+            tag,
+            digest_key: digest.as_deref().map(DigestKey::new),
+            digest,
+        })
+    }
+
+    /// Reference-like texts: references put together from valid and nearly valid
+    /// parts, pieces of the grammar joined at random, and valid references with one
+    /// character changed, inserted or removed.
+    fn reference_like_texts(count: usize) -> Vec<String> {
+        let hex = "0123456789abcdef".repeat(8);
+        let strs = |list: &[&str]| list.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let domains = strs(&[
+            "",
+            "localhost/",
+            "localhost:5000/",
+            "docker.io/",
+            "index.docker.io/",
+            "quay.io/",
+            "Reg-1.Example.COM:443/",
+            "a/",
+            "x.y/",
+            "-a.io/",
+            "a-.io/",
+            "a..io/",
+            "a.io:/",
+            "a.io:5x/",
+            "a_b.io/",
+            "a.io:5000:1/",
+            "UPPER/",
+        ]);
+        let paths = strs(&[
+            "a",
+            "nginx",
+            "a.b",
+            "a_b",
+            "a__b",
+            "a___b",
+            "a-b",
+            "a---b",
+            "a.-b",
+            "a..b",
+            "_a",
+            "a_",
+            "A",
+            "aB",
+            "0",
+            "",
+            "a/b",
+            "x".repeat(130).as_str(),
+        ]);
+        let tags = strs(&[
+            "",
+            ":",
+            ":v1",
+            ":V1.2-rc_3",
+            ":_x",
+            ":.x",
+            ":-x",
+            ":a:b",
+            ":é",
+            &format!(":{}", "t".repeat(128)),
+            &format!(":{}", "t".repeat(129)),
+        ]);
+        let mut digests = vec![String::new(), "@".to_string(), "@sha256".to_string()];
+        for algorithm in [
+            "sha256",
+            "sha384",
+            "sha512",
+            "md5",
+            "a+b.c_d-e",
+            "1a",
+            "a..b",
+            "",
+        ] {
+            for len in [31, 32, 63, 64, 65, 96, 128] {
+                digests.push(format!("@{algorithm}:{}", &hex[..len]));
+            }
+        }
+        digests.push(format!("@sha256:{}", hex[..64].to_uppercase()));
+        digests.push(format!("@sha256:{}g", &hex[..63]));
+        let pieces = strs(&[
+            "a",
+            "b9",
+            "Z",
+            "0",
+            "-",
+            "__",
+            ".",
+            "/",
+            ":",
+            "@",
+            "sha256:",
+            "localhost",
+            "é",
+            " ",
+            &hex[..64],
+        ]);
+        let valid = [
+            "nginx",
+            "library/nginx:1.25",
+            "docker.io/team/app:v1@sha256:HEX",
+            "localhost:5000/a/b-c__d.e:tag_1",
+            "registry.example.com:443/bench/cold-000000@sha256:HEX",
+        ];
+        let charset: Vec<char> = "az09AZ-_./:@+é ".chars().collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let pick =
+            |list: &[String], next: &mut dyn FnMut(usize) -> usize| list[next(list.len())].clone();
+        (0..count)
+            .map(|i| match i % 3 {
+                0 => {
+                    let mut text = pick(&domains, &mut next);
+                    for k in 0..1 + next(3) {
+                        if k > 0 {
+                            text.push('/');
+                        }
+                        text += &pick(&paths, &mut next);
+                    }
+                    text + &pick(&tags, &mut next) + &pick(&digests, &mut next)
+                }
+                1 => (0..1 + next(8)).map(|_| pick(&pieces, &mut next)).collect(),
+                _ => {
+                    let mut chars: Vec<char> = valid[next(valid.len())]
+                        .replace("HEX", &hex[..64])
+                        .chars()
+                        .collect();
+                    let at = next(chars.len() + 1);
+                    let c = charset[next(charset.len())];
+                    match next(3) {
+                        0 if at < chars.len() => chars[at] = c,
+                        1 if at < chars.len() => {
+                            chars.remove(at);
+                        }
+                        _ => chars.insert(at, c),
+                    }
+                    chars.into_iter().collect()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parse_answers_as_oci_spec_did() {
+        let mut texts = reference_like_texts(40_000);
+        // Repository paths of 255 characters and one more, after normalization.
+        for len in [247, 248, 253, 254] {
+            texts.push("x".repeat(len));
+            texts.push(format!("quay.io/a/{}", "x".repeat(len)));
+        }
+        let (mut valid, mut invalid) = (0, 0);
+        for text in &texts {
+            let ours = ImageRef::parse(text);
+            let theirs = parse_with_oci_spec(text);
+            if text.is_ascii() {
+                assert_eq!(ours, theirs, "{text:?}");
+            } else {
+                // Only a tag of non-ASCII letters was valid to oci-spec's Unicode `\w`.
+                assert!(ours.is_err(), "{text:?}");
+                if let Ok(r) = theirs {
+                    assert!(!r.tag.is_some_and(|t| t.is_ascii()), "{text:?}");
+                }
+            }
+            if ours.is_ok() {
+                valid += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        // Both answers are common, so both sides of the grammar were compared.
+        assert!(
+            valid > 2_000 && invalid > 2_000,
+            "{valid} valid, {invalid} invalid"
+        );
     }
 
     #[test]
