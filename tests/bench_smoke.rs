@@ -35,7 +35,9 @@ fn admission_benchmark_smoke_writes_every_row() {
         out: out.clone(),
         ..bench::Options::smoke()
     };
-    let report = bench::run(&options).expect("the smoke benchmark runs");
+    let report = bench::run(&options)
+        .expect("the smoke benchmark runs")
+        .expect("a full run writes a report");
     assert!(!report.table().is_empty());
 
     let json: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();

@@ -26,9 +26,16 @@ fn main() -> ExitCode {
         bench::Options::full()
     };
     match bench::run(&options) {
-        Ok(report) => {
+        Ok(Some(report)) => {
             println!("{}", report.table());
             println!("wrote {}", options.out.display());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!(
+                "VULNGATE_BENCH_ONLY={}: the other parts were skipped, so no report was written",
+                options.only.as_deref().unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
