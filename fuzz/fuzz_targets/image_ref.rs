@@ -1,14 +1,18 @@
-//! Image references as written in a pod spec, and exemption patterns.
+//! Image references as written in a pod spec, and exemption patterns. The hand-written
+//! grammar answers as oci-spec's regular expression did (`image::oci_spec_oracle`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vulngate::image::ImageRef;
+use vulngate::image::{oci_spec_oracle, ImageRef};
 use vulngate::pattern::{wildcard_match, ImagePattern};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if let Some(d) = oci_spec_oracle::disagreement(text) {
+        panic!("{d}");
+    }
     if let Ok(image) = ImageRef::parse(text) {
         // The normalized form is itself a valid reference that means the same image.
         let normalized = image.to_string();
