@@ -6,7 +6,7 @@
 use super::{check_digest, refuse_blank, DigestKey, ImageRef, InvalidImage};
 
 /// What `parse` answered when it read references with oci-spec's regular expression.
-pub fn parse_with_oci_spec(written: &str) -> Result<ImageRef, InvalidImage> {
+fn parse_with_oci_spec(written: &str) -> Result<ImageRef, InvalidImage> {
     use std::str::FromStr;
     let invalid = |reason: String| InvalidImage::new(written, reason);
     refuse_blank(written)?;
