@@ -15,22 +15,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Deserialize as _;
 use serde_yaml::Value;
+use support::helm::helm;
 use support::webhook::{digest, object_with_pod_spec, pod_spec, review, Webhook};
-
-const SETUP: &str = "tests/setup.d/helm.sh";
-
-fn helm() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("helm"))
-        .chain([root.join(".tools/bin/helm")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`helm` is not installed: run `bash {SETUP}` (tests/run.sh runs it)")
-        })
-}
 
 fn b64(v: &Value) -> String {
     let bytes = base64::engine::general_purpose::STANDARD
