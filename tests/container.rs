@@ -427,7 +427,7 @@ tests:
         ),
     )
     .expect("values");
-    let chart = Rendered::render(&values, "vulngate");
+    let chart = Rendered::render(&values);
 
     // The namespaces the cluster would have: the NOTES' example and the helm test's.
     let (demo, annotations, denied_image) = notes_example(&chart.notes);
@@ -603,7 +603,8 @@ tests:
     // The TLS Secret renewed the kubelet's way: the new certificate is served, the old
     // CA is no longer enough.
     let renewed = work.path().join("renewed");
-    let generated = vulngate::tls::generate(&renewed, &[service.clone()]).expect("certificate");
+    let generated =
+        vulngate::tls::generate(&renewed, std::slice::from_ref(&service)).expect("certificate");
     let read = |p: &Path| std::fs::read(p).expect("read");
     let new_ca = read(&generated.ca_file);
     pod.update_volume(

@@ -41,24 +41,24 @@ fn helm_out(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `helm template vulngate charts/vulngate --namespace vulngate ARGS`, as documents.
+pub fn template(args: &[&str]) -> Vec<Value> {
+    let common = ["vulngate", "charts/vulngate", "--namespace", "vulngate"];
+    let manifests = helm_out(&[&["template"], &common[..], args].concat());
+    serde_yaml::Deserializer::from_str(&manifests)
+        .map(|d| Value::deserialize(d).expect("rendered YAML"))
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
 impl Rendered {
-    pub fn render(values: &Path, namespace: &str) -> Rendered {
-        let values = values.to_str().expect("UTF-8 path");
-        let common = [
-            "vulngate",
-            "charts/vulngate",
-            "--namespace",
-            namespace,
-            "-f",
-            values,
-        ];
-        let manifests = helm_out(&[&["template"], &common[..]].concat());
-        let docs = serde_yaml::Deserializer::from_str(&manifests)
-            .map(|d| Value::deserialize(d).expect("rendered YAML"))
-            .filter(|d| !d.is_null())
-            .collect();
+    /// The chart in namespace `vulngate` with a values file.
+    pub fn render(values: &Path) -> Rendered {
+        let args = ["-f", values.to_str().expect("UTF-8 path")];
+        let docs = template(&args);
         // `helm template` leaves NOTES.txt out; a client-side dry-run install prints it.
-        let install = helm_out(&[&["install"], &common[..], &["--dry-run=client"]].concat());
+        let common = ["vulngate", "charts/vulngate", "--namespace", "vulngate"];
+        let install = helm_out(&[&["install"], &common[..], &args, &["--dry-run=client"]].concat());
         let notes = install
             .split_once("\nNOTES:\n")
             .map(|(_, n)| n.to_string())
@@ -73,7 +73,7 @@ impl Rendered {
     }
 
     /// The files a ConfigMap or Secret of the chart holds (Secrets' data decoded).
-    pub fn data(&self, kind: &str, name: &str) -> Option<Vec<(String, Vec<u8>)>> {
+    pub fn data(&self, kind: &str, name: &str) -> Option<Files> {
         let doc = self.find(kind, Some(name))?;
         let data = doc["data"].as_mapping().expect("data");
         Some(
@@ -93,6 +93,9 @@ impl Rendered {
         )
     }
 }
+
+/// A ConfigMap's or Secret's files: (key, content).
+pub type Files = Vec<(String, Vec<u8>)>;
 
 enum HostVolume {
     Projected(KubeletVolume),
@@ -119,7 +122,7 @@ impl Pod {
     pub fn lay_out(
         chart: &Rendered,
         pod: &Value,
-        external: &dyn Fn(&str, &str) -> Option<Vec<(String, Vec<u8>)>>,
+        external: &dyn Fn(&str, &str) -> Option<Files>,
     ) -> Pod {
         let pod = pod.clone();
         let container = pod["containers"][0].clone();
