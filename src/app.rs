@@ -120,7 +120,11 @@ pub fn serving_cert(
                 .generate_dir
                 .clone()
                 .unwrap_or_else(|| state_dir.join("tls"));
-            let generated = crate::tls::generate(&dir, &config.tls.generate_names)?;
+            let generated = crate::tls::generate_valid_for(
+                &dir,
+                &config.tls.generate_names,
+                config.tls.regenerate_before,
+            )?;
             let cert = ReloadingCert::load(&generated.cert_file, &generated.key_file)?;
             Ok((cert, Some(generated)))
         }
