@@ -244,7 +244,7 @@ pub struct TlsConfig {
     /// CA bundle (PEM) of the clients allowed on the webhook port: with it, a client
     /// without a certificate it signed is refused at the handshake. Reloaded when it
     /// changes on disk.
-    #[serde(default)]
+    #[serde(default, rename = "clientCAFile")]
     pub client_ca_file: Option<PathBuf>,
 }
 
