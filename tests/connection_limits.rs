@@ -6,18 +6,14 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// On top of a timeout, the time a loaded 2-core machine may take to act on it.
 const SLACK: Duration = Duration::from_secs(3);
@@ -42,36 +38,14 @@ fn loopback(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
-type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
-
-/// An HTTP/2 connection (ALPN h2) whose PINGs the client answers, as hyper does.
-async fn h2_connect(client: &Client) -> (H2Sender, tokio::task::JoinHandle<()>) {
-    let mut config = (*client.tls).clone();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(client.addr).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    let task = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    (sender, task)
-}
-
 async fn h2_review(sender: &mut H2Sender, uid: &str) -> hyper::Result<u16> {
     let req = hyper::Request::post("https://localhost/validate")
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(pod_review(
-            uid,
-            "default",
-            &[ALLOWED_IMAGE],
-        ))))
+        .body(
+            Full::new(Bytes::from(pod_review(uid, "default", &[ALLOWED_IMAGE])))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .unwrap();
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
@@ -140,7 +114,7 @@ async fn idle_connections_are_closed_within_their_timeouts() {
     );
 
     // HTTP/2 answering every PING, no stream open: closed at the idle timeout.
-    let (mut sender, conn) = h2_connect(&server.client).await;
+    let (mut sender, conn) = server.client.connect_h2().await;
     assert_eq!(h2_review(&mut sender, "u-h2-idle").await.unwrap(), 200);
     let waited = Instant::now();
     tokio::time::timeout(idle + SLACK, conn)
@@ -151,7 +125,7 @@ async fn idle_connections_are_closed_within_their_timeouts() {
 
     // HTTP/2 that is never idle: asked to go away at its maximum age, every review
     // sent before that answered.
-    let (mut sender, conn) = h2_connect(&server.client).await;
+    let (mut sender, conn) = server.client.connect_h2().await;
     let opened = Instant::now();
     let mut answered = 0;
     while !conn.is_finished() && opened.elapsed() < Duration::from_secs(5) + SLACK {

@@ -300,6 +300,29 @@ impl Client {
         self.handshake(tcp).await
     }
 
+    /// An HTTP/2 connection (ALPN h2) whose PINGs the client answers, as hyper does;
+    /// the task ends when the connection does.
+    pub async fn connect_h2(&self) -> (H2Sender, tokio::task::JoinHandle<()>) {
+        let mut config = (*self.tls).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        (sender, task)
+    }
+
     /// A TLS connection from the loopback address `from` (127.0.0.2, 127.0.0.3...):
     /// to the server, another client.
     pub async fn connect_from(
@@ -354,6 +377,9 @@ impl Client {
         assert_eq!(v["response"]["allowed"], true, "{v}");
     }
 }
+
+pub type H2Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+pub type H2Sender = hyper::client::conn::http2::SendRequest<H2Body>;
 
 /// A TCP connection to `to` from the local address `from`.
 pub async fn tcp_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
