@@ -1289,7 +1289,11 @@ fn helm_tls_mode_makes_a_certificate_for_the_service() {
 #[test]
 fn a_client_ca_configmap_is_mounted_and_named_in_the_config() {
     let docs = render(&[]);
-    assert_eq!(config_of(&docs).1.tls.client_ca_file, None, "off by default");
+    assert_eq!(
+        config_of(&docs).1.tls.client_ca_file,
+        None,
+        "off by default"
+    );
     let docs = render(&[
         "--set",
         "tls.clientCA.configMap=apiserver-client-ca",

@@ -77,16 +77,8 @@ async fn idle_connections_are_closed_within_their_timeouts() {
 
     // One review on a keep-alive connection, then silence: the idle timeout.
     let mut tls = server.client.connect().await.unwrap();
-    let body = pod_review("u-idle", "default", &[ALLOWED_IMAGE]);
-    tls.write_all(&request_bytes(
-        "/validate",
-        Some("application/json"),
-        &body,
-        true,
-    ))
-    .await
-    .unwrap();
-    assert_eq!(read_response(&mut tls).await.unwrap().status, 200);
+    let resp = keep_alive_review(&mut tls, "u-idle").await.unwrap();
+    assert_eq!(resp.status, 200);
     let after = closed_after(&mut tls, idle + SLACK)
         .await
         .expect("an idle keep-alive connection was not closed");
@@ -155,6 +147,17 @@ async fn idle_connections_are_closed_within_their_timeouts() {
     server.client.assert_serving().await;
 }
 
+/// The bound the issue asks for: a normal review answered within 1 s while `held`.
+async fn answered_within_a_second(server: &ServerProcess, held: &str) {
+    let started = Instant::now();
+    server.client.assert_serving().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "a review took {took:?} with {held}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousands_of_idle_connections_do_not_stop_reviews() {
     const HELD: usize = 5_000;
@@ -202,13 +205,7 @@ async fn thousands_of_idle_connections_do_not_stop_reviews() {
         fds >= HELD,
         "the server holds the connections ({fds} descriptors)"
     );
-    let started = Instant::now();
-    server.client.assert_serving().await;
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(1),
-        "a review took {took:?} with {HELD} idle connections held"
-    );
+    answered_within_a_second(&server, "5,000 idle webhook connections").await;
 
     // One address gets its budget of 256 and no more.
     let from_one: Vec<_> = futures::stream::iter(0..300)
@@ -236,13 +233,7 @@ async fn thousands_of_idle_connections_do_not_stop_reviews() {
         fds < HELD + 256 + 300,
         "the ops port holds only its budget ({fds} descriptors open)"
     );
-    let started = Instant::now();
-    server.client.assert_serving().await;
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(1),
-        "a review took {took:?} with {HELD} idle webhook and {HELD} idle ops connections"
-    );
+    answered_within_a_second(&server, "5,000 idle webhook and 5,000 idle ops connections").await;
     let (status, _) = server.ops_get("/healthz").await.expect("/healthz answers");
     assert_eq!(status, 200);
     drop((webhook, from_one, ops_conns));

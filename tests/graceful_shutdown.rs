@@ -116,17 +116,9 @@ async fn sigterm_drains_in_flight_reviews_and_exits_within_grace() {
     // During the drain the listener still accepts, and every HTTP/1.1 answer closes
     // its connection, so keep-alive clients move to another replica.
     let mut draining = server.client.connect().await.unwrap();
-    let body = pod_review("u-draining", "default", &[ALLOWED_IMAGE]);
-    draining
-        .write_all(&request_bytes(
-            "/validate",
-            Some("application/json"),
-            &body,
-            true,
-        ))
+    let resp = keep_alive_review(&mut draining, "u-draining")
         .await
         .unwrap();
-    let resp = read_response(&mut draining).await.unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(
         resp.header("connection"),

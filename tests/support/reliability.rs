@@ -381,6 +381,23 @@ impl Client {
 pub type H2Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
 pub type H2Sender = hyper::client::conn::http2::SendRequest<H2Body>;
 
+/// One review of [`ALLOWED_IMAGE`] on an open keep-alive connection.
+pub async fn keep_alive_review<S>(stream: &mut S, uid: &str) -> std::io::Result<Response>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let body = pod_review(uid, "default", &[ALLOWED_IMAGE]);
+    stream
+        .write_all(&request_bytes(
+            "/validate",
+            Some("application/json"),
+            &body,
+            true,
+        ))
+        .await?;
+    read_response(stream).await
+}
+
 /// A TCP connection to `to` from the local address `from`.
 pub async fn tcp_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4()?;
