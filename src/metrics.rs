@@ -150,6 +150,11 @@ impl Metrics {
             "Serving certificate reloads from disk",
             tls_reloads.clone(),
         );
+        registry.register(
+            "scan_files_skipped",
+            "Scan files of the file scanner skipped (or kept at their last good content) because they could not be read",
+            crate::scan::file::skipped_files_counter(),
+        );
         let controller_pods_warned = Counter::default();
         registry.register(
             "controller_pods_warned",
