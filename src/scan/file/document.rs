@@ -83,9 +83,28 @@ where
         de.end().map_err(|e| e.to_string())?;
         Ok(value)
     } else {
-        seed.deserialize(serde_yaml::Deserializer::from_reader(reader))
-            .map_err(|e| e.to_string())
+        // serde_yaml would read the whole file and hold every parser event of it
+        // before the first entry is read; serde-saphyr parses as it deserializes.
+        serde_saphyr::with_deserializer_from_reader_with_options(reader, yaml_options(), |de| {
+            seed.deserialize(de)
+        })
+        .map_err(|e| e.to_string())
     }
+}
+
+/// A scan file is as large as its number of images, far beyond serde-saphyr's
+/// defaults for config files; the limits on aliases (billion laughs) stay.
+fn yaml_options() -> serde_saphyr::Options {
+    const LARGE: usize = 1 << 30;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_reader_input_bytes = Some(LARGE);
+    budget.max_events = LARGE;
+    budget.max_nodes = LARGE;
+    budget.max_total_scalar_bytes = LARGE;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.with_snippet = false;
+    options
 }
 
 fn looks_like_summaries(head: &str) -> bool {
