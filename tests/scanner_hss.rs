@@ -575,7 +575,10 @@ async fn counting_can_leave_out_handled_vulnerabilities() {
     let all = summary(&scanner(&server, &creds, ""), image, D1)
         .await
         .unwrap();
-    assert_eq!((all.counts.high, all.counts.medium, all.counts.low), (Some(3), Some(1), Some(2)));
+    assert_eq!(
+        (all.counts.high, all.counts.medium, all.counts.low),
+        (Some(3), Some(1), Some(2))
+    );
     let unhandled = summary(
         &scanner(&server, &creds, "handleStatus: unhandled\n"),
         image,
@@ -584,7 +587,11 @@ async fn counting_can_leave_out_handled_vulnerabilities() {
     .await
     .unwrap();
     assert_eq!(
-        (unhandled.counts.high, unhandled.counts.medium, unhandled.counts.low),
+        (
+            unhandled.counts.high,
+            unhandled.counts.medium,
+            unhandled.counts.low
+        ),
         (Some(1), Some(0), Some(2))
     );
     assert!(scanner_config("handleStatus: fixed\n").is_err());
@@ -597,10 +604,20 @@ fn scanner_config(extra: &str) -> Result<HssScanner, String> {
     HssScanner::new(&config)
 }
 
+/// A published signing vector: method, path, query, signed headers, body, signature.
+type Vector<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a [u8],
+    &'a str,
+);
+
 #[test]
 fn the_doubles_signature_check_reproduces_the_vendors_published_vectors() {
     // ../shared/apis/scan-apis.md, D.3: the SDKs' own signer tests and the derived HSS vector.
-    let cases: &[(&str, &str, &str, &[(&str, &str)], &[u8], &str)] = &[
+    let cases: &[Vector] = &[
         ("GET", "/path", "limit=1", &[("x-sdk-date", "20060102T150405Z")], b"",
          "5a2ce64c865e0e6046321c6f3d5a77ba8413eeaf355c3166c03d58d02ac79624"),
         ("POST", "/path", "key=value", &[("x-sdk-date", "20060102T150405Z")], b"{\"Name\":\"test\",\"Id\":1}\n",
@@ -635,7 +652,12 @@ fn the_doubles_records_have_the_sdk_models_types() {
     // RegistryImagesInfo (services/hss/v5): id int64, counts int32, times int64 ms.
     let r = record("org", "a", "1", D1, "success");
     assert!(r["id"].is_i64(), "id is an int64: {}", r["id"]);
-    for key in ["vul_num", "unsafe_setting_num", "malicious_file_num", "image_size"] {
+    for key in [
+        "vul_num",
+        "unsafe_setting_num",
+        "malicious_file_num",
+        "image_size",
+    ] {
         assert!(r[key].is_i64(), "{key}: {}", r[key]);
     }
     for key in ["latest_update_time", "latest_scan_time", "latest_sync_time"] {

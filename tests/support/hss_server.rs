@@ -576,7 +576,10 @@ pub fn canonical_query(query: &str) -> String {
 }
 
 fn percent_decode_path(path: &str) -> String {
-    path.split('/').map(percent_decode).collect::<Vec<_>>().join("/")
+    path.split('/')
+        .map(percent_decode)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Huawei's escape: A-Z a-z 0-9 `_ - ~ .` kept, other bytes `%XX` upper case.

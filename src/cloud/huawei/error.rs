@@ -116,8 +116,10 @@ mod tests {
             "HTTP 400 (HSS.0013: Insufficient permissions.), request id req-1"
         );
         assert!(e.is_permission_denied());
-        assert!(!ApiError::from_response(400, None, br#"{"error_code":"HSS.0001"}"#)
-            .is_permission_denied());
+        assert!(
+            !ApiError::from_response(400, None, br#"{"error_code":"HSS.0001"}"#)
+                .is_permission_denied()
+        );
         let e = ApiError::from_response(401, None, br#"{"error":{"code":"401","message":"bad"}}"#);
         assert_eq!(e.code.as_deref(), Some("401"));
         assert_eq!(e.message.as_deref(), Some("bad"));

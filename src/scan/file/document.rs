@@ -46,7 +46,7 @@ pub(super) fn read_document<R: Read>(
     open: impl Fn() -> std::io::Result<R>,
 ) -> Result<FileContent, String> {
     let mut reader = BufReader::with_capacity(64 * 1024, open().map_err(|e| e.to_string())?);
-    let head = String::from_utf8_lossy(&reader.fill_buf().map_err(|e| e.to_string())?[..])
+    let head = String::from_utf8_lossy(reader.fill_buf().map_err(|e| e.to_string())?)
         .chars()
         .take(256)
         .collect::<String>();
