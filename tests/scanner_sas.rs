@@ -249,3 +249,30 @@ async fn permission_and_server_errors() {
         other => panic!("expected unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_task_of_another_image_never_marks_this_one_scanned() {
+    let (server, dir) = setup().await;
+    // The answer lists finished tasks, but none for the digest asked about: one of
+    // another image, and one that names no image at all.
+    server.with(|d| {
+        d.sas_listed_tasks = vec![
+            json!({"Status": "SUCCESS", "Target": CLEAN_HEX, "FinishTime": 1669693430977u64}),
+            json!({"Status": "SUCCESS", "FinishTime": 1669693430977u64}),
+        ];
+    });
+    let scanner = scanner(&server, &dir, "");
+    let never_scanned = "e".repeat(64);
+    let got = summary(&scanner, &never_scanned).await.unwrap();
+    assert_eq!(got.status, ScanStatus::NotScanned);
+    assert_eq!(got.counts.total(), 0);
+    assert_eq!(
+        server.count("DescribeImageVulList"),
+        0,
+        "no counts are read for an image that was never scanned"
+    );
+    // The digest's own task still decides when it is listed after the others.
+    let got = summary(&scanner, HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(got.counts.high, Some(7));
+}

@@ -20,7 +20,7 @@
 //! `max-malicious-files`, `max-baseline-risks`).
 //!
 //! The scan status comes from `DescribeImageLatestScanTask` for the digest: no task
-//! means not scanned (with `scanOnMissing`, `PublicCreateImageScanTask` is asked for
+//! whose `Target` is the digest means not scanned (with `scanOnMissing`, `PublicCreateImageScanTask` is asked for
 //! and the image reported as scanning), `SUCCESS` complete, `FAIL`/`TIMOUT` failed,
 //! anything else scanning.
 
@@ -218,13 +218,14 @@ pub fn region_of_acr_host(host: &str) -> Option<String> {
     (!region.is_empty() && region != rest).then(|| region.to_string())
 }
 
-/// The latest scan task of the digest: its status and finish time.
+/// The latest scan task of the digest: its status and finish time. Only a task whose
+/// `Target` names the digest counts: a finished task of another image (or one naming
+/// none) would otherwise mark a never-scanned image complete with zero counts.
 pub fn task_status(answer: &Value, hex: &str) -> Option<(ScanStatus, Option<OffsetDateTime>)> {
     let tasks = answer.get("Task").and_then(Value::as_array)?;
     let task = tasks
         .iter()
-        .find(|t| json_str(t, "Target").is_some_and(|d| digest_hex(d).eq_ignore_ascii_case(hex)))
-        .or_else(|| tasks.first())?;
+        .find(|t| json_str(t, "Target").is_some_and(|d| digest_hex(d).eq_ignore_ascii_case(hex)))?;
     let status = match json_str(task, "Status")
         .unwrap_or("")
         .to_ascii_uppercase()
@@ -383,6 +384,8 @@ mod tests {
             ScanStatus::Scanning
         );
         assert!(task_status(&serde_json::json!({"Task": []}), "ab").is_none());
+        let others = serde_json::json!({"Task": [{"Status": "SUCCESS", "Target": "cd"}, {"Status": "SUCCESS"}]});
+        assert!(task_status(&others, "ab").is_none(), "no task of this digest");
         let finished = task_status(&t("SUCCESS"), "ab").unwrap().1.unwrap();
         assert_eq!(finished.unix_timestamp(), 1669693430);
     }

@@ -61,6 +61,10 @@ pub struct Data {
     pub scan_results: HashMap<(String, String), Vec<Value>>,
     // Sas: by bare hex digest
     pub sas_tasks: HashMap<String, Value>,
+    /// Tasks every DescribeImageLatestScanTask answer lists besides the digest's own:
+    /// the model's `Task` is a list, and nothing in it says that list holds only
+    /// tasks of the digest asked about.
+    pub sas_listed_tasks: Vec<Value>,
     pub sas_vuls: HashMap<(String, String), u64>,
     pub sas_counts: HashMap<String, Value>,
     /// The images Security Center protects (PublicPreCheckImageScanTask counts them).
@@ -732,7 +736,8 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            let tasks: Vec<Value> = data.sas_tasks.get(v[0]).cloned().into_iter().collect();
+            let mut tasks = data.sas_listed_tasks.clone();
+            tasks.extend(data.sas_tasks.get(v[0]).cloned());
             reply(200, json!({"Task": tasks}))
         }
         "PublicPreCheckImageScanTask" => {
