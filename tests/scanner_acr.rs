@@ -714,3 +714,41 @@ async fn no_list_call_when_switched_off_clean_or_over_the_cap() {
     assert!(got.vulnerabilities.is_empty());
     assert_eq!(s.server.count("ListRepoTagScanResult"), 0);
 }
+
+#[tokio::test]
+async fn a_server_paging_lower_than_asked_still_gives_the_whole_list() {
+    let s = setup().await;
+    with_results(&s, fixture_results());
+    // Pages of 30 (the page size of the API page's example), whatever is asked.
+    s.server.with(|d| d.page_size_cap = Some(30));
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.vulnerabilities.len(), 196, "every page was read");
+    assert_eq!(
+        got.fixable.map(|f| (f.high, f.low)),
+        Some((Some(10), Some(5))),
+        "count: fixable stays enforceable"
+    );
+    let pages: Vec<String> = s.server.with(|d| {
+        d.seen
+            .iter()
+            .filter(|r| r.action == "ListRepoTagScanResult")
+            .map(|r| r.params["PageNo"].clone())
+            .collect()
+    });
+    assert_eq!(pages, ["1", "2", "3", "4", "5", "6", "7"], "196 in pages of 30");
+    assert!(s.server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn a_digest_only_lookup_follows_a_server_paging_lower_than_asked() {
+    let s = setup().await;
+    s.server.with(|d| d.page_size_cap = Some(30));
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    // The tag of the digest is the 150th of the repository: page 5 of 30.
+    let digest_only = format!("{HOST}/team/app@sha256:{HEX}");
+    let got = summary(&scanner, &digest_only, HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(got.counts.high, Some(22));
+    assert!(s.server.with(|d| d.rejected.is_empty()));
+}

@@ -59,6 +59,10 @@ pub struct Data {
     pub summaries: HashMap<(String, String), Value>,
     /// (RepoId, tag) -> ListRepoTagScanResult entries, served in pages.
     pub scan_results: HashMap<(String, String), Vec<Value>>,
+    /// The largest page `ListRepoTag` and `ListRepoTagScanResult` serve: a larger
+    /// `PageSize` is answered with a page of this length (and this `PageSize`).
+    /// The model documents no maximum; `None` serves what is asked, up to 100.
+    pub page_size_cap: Option<usize>,
     // Sas: by bare hex digest
     pub sas_tasks: HashMap<String, Value>,
     /// Tasks every DescribeImageLatestScanTask answer lists besides the digest's own:
@@ -637,6 +641,7 @@ fn cr(
                 Err(r) => return r,
             };
             let (page, size): (usize, usize) = (v[2].parse().unwrap(), v[3].parse().unwrap());
+            let size = data.page_size_cap.map_or(size, |cap| size.min(cap));
             let tags = data.tags.get(v[1]).cloned().unwrap_or_default();
             let images: Vec<Value> = tags
                 .iter()
@@ -698,6 +703,7 @@ fn cr(
                     if page == 0 || size == 0 || size > 100 {
                         return error(400, "InvalidParameter", "PageNo/PageSize");
                     }
+                    let size = data.page_size_cap.map_or(size, |cap| size.min(cap));
                     let Some(all) = data.scan_results.get(&key) else {
                         return acr_not_exist("SCAN_RESULT_NOT_EXIST");
                     };
