@@ -425,3 +425,31 @@ async fn images_that_cannot_be_looked_up_are_named_not_dropped() {
     let out = cluster.vulngate(&["precheck", "--namespace", "shop"]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_tasks_security_center_did_not_create_are_failures_that_say_why() {
+    for (data, why) in [
+        (json!({"CanCreate": false}), "CanCreate=false"),
+        (
+            json!({"CanCreate": true, "Result": "TASK_NOT_SUPPORT_REGION"}),
+            "result TASK_NOT_SUPPORT_REGION",
+        ),
+    ] {
+        let cluster = cluster(true).await;
+        cluster.server.with(|d| d.sas_create_data = Some(data));
+        let out = cluster.vulngate(&["precheck", "--scan", "--yes"]).await;
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stdout = text(&out);
+        assert!(
+            stdout.contains("Security Center created no scan task") && stdout.contains(why),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("scan requested for 2 image(s), 2 failed"),
+            "the ACR scans still count, the refused ones do not: {stdout}"
+        );
+        cluster
+            .server
+            .with(|d| assert!(!d.sas_tasks.contains_key(&hex(3)), "no task was created"));
+    }
+}

@@ -736,7 +736,11 @@ async fn a_server_paging_lower_than_asked_still_gives_the_whole_list() {
             .map(|r| r.params["PageNo"].clone())
             .collect()
     });
-    assert_eq!(pages, ["1", "2", "3", "4", "5", "6", "7"], "196 in pages of 30");
+    assert_eq!(
+        pages,
+        ["1", "2", "3", "4", "5", "6", "7"],
+        "196 in pages of 30"
+    );
     assert!(s.server.with(|d| d.rejected.is_empty()));
 }
 
@@ -751,4 +755,42 @@ async fn a_digest_only_lookup_follows_a_server_paging_lower_than_asked() {
     assert_eq!(got.status, ScanStatus::Complete);
     assert_eq!(got.counts.high, Some(22));
     assert!(s.server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn scans_requested_on_a_miss_are_rate_limited() {
+    let s = setup().await;
+    let scanner =
+        s.scanner("instanceId: cri-demo\nscanOnMissing: true\nscanRequests: {max: 2, per: 10m}\n");
+    // Ten tags that were never scanned.
+    let mut statuses = Vec::new();
+    for i in 0..10u32 {
+        let got = summary(
+            &scanner,
+            &format!("{HOST}/team/app:v{i}"),
+            &other_hex(i + 1),
+        )
+        .await
+        .unwrap();
+        if got.status == ScanStatus::NotScanned {
+            let note = got.note.clone().unwrap_or_default();
+            assert!(
+                note.contains("limit of 2 scan request(s) per 10m"),
+                "{note}"
+            );
+        }
+        statuses.push(got.status);
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == ScanStatus::Scanning)
+            .count(),
+        2
+    );
+    assert_eq!(
+        s.server.count("CreateRepoTagScanTask"),
+        2,
+        "2 scans, not 10"
+    );
 }

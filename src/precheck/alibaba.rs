@@ -13,6 +13,7 @@
 use serde_json::Value;
 
 use crate::cloud::alibaba::client::{Api, Method, RpcClient};
+use crate::cloud::alibaba::scan_requests::sas_task_refusal;
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
 use crate::config::{Config, ScannerConfig};
 use crate::scan::acr::{AcrConfig, AcrScanner};
@@ -246,25 +247,24 @@ impl<'a> Alibaba<'a> {
                 }
             };
             let data = answer.get("Data").unwrap_or(&Value::Null);
-            let created = data.get("CanCreate").and_then(Value::as_bool) != Some(false)
-                && json_str(data, "Result").is_none_or(|r| r.eq_ignore_ascii_case("SUCCESS"));
             let field = |k: &str| json_str(data, k).unwrap_or("-").to_string();
-            if created {
-                outcome.requested += chunk.len();
-                outcome.lines.push(format!(
-                    "  asked Security Center to scan {} image(s): task {}, status {}",
-                    chunk.len(),
-                    field("TaskId"),
-                    field("Status")
-                ));
-            } else {
-                outcome.failed += chunk.len();
-                outcome.lines.push(format!(
-                    "  Security Center did not create a scan task for {} image(s): result {} (RequestId {})",
-                    chunk.len(),
-                    field("Result"),
-                    json_str(&answer, "RequestId").unwrap_or("none")
-                ));
+            match sas_task_refusal(&answer) {
+                None => {
+                    outcome.requested += chunk.len();
+                    outcome.lines.push(format!(
+                        "  asked Security Center to scan {} image(s): task {}, status {}",
+                        chunk.len(),
+                        field("TaskId"),
+                        field("Status")
+                    ));
+                }
+                Some((why, _)) => {
+                    outcome.failed += chunk.len();
+                    outcome.lines.push(format!(
+                        "  no scan task for {} image(s): {why}",
+                        chunk.len()
+                    ));
+                }
             }
         }
         outcome

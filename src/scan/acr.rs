@@ -8,8 +8,8 @@
 //! 3. the tag that points at the digest: the pod's tag checked with `GetRepoTag`, or,
 //!    for a digest-only reference or a tag that moved, a search with `ListRepoTag`;
 //! 4. `GetRepoTagScanStatus`: `SCANNING`/`RETRYING` -> scanning, `FAILED` -> failed,
-//!    no scan -> not scanned (or, with `scanOnMissing`, `CreateRepoTagScanTask` and
-//!    scanning);
+//!    no scan -> not scanned (or, with `scanOnMissing` and within its `scanRequests`
+//!    limit, `CreateRepoTagScanTask` and scanning);
 //! 5. `GetRepoTagScanSummary`: High/Medium/Low/Unknown counts. ACR has no critical
 //!    level, so `counts.critical` is `None` (a `max-critical` limit is reported as
 //!    unenforceable rather than met by a zero).
@@ -36,6 +36,7 @@ use crate::cloud::alibaba::config::{
     default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
     SignatureVersion,
 };
+use crate::cloud::alibaba::scan_requests::{ScanRequestGate, ScanRequestLimit};
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64, same_digest};
 
 pub const KIND: &str = "acr";
@@ -70,6 +71,9 @@ pub struct AcrConfig {
     /// Ask ACR to scan a tag that was never scanned (needs the scan-task permission).
     #[serde(default)]
     pub scan_on_missing: bool,
+    /// How many scans `scanOnMissing` asks for at most.
+    #[serde(default)]
+    pub scan_requests: ScanRequestLimit,
     /// Time limit of one HTTP request.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -90,7 +94,8 @@ impl AcrConfig {
             self.endpoint.as_deref(),
             self.timeout,
             &self.credentials,
-        )
+        )?;
+        self.scan_requests.validate(at)
     }
 
     pub fn rebase_paths(&mut self, base: &Path) {
@@ -166,6 +171,7 @@ pub struct AcrScanner {
     region: String,
     instance_id: Option<String>,
     scan_on_missing: bool,
+    scan_requests: ScanRequestGate,
     vulnerability_details: bool,
     /// Time limit of the whole vulnerability-list read (one request's `timeout`).
     details_timeout: Duration,
@@ -211,6 +217,7 @@ impl AcrScanner {
             region: config.region.trim().to_string(),
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
+            scan_requests: ScanRequestGate::new(config.scan_requests),
             vulnerability_details: config.vulnerability_details,
             details_timeout: config.timeout,
             instances: moka::future::Cache::builder()
@@ -635,6 +642,14 @@ impl Scanner for AcrScanner {
                     );
                 }
                 if self.scan_on_missing {
+                    if let Err(why) = self.scan_requests.permit() {
+                        tracing::info!(image = %target.image, digest = target.digest, reason = %why, "ACR scan not requested");
+                        return Ok(ScanSummary::status_with_note(
+                            KIND,
+                            ScanStatus::NotScanned,
+                            why,
+                        ));
+                    }
                     self.call(&CREATE_REPO_TAG_SCAN_TASK, &params, deadline)
                         .await?;
                     tracing::info!(image = %target.image, digest = target.digest, "asked ACR to scan");

@@ -20,9 +20,10 @@
 //! `max-malicious-files`, `max-baseline-risks`).
 //!
 //! The scan status comes from `DescribeImageLatestScanTask` for the digest: no task
-//! whose `Target` is the digest means not scanned (with `scanOnMissing`, `PublicCreateImageScanTask` is asked for
-//! and the image reported as scanning), `SUCCESS` complete, `FAIL`/`TIMOUT` failed,
-//! anything else scanning.
+//! whose `Target` is the digest means not scanned (with `scanOnMissing`,
+//! `PublicCreateImageScanTask` is asked for within the `scanRequests` limit, and the
+//! image reported as scanning once a task was created), `SUCCESS` complete,
+//! `FAIL`/`TIMOUT` failed, anything else scanning.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,6 +42,7 @@ use crate::cloud::alibaba::config::{
     default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
     SignatureVersion,
 };
+use crate::cloud::alibaba::scan_requests::{sas_task_refusal, ScanRequestGate, ScanRequestLimit};
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
 
 pub const KIND: &str = "sas";
@@ -71,6 +73,9 @@ pub struct SasConfig {
     /// Ask Security Center to scan an image it has no scan task for (uses scan quota).
     #[serde(default)]
     pub scan_on_missing: bool,
+    /// How many scans `scanOnMissing` asks for at most.
+    #[serde(default)]
+    pub scan_requests: ScanRequestLimit,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_retry_budget", with = "humantime_serde")]
@@ -85,7 +90,8 @@ impl SasConfig {
             self.endpoint.as_deref(),
             self.timeout,
             &self.credentials,
-        )
+        )?;
+        self.scan_requests.validate(at)
     }
 
     pub fn rebase_paths(&mut self, base: &Path) {
@@ -145,6 +151,7 @@ pub struct SasScanner {
     instance_id: Option<String>,
     repo_region: Option<String>,
     scan_on_missing: bool,
+    scan_requests: ScanRequestGate,
 }
 
 impl SasScanner {
@@ -162,6 +169,7 @@ impl SasScanner {
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
             repo_region: config.repo_region.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
+            scan_requests: ScanRequestGate::new(config.scan_requests),
         })
     }
 
@@ -207,6 +215,41 @@ impl SasScanner {
                 json_str(&answer, "RequestId").unwrap_or("none")
             ),
         })
+    }
+}
+
+impl SasScanner {
+    /// Asks for a scan of an image Security Center has no task for: scanning when a
+    /// task was created, else not scanned with the reason (the request limit, or the
+    /// service's refusal, which holds the next requests back).
+    async fn request_scan(
+        &self,
+        target: &ScanTarget<'_>,
+        params: &[(&str, String)],
+        deadline: Instant,
+    ) -> Result<ScanSummary, ScanError> {
+        if let Err(why) = self.scan_requests.permit() {
+            tracing::info!(image = %target.image, digest = target.digest, reason = %why, "Security Center scan not requested");
+            return Ok(ScanSummary::status_with_note(
+                KIND,
+                ScanStatus::NotScanned,
+                why,
+            ));
+        }
+        let answer = self
+            .call(&PUBLIC_CREATE_IMAGE_SCAN_TASK, params, deadline)
+            .await?;
+        if let Some((why, hold)) = sas_task_refusal(&answer) {
+            self.scan_requests.refused(&why, hold);
+            tracing::warn!(image = %target.image, digest = target.digest, reason = %why, "Security Center refused a scan task");
+            return Ok(ScanSummary::status_with_note(
+                KIND,
+                ScanStatus::NotScanned,
+                format!("a scan was asked for, but {why}"),
+            ));
+        }
+        tracing::info!(image = %target.image, digest = target.digest, "asked Security Center to scan");
+        Ok(ScanSummary::status_only(KIND, ScanStatus::Scanning))
     }
 }
 
@@ -290,10 +333,7 @@ impl Scanner for SasScanner {
                 params.extend(namespace.clone().map(|n| ("RepoNamespaces", n)));
                 params.extend(name.clone().map(|n| ("RepoNames", n)));
                 params.extend(target.image.tag.clone().map(|t| ("Tags", t)));
-                self.call(&PUBLIC_CREATE_IMAGE_SCAN_TASK, &params, deadline)
-                    .await?;
-                tracing::info!(image = %target.image, digest = target.digest, "asked Security Center to scan");
-                return Ok(ScanSummary::status_only(KIND, ScanStatus::Scanning));
+                return self.request_scan(target, &params, deadline).await;
             }
             None => return Ok(ScanSummary::status_only(KIND, ScanStatus::NotScanned)),
         };
@@ -385,7 +425,10 @@ mod tests {
         );
         assert!(task_status(&serde_json::json!({"Task": []}), "ab").is_none());
         let others = serde_json::json!({"Task": [{"Status": "SUCCESS", "Target": "cd"}, {"Status": "SUCCESS"}]});
-        assert!(task_status(&others, "ab").is_none(), "no task of this digest");
+        assert!(
+            task_status(&others, "ab").is_none(),
+            "no task of this digest"
+        );
         let finished = task_status(&t("SUCCESS"), "ab").unwrap().1.unwrap();
         assert_eq!(finished.unix_timestamp(), 1669693430);
     }

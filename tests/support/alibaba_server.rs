@@ -73,6 +73,9 @@ pub struct Data {
     pub sas_counts: HashMap<String, Value>,
     /// The images Security Center protects (PublicPreCheckImageScanTask counts them).
     pub sas_images: Vec<SasImage>,
+    /// `Data` of every PublicCreateImageScanTask answer; a task is created only when it
+    /// says `CanCreate: true` and `Result: SUCCESS` (the default answer).
+    pub sas_create_data: Option<Value>,
     // STS
     pub sts_tokens: Vec<String>,
     pub sts_expires_in: i64,
@@ -768,16 +771,21 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            for digest in v[0].split(',') {
-                data.sas_tasks.insert(
-                    digest.to_string(),
-                    json!({"Status": "PROCESSING", "Target": digest, "TaskType": "IMAGE_SCAN"}),
-                );
+            let answer = data.sas_create_data.clone().unwrap_or_else(|| {
+                json!({"CanCreate": true, "TaskId": "task-1", "Status": "INIT", "Result": "SUCCESS",
+                       "Progress": 0, "TotalCount": 1, "FinishCount": 0})
+            });
+            let created =
+                answer["CanCreate"] == json!(true) && answer["Result"] == json!("SUCCESS");
+            if created {
+                for digest in v[0].split(',') {
+                    data.sas_tasks.insert(
+                        digest.to_string(),
+                        json!({"Status": "PROCESSING", "Target": digest, "TaskType": "IMAGE_SCAN"}),
+                    );
+                }
             }
-            reply(
-                200,
-                json!({"Data": {"CanCreate": true, "TaskId": "task-1", "Status": "INIT", "Result": "SUCCESS"}}),
-            )
+            reply(200, json!({ "Data": answer }))
         }
         "DescribeImageVulList" => {
             let v = match require(params, &["Type", "Necessity", "Digest", "PageSize"]) {
