@@ -794,3 +794,57 @@ async fn scans_requested_on_a_miss_are_rate_limited() {
         "2 scans, not 10"
     );
 }
+
+#[tokio::test]
+async fn alibaba_error_classes_follow_the_vendor_codes() {
+    let s = setup().await;
+    let scanner = s.scanner("instanceId: cri-demo\nvulnerabilityDetails: false\n");
+    // A server fault in an HTTP 200 body: unavailable (onError decides), not a config error.
+    for code in ["SystemError", "ServerError"] {
+        s.server.with(|d| {
+            d.errors.insert(
+                "GetRepoTagScanSummary".into(),
+                (200, json!({"RequestId": "RID-200", "Code": code, "IsSuccess": false, "Message": "Unknown error."})),
+            );
+        });
+        match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+            ScanError::Unavailable { message, .. } => {
+                assert!(
+                    message.contains(code) && message.contains("RID-200"),
+                    "{message}"
+                )
+            }
+            other => panic!("{code}: expected unavailable, got {other:?}"),
+        }
+    }
+    // Risk control is not a missing RAM permission.
+    s.server.with(|d| {
+        d.errors.insert(
+            "GetRepoTagScanSummary".into(),
+            (
+                403,
+                json!({"RequestId": "RID-RC", "Code": "Forbidden.RiskControl",
+                         "Message": "This operation is forbidden by Aliyun RiskControl system."}),
+            ),
+        );
+    });
+    match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+        ScanError::Config { message, .. } => {
+            assert!(message.contains("risk control"), "{message}");
+            assert!(!message.contains("grant the RAM permission"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    // A nonce the service saw before: asked again with a new one.
+    s.server.with(|d| {
+        d.errors.clear();
+        d.nonce_used.insert("GetRepoTagScanSummary".into(), 2);
+    });
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.counts.high, Some(22));
+    assert_eq!(s.server.count("GetRepoTagScanSummary"), 3 + 3);
+    assert!(
+        s.server.with(|d| d.rejected.is_empty()),
+        "every retry had a fresh nonce"
+    );
+}

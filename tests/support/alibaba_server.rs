@@ -82,6 +82,8 @@ pub struct Data {
     // faults, by action
     pub throttle: HashMap<String, u32>,
     pub unavailable: HashMap<String, u32>,
+    /// Answers `SignatureNonceUsed` this many times (a nonce the service saw before).
+    pub nonce_used: HashMap<String, u32>,
     pub errors: HashMap<String, (u16, Value)>,
     pub delay: HashMap<String, Duration>,
 }
@@ -520,6 +522,14 @@ async fn handle(
             503,
             "ServiceUnavailable",
             "The request has failed due to a temporary failure of the server.",
+        );
+    }
+    if let Some(n) = data.nonce_used.get_mut(&action).filter(|n| **n > 0) {
+        *n -= 1;
+        return error(
+            400,
+            "SignatureNonceUsed",
+            "Specified signature nonce was used already.",
         );
     }
     if let Some((status, body)) = data.errors.get(&action).cloned() {
