@@ -848,3 +848,150 @@ async fn alibaba_error_classes_follow_the_vendor_codes() {
         "every retry had a fresh nonce"
     );
 }
+
+/// The in-test server checks signatures with its own code: these are the vendor's
+/// published vectors (docs and SDK unit tests, ../shared/apis/scan-apis.md A.3 and A.4),
+/// so the server cannot drift from the vendor along with the client.
+#[test]
+fn the_servers_signature_check_reproduces_the_vendors_published_vectors() {
+    use alibaba_server::{acs3_signature, v1_signature};
+    use std::collections::BTreeMap;
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let headers = |pairs: &[(&str, &str)]| -> (Vec<(String, String)>, Vec<String>) {
+        let list: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut names: Vec<String> = list.iter().map(|(k, _)| k.clone()).collect();
+        names.sort();
+        names.dedup();
+        (list, names)
+    };
+
+    // V1: the RPC signature page's example.
+    let ecs = map(&[
+        ("AccessKeyId", "testid"),
+        ("Action", "DescribeDedicatedHosts"),
+        ("Format", "JSON"),
+        ("RegionId", "cn-beijing"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", "edb2b34af0af9a6d14deaf7c1a5315eb"),
+        ("SignatureVersion", "1.0"),
+        ("Timestamp", "2023-03-13T08:34:30Z"),
+        ("Version", "2014-05-26"),
+    ]);
+    assert_eq!(
+        v1_signature("GET", &ecs, "testsecret"),
+        "9NaGiOspFP5UPcwX8Iwt2YJXXuk="
+    );
+    // V1: darabonba-openapi-util's unit tests.
+    assert_eq!(
+        v1_signature("", &map(&[("test", "ok")]), "accessKeySecret"),
+        "jHx/oHoHNrbVfhncHEvPdHXZwHU="
+    );
+    assert_eq!(
+        v1_signature(
+            "GET",
+            &map(&[("query", "test"), ("body", "test")]),
+            "secret"
+        ),
+        "XlUyV4sXjOuX5FnjUz9IF9tm5rU="
+    );
+    // V1 for cr GetRepoTagScanSummary (derived), with and without an STS token.
+    let mut cr = map(&[
+        ("AccessKeyId", "testid"),
+        ("Action", "GetRepoTagScanSummary"),
+        ("Digest", &digest(HEX)),
+        ("Format", "JSON"),
+        ("InstanceId", "cri-xkx6vujuhay0abcd"),
+        ("RepoId", "crr-xwvi3osiy4ffabcd"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", "edb2b34af0af9a6d14deaf7c1a5315eb"),
+        ("SignatureVersion", "1.0"),
+        ("Tag", "1.24"),
+        ("Timestamp", "2023-03-13T08:34:30Z"),
+        ("Version", "2018-12-01"),
+    ]);
+    assert_eq!(
+        v1_signature("POST", &cr, "testsecret"),
+        "mxtsnBXz4BrNOq2evAv/lni7DLg="
+    );
+    cr.insert("SecurityToken".into(), "CAIS-test-token/+==".into());
+    assert_eq!(
+        v1_signature("POST", &cr, "testsecret"),
+        "p/tWPIoZaok/M4bpAA1hT/imvY0="
+    );
+
+    // ACS3: the V3 signature page's example.
+    let empty_body = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let (list, names) = headers(&[
+        ("host", "ecs.cn-shanghai.aliyuncs.com"),
+        ("x-acs-action", "RunInstances"),
+        ("x-acs-content-sha256", empty_body),
+        ("x-acs-date", "2023-10-26T10:22:32Z"),
+        ("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d"),
+        ("x-acs-version", "2014-05-26"),
+    ]);
+    let query = map(&[
+        (
+            "ImageId",
+            "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+        ),
+        ("RegionId", "cn-shanghai"),
+    ]);
+    assert_eq!(
+        acs3_signature(
+            "POST",
+            &query,
+            &list,
+            &names,
+            empty_body,
+            "YourAccessKeySecret"
+        ),
+        "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
+    );
+    // ACS3: darabonba-openapi-util's Go unit test (a header given twice, an empty value).
+    let (list, names) = headers(&[("x-acs-test", "http"), ("x-acs-test", "https")]);
+    assert_eq!(
+        acs3_signature(
+            "",
+            &map(&[("test", "ok"), ("empty", "")]),
+            &list,
+            &names,
+            "55e12e91650d2fec56ec74e1d3e4ddbfce2ef3a65890c2a19ecf88a307e76a23",
+            "secret"
+        ),
+        "4ab59fffe3c5738ff8a2729f90cc04fe18b02a4b15b2102cbaf92f9ff3df2ea3"
+    );
+    // ACS3 for cr GetRepoTagScanSummary (derived).
+    let (list, names) = headers(&[
+        ("host", "cr.cn-hangzhou.aliyuncs.com"),
+        ("x-acs-action", "GetRepoTagScanSummary"),
+        ("x-acs-content-sha256", empty_body),
+        ("x-acs-date", "2023-10-26T10:22:32Z"),
+        ("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d"),
+        ("x-acs-version", "2018-12-01"),
+    ]);
+    let query = map(&[
+        ("Digest", &digest(HEX)),
+        ("InstanceId", "cri-xkx6vujuhay0abcd"),
+        ("RepoId", "crr-xwvi3osiy4ffabcd"),
+        ("Tag", "1.24"),
+    ]);
+    assert_eq!(
+        acs3_signature(
+            "POST",
+            &query,
+            &list,
+            &names,
+            empty_body,
+            "YourAccessKeySecret"
+        ),
+        "5dd62a2fd56dfdc3d6287fc56e8fe329021673e6bbb8e40112d4b5ddb3a67427"
+    );
+}

@@ -384,3 +384,49 @@ async fn the_response_says_why_no_scan_was_requested() {
     );
     assert!(!stdout.contains(SECRET));
 }
+
+#[tokio::test]
+async fn the_vul_list_needs_only_type_as_the_sdk_model_says_and_the_scanner_names_the_digest() {
+    use vulngate::cloud::alibaba::client::{Api, Method, RpcClient};
+    use vulngate::cloud::alibaba::config::{ClientSettings, CredentialsConfig, SignatureVersion};
+    static VUL_LIST: Api = Api {
+        action: "DescribeImageVulList",
+        method: Method::Post,
+        ram_action: "yundun-sas:DescribeImageVulList",
+    };
+    let (server, dir) = setup().await;
+    // Another image's findings: counted only if a request leaves the digest out.
+    server.with(|d| {
+        d.sas_vuls.insert((CLEAN_HEX.into(), "asap".into()), 100);
+    });
+    let settings = ClientSettings {
+        endpoint: server.url.clone(),
+        credentials: CredentialsConfig::default(),
+        signature_version: SignatureVersion::Acs3,
+        timeout: Duration::from_secs(2),
+        retry_budget: Duration::from_secs(2),
+    };
+    let env = |k: &str| match k {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("LTAI-sas".to_string()),
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some(SECRET.to_string()),
+        _ => None,
+    };
+    let client = RpcClient::new("Sas", "2018-12-03", &settings, &env).unwrap();
+    let answer = client
+        .call(&VUL_LIST, &[("Type", "cve".to_string())], client.deadline())
+        .await
+        .expect("Type is the only required parameter");
+    assert_eq!(
+        answer["TotalCount"],
+        7 + 12 + 30 + 100,
+        "every image's findings"
+    );
+
+    let scanner = scanner(&server, &dir, "");
+    let got = summary(&scanner, HEX).await.unwrap();
+    assert_eq!(
+        (got.counts.high, got.counts.medium, got.counts.low),
+        (Some(7), Some(12), Some(30)),
+        "only this digest's findings"
+    );
+}

@@ -209,6 +209,53 @@ fn sorted_query(params: &BTreeMap<String, String>) -> String {
     pairs.join("&")
 }
 
+/// The V1 (HMAC-SHA1, `SignatureVersion=1.0`) signature of `params` (every parameter
+/// but `Signature`): `Base64(HMAC-SHA1(secret + "&", METHOD&%2F&enc(sorted query)))`.
+pub fn v1_signature(method: &str, params: &BTreeMap<String, String>, secret: &str) -> String {
+    let to_sign = format!("{method}&{}&{}", enc("/"), enc(&sorted_query(params)));
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(format!("{secret}&").as_bytes()).unwrap();
+    mac.update(to_sign.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The ACS3-HMAC-SHA256 signature (hex) of an RPC-style request (path `/`): `headers`
+/// are the signed headers' (lower-case name, value) pairs, a name given twice has its
+/// values joined with `,`; `signed` the signed names in order.
+pub fn acs3_signature(
+    method: &str,
+    query: &BTreeMap<String, String>,
+    headers: &[(String, String)],
+    signed: &[String],
+    payload_hash: &str,
+    secret: &str,
+) -> String {
+    let mut canonical_headers = String::new();
+    for name in signed {
+        let values: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .collect();
+        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    let canonical = [
+        method.to_string(),
+        "/".into(),
+        sorted_query(query),
+        canonical_headers,
+        signed.join(";"),
+        payload_hash.to_string(),
+    ]
+    .join("\n");
+    let to_sign = format!(
+        "ACS3-HMAC-SHA256\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(to_sign.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 type Reject = (u16, &'static str, String);
 
 fn check_timestamp(ts: &str) -> Result<(), Reject> {
@@ -311,31 +358,20 @@ fn verify_acs3(
             ));
         }
     }
-    let mut canonical_headers = String::new();
+    let mut header_values: Vec<(String, String)> = Vec::new();
     for name in &signed {
-        let values: Vec<String> = headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| v.to_str().unwrap().trim().to_string())
-            .collect();
-        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+        for v in headers.get_all(name.as_str()) {
+            header_values.push((name.clone(), v.to_str().unwrap().to_string()));
+        }
     }
-    let canonical = [
-        method.as_str().to_string(),
-        "/".into(),
-        sorted_query(query),
-        canonical_headers,
-        signed.join(";"),
-        payload,
-    ]
-    .join("\n");
-    let to_sign = format!(
-        "ACS3-HMAC-SHA256\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
+    let expected = acs3_signature(
+        method.as_str(),
+        query,
+        &header_values,
+        &signed,
+        &payload,
+        &secret,
     );
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(to_sign.as_bytes());
-    let expected = hex::encode(mac.finalize().into_bytes());
     if fields.get("Signature") != Some(&expected) {
         return Err((
             400,
@@ -379,15 +415,7 @@ fn verify_v1(
     }
     let mut signed = query.clone();
     let given = signed.remove("Signature").unwrap_or_default();
-    let to_sign = format!(
-        "{}&{}&{}",
-        method.as_str(),
-        enc("/"),
-        enc(&sorted_query(&signed))
-    );
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(format!("{secret}&").as_bytes()).unwrap();
-    mac.update(to_sign.as_bytes());
-    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let expected = v1_signature(method.as_str(), &signed, &secret);
     if given != expected {
         return Err((
             400,
@@ -798,24 +826,39 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
             reply(200, json!({ "Data": answer }))
         }
         "DescribeImageVulList" => {
-            let v = match require(params, &["Type", "Necessity", "Digest", "PageSize"]) {
+            // The model requires only `Type`; every other filter narrows the list.
+            let v = match require(params, &["Type"]) {
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            if v[0] != "cve" || !["asap", "later", "nntf"].contains(&v[1]) {
+            let necessity = params.get("Necessity").map(String::as_str);
+            if v[0] != "cve" || necessity.is_some_and(|n| !["asap", "later", "nntf"].contains(&n)) {
                 return error(400, "InvalidParameter", "Type/Necessity");
             }
-            let n = data
+            let digest = params.get("Digest").map(String::as_str);
+            let size: u64 = match params.get("PageSize").map(|p| p.parse::<u64>()) {
+                None => 10,
+                Some(Ok(n)) if n > 0 => n,
+                Some(_) => return error(400, "InvalidParameter", "PageSize"),
+            };
+            let matching: Vec<(&(String, String), u64)> = data
                 .sas_vuls
-                .get(&(v[2].to_string(), v[1].to_string()))
-                .copied()
-                .unwrap_or(0);
-            let records: Vec<Value> = (0..n.min(v[3].parse().unwrap()))
-                .map(|i| json!({"Name": format!("alinux3:2:2024:{i}"), "Necessity": v[1], "Status": 1, "ImageDigest": v[2]}))
+                .iter()
+                .filter(|((d, n), _)| {
+                    digest.is_none_or(|want| want == d) && necessity.is_none_or(|want| want == n)
+                })
+                .map(|(k, n)| (k, *n))
+                .collect();
+            let total: u64 = matching.iter().map(|(_, n)| n).sum();
+            let records: Vec<Value> = matching
+                .iter()
+                .flat_map(|((d, n), count)| (0..*count).map(move |i| (d, n, i)))
+                .take(size as usize)
+                .map(|(d, n, i)| json!({"Name": format!("alinux3:2:2024:{i}"), "Necessity": n, "Status": 1, "ImageDigest": d}))
                 .collect();
             reply(
                 200,
-                json!({"TotalCount": n, "PageSize": v[3].parse::<u64>().unwrap(), "CurrentPage": 1, "VulRecords": records}),
+                json!({"TotalCount": total, "PageSize": size, "CurrentPage": 1, "VulRecords": records}),
             )
         }
         "DescribeImageSecurityScanCount" => {
