@@ -3,8 +3,10 @@
 //!
 //! It checks every request's signature with its own implementation of the vendor's
 //! description (canonicalization, percent-encoding, HMAC), written here and not
-//! shared with the client, and answers with the documented JSON shapes: the seeds'
-//! example bodies come from tests/fixtures/alibaba/. Faults (throttling, errors,
+//! shared with the client (`v1_signature`, `acs3_signature`: tests/scanner_acr.rs runs
+//! them against the vendor's published vectors), and answers with the documented JSON
+//! shapes and the field types of the alibabacloud-go-sdk models: the seeds' example
+//! bodies come from tests/fixtures/alibaba/. Faults (throttling, errors,
 //! slow replies) are injected per action.
 #![allow(dead_code)]
 // A test server: its early-return error answers are full responses.
@@ -819,7 +821,9 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
                 for digest in v[0].split(',') {
                     data.sas_tasks.insert(
                         digest.to_string(),
-                        json!({"Status": "PROCESSING", "Target": digest, "TaskType": "IMAGE_SCAN"}),
+                        json!({"Status": "PROCESSING", "Target": digest, "TargetType": "IMAGE",
+                               "TaskType": "IMAGE_SCAN", "Source": "openapi", "TaskId": "task-1",
+                               "StartTime": 1669693400000i64}),
                     );
                 }
             }
