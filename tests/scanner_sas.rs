@@ -430,3 +430,30 @@ async fn the_vul_list_needs_only_type_as_the_sdk_model_says_and_the_scanner_name
         "only this digest's findings"
     );
 }
+
+#[tokio::test]
+async fn handled_findings_count_only_when_asked() {
+    let (server, dir) = setup().await;
+    server.with(|d| {
+        d.sas_handled_vuls.insert((HEX.into(), "asap".into()), 4);
+        d.sas_handled_vuls.insert((HEX.into(), "nntf".into()), 2);
+    });
+    let unhandled = summary(&scanner(&server, &dir, ""), HEX).await.unwrap();
+    assert_eq!(
+        (
+            unhandled.counts.high,
+            unhandled.counts.medium,
+            unhandled.counts.low
+        ),
+        (Some(7), Some(12), Some(30)),
+        "by default only what no operator marked as handled"
+    );
+    let all = summary(&scanner(&server, &dir, "countHandled: true\n"), HEX)
+        .await
+        .unwrap();
+    assert_eq!(
+        (all.counts.high, all.counts.medium, all.counts.low),
+        (Some(7 + 4), Some(12), Some(30 + 2)),
+        "handled and unhandled, as hss counts"
+    );
+}

@@ -12,8 +12,9 @@
 //!
 //! There is no critical and no unknown level, so `counts.critical` and
 //! `counts.unknown` are `None` (limits on them are reported as unenforceable).
-//! Counted are the unhandled system (`cve`) vulnerabilities of the image digest,
-//! one `DescribeImageVulList` call per level (its `TotalCount`).
+//! Counted are the unhandled system (`cve`) vulnerabilities of the image digest
+//! (with `countHandled`, the handled ones too), one `DescribeImageVulList` call per
+//! level (its `TotalCount`).
 //!
 //! `DescribeImageSecurityScanCount` adds the extra counts: application (SCA)
 //! vulnerabilities, malicious files and baseline risks (`vulngate.io/max-app-vulnerabilities`,
@@ -76,6 +77,10 @@ pub struct SasConfig {
     /// How many scans `scanOnMissing` asks for at most.
     #[serde(default)]
     pub scan_requests: ScanRequestLimit,
+    /// Count the system vulnerabilities an operator marked as handled too (as `hss`
+    /// counts), not only the unhandled ones.
+    #[serde(default)]
+    pub count_handled: bool,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_retry_budget", with = "humantime_serde")]
@@ -152,6 +157,7 @@ pub struct SasScanner {
     repo_region: Option<String>,
     scan_on_missing: bool,
     scan_requests: ScanRequestGate,
+    count_handled: bool,
 }
 
 impl SasScanner {
@@ -170,6 +176,7 @@ impl SasScanner {
             repo_region: config.repo_region.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
             scan_requests: ScanRequestGate::new(config.scan_requests),
+            count_handled: config.count_handled,
         })
     }
 
@@ -201,10 +208,13 @@ impl SasScanner {
         params.extend([
             ("Type", "cve".to_string()),
             ("Necessity", necessity.to_string()),
-            ("Dealed", "n".to_string()),
             ("CurrentPage", "1".to_string()),
             ("PageSize", "1".to_string()),
         ]);
+        // Without the handling filter the list holds handled and unhandled findings.
+        if !self.count_handled {
+            params.push(("Dealed", "n".to_string()));
+        }
         let answer = self
             .call(&DESCRIBE_IMAGE_VUL_LIST, &params, deadline)
             .await?;

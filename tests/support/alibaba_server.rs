@@ -71,7 +71,10 @@ pub struct Data {
     /// the model's `Task` is a list, and nothing in it says that list holds only
     /// tasks of the digest asked about.
     pub sas_listed_tasks: Vec<Value>,
+    /// Unhandled findings by (digest, necessity).
     pub sas_vuls: HashMap<(String, String), u64>,
+    /// Findings an operator marked as handled, by (digest, necessity).
+    pub sas_handled_vuls: HashMap<(String, String), u64>,
     pub sas_counts: HashMap<String, Value>,
     /// The images Security Center protects (PublicPreCheckImageScanTask counts them).
     pub sas_images: Vec<SasImage>,
@@ -845,9 +848,17 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
                 Some(Ok(n)) if n > 0 => n,
                 Some(_) => return error(400, "InvalidParameter", "PageSize"),
             };
-            let matching: Vec<(&(String, String), u64)> = data
+            let dealed = params.get("Dealed").map(|d| d.to_ascii_lowercase());
+            let unhandled = data
                 .sas_vuls
                 .iter()
+                .filter(|_| dealed.as_deref() != Some("y"));
+            let handled = data
+                .sas_handled_vuls
+                .iter()
+                .filter(|_| dealed.as_deref() != Some("n"));
+            let matching: Vec<(&(String, String), u64)> = unhandled
+                .chain(handled)
                 .filter(|((d, n), _)| {
                     digest.is_none_or(|want| want == d) && necessity.is_none_or(|want| want == n)
                 })
