@@ -1159,6 +1159,10 @@ fn unscanned(digest: &str, summary: &ScanSummary) -> Outcome {
         ScanStatus::Failed => format!("the {} scan of this image failed", summary.scanner),
         _ => format!("{} has no scan of this image", summary.scanner),
     };
+    let reason = match &summary.note {
+        Some(note) => format!("{reason} ({note})"),
+        None => reason,
+    };
     Outcome::Unscanned {
         digest: Some(digest.to_string()),
         reason,

@@ -707,6 +707,7 @@ impl Scanner for HssScanner {
                 OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
             }),
             vulnerabilities: Vec::new(),
+            note: None,
         })
     }
 }
