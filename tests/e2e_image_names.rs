@@ -108,3 +108,60 @@ async fn every_alias_of_a_registry_is_decided_like_the_canonical_name() {
         assert_eq!(response["allowed"], true, "{written}: {response}");
     }
 }
+
+#[tokio::test]
+async fn an_image_volume_over_the_limits_is_denied_and_named() {
+    let webhook = start();
+    let client = webhook.client(false);
+    let with_volume = |reference: &str| {
+        let mut spec = pod_spec(&[("web", "registry.example.com/app/clean:1")]);
+        spec["volumes"] = json!([
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "models", "image": {"reference": reference, "pullPolicy": "IfNotPresent"}},
+        ]);
+        spec
+    };
+    for kind in ["Pod", "Deployment", "CronJob"] {
+        let response = webhook
+            .review(
+                &client,
+                &review(
+                    &format!("uid-{kind}"),
+                    kind,
+                    "CREATE",
+                    "warnunscanned",
+                    object_with_pod_spec(kind, with_volume("nginx:1.25")),
+                    None,
+                ),
+            )
+            .await;
+        assert_eq!(response["allowed"], false, "{kind}: {response}");
+        let text = message(&response);
+        assert!(
+            text.contains(&format!(
+                "image volume \"models\" (image \"nginx:1.25\", {})",
+                digest("nginx")
+            )),
+            "{kind}: {text}"
+        );
+        assert!(
+            text.contains("1 critical vulnerabilities, over the limit of 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("\"web\""),
+            "the clean container is not named: {text}"
+        );
+    }
+    // A clean image volume is allowed.
+    let response = webhook
+        .review(
+            &client,
+            &pod(
+                "warnunscanned",
+                with_volume("registry.example.com/app/clean:1"),
+            ),
+        )
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+}
