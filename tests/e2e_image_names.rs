@@ -5,7 +5,9 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::webhook::{basic_config, digest, object_with_pod_spec, pod_spec, review, Webhook};
+use support::webhook::{
+    basic_config, digest, object_with_pod_spec, pod_spec, review, status_message, Webhook,
+};
 
 /// Scan reports name the canonical forms; a namespace that only warns on unscanned
 /// images is where an alias that missed the tag map would have slipped through.
@@ -35,13 +37,6 @@ fn pod(namespace: &str, spec: Value) -> Value {
         object_with_pod_spec("Pod", spec),
         None,
     )
-}
-
-fn message(response: &Value) -> String {
-    response["status"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[tokio::test]
@@ -78,7 +73,7 @@ async fn every_alias_of_a_registry_is_decided_like_the_canonical_name() {
             .await;
         assert_eq!(expected["allowed"], false, "{canonical}: {expected}");
         assert!(
-            message(&expected).contains("1 critical vulnerabilities, over the limit of 0"),
+            status_message(&expected).contains("1 critical vulnerabilities, over the limit of 0"),
             "{expected}"
         );
         for alias in aliases {
@@ -91,7 +86,8 @@ async fn every_alias_of_a_registry_is_decided_like_the_canonical_name() {
                 "{alias}"
             );
             assert!(
-                message(&response).contains("1 critical vulnerabilities, over the limit of 0"),
+                status_message(&response)
+                    .contains("1 critical vulnerabilities, over the limit of 0"),
                 "{alias}: {response}"
             );
             assert!(
@@ -136,7 +132,7 @@ async fn an_image_volume_over_the_limits_is_denied_and_named() {
             )
             .await;
         assert_eq!(response["allowed"], false, "{kind}: {response}");
-        let text = message(&response);
+        let text = status_message(&response);
         assert!(
             text.contains(&format!(
                 "image volume \"models\" (image \"nginx:1.25\", {})",
