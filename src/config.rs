@@ -532,7 +532,13 @@ impl<'de> Deserialize<'de> for HostPattern {
                 "registry pattern {s:?} must be a host name pattern such as \"*.example.com\" or \"*\""
             )));
         }
-        Ok(HostPattern(s.to_ascii_lowercase()))
+        // A literal host is named as image references name it (`index.docker.io` is
+        // `docker.io`, `:443` dropped); a wildcard is only lower-cased.
+        if s.contains('*') {
+            Ok(HostPattern(s.to_ascii_lowercase()))
+        } else {
+            Ok(HostPattern(crate::image::canonical_registry(&s)))
+        }
     }
 }
 
@@ -721,6 +727,20 @@ mod tests {
             "registries:\n  - match: \"*\"\n    scanner: {{file: {{path: scans}}}}\n{extra}"
         );
         Config::from_yaml(&text, Path::new("/etc/vulngate"))
+    }
+
+    #[test]
+    fn a_route_names_its_registry_as_images_do() {
+        for (written, canonical) in [
+            ("Registry-1.Docker.io", "docker.io"),
+            ("index.docker.io:443", "docker.io"),
+            ("REG.example.com:443", "reg.example.com"),
+            ("reg.example.com:8443", "reg.example.com:8443"),
+            ("*.Example.com", "*.example.com"),
+        ] {
+            let pattern: HostPattern = serde_yaml::from_str(&format!("{written:?}")).unwrap();
+            assert_eq!(pattern.0, canonical, "{written}");
+        }
     }
 
     #[test]

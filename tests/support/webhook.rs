@@ -367,6 +367,14 @@ pub fn review(
     })
 }
 
+/// The `status.message` of an admission response ("" when it has none).
+pub fn status_message(response: &Value) -> String {
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A pod spec with `(container name, image)` pairs.
 pub fn pod_spec(containers: &[(&str, &str)]) -> Value {
     let list: Vec<Value> = containers
