@@ -269,7 +269,13 @@ impl Webhook {
     }
 
     pub fn ops_post(&self, path: &str) -> (u16, String) {
-        plain_http("POST", &format!("{}{path}", self.ops)).expect("ops request")
+        plain_http("POST", &format!("{}{path}", self.ops), "").expect("ops request")
+    }
+
+    /// A POST to the ops port with `Authorization: Bearer <token>`.
+    pub fn ops_post_bearer(&self, path: &str, token: &str) -> (u16, String) {
+        let header = format!("Authorization: Bearer {token}\r\n");
+        plain_http("POST", &format!("{}{path}", self.ops), &header).expect("ops request")
     }
 
     pub fn terminate(&self) {
@@ -301,10 +307,11 @@ impl Drop for Webhook {
 
 /// A plain-HTTP GET without an async runtime (for the ops port).
 pub fn ureq_get(url: &str) -> Result<(u16, String), String> {
-    plain_http("GET", url)
+    plain_http("GET", url, "")
 }
 
-fn plain_http(method: &str, url: &str) -> Result<(u16, String), String> {
+/// `headers`: extra header lines, each ending in CRLF.
+fn plain_http(method: &str, url: &str, headers: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").ok_or("http only")?;
     let (host, path) = rest
@@ -316,7 +323,7 @@ fn plain_http(method: &str, url: &str) -> Result<(u16, String), String> {
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut text = String::new();
