@@ -6,7 +6,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::webhook::{basic_config, digest, object_with_pod_spec, pod_spec, review, Webhook};
+use support::webhook::{
+    basic_config, config_with_routes, digest, object_with_pod_spec, pod_spec, review, Webhook,
+};
 
 const CLEAN: &str = "registry.example.com/app/clean:1";
 const HIGH3: &str = "registry.example.com/app/high3:1";
@@ -814,24 +816,10 @@ async fn an_allow_because_a_scanner_was_down_logs_the_image_and_why() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let down = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let config = format!(
-        r#"listen: 127.0.0.1:0
-opsListen: 127.0.0.1:0
-tls: {{generateDir: tls}}
-deadline: 5s
-namespacesFile: namespaces.yaml
-policy:
-  defaults: {{onError: allow}}
-registries:
-  - match: "harbor.down.test"
-    scanner: {{harbor: {{url: "{down}", username: robot, password: {{file: robot}}}}}}
-    registry: {{resolve: false}}
-  - match: "*"
-    scanner: {{file: {{path: scans}}}}
-    registry: {{resolve: false}}
-log: {{format: json, level: info}}
-"#
+    let harbor = format!(
+        "  - match: harbor.down.test\n    scanner: {{harbor: {{url: \"{down}\", username: robot, password: {{file: robot}}}}}}\n    registry: {{resolve: false}}\n"
     );
+    let config = config_with_routes(&harbor, "policy:\n  defaults: {onError: allow}\n");
     let mut files = files();
     files.push(("robot", "secret\n".to_string()));
     let webhook = Webhook::start(&config, &files);

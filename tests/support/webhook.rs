@@ -36,6 +36,11 @@ pub struct Webhook {
 
 /// A config whose paths point into the test's directory: `scans/` and `namespaces.yaml`.
 pub fn basic_config(extra: &str) -> String {
+    config_with_routes("", extra)
+}
+
+/// [`basic_config`] with `routes` (YAML list items) before its catch-all `file` route.
+pub fn config_with_routes(routes: &str, extra: &str) -> String {
     format!(
         r#"listen: 127.0.0.1:0
 opsListen: 127.0.0.1:0
@@ -43,7 +48,7 @@ tls: {{generateDir: tls}}
 deadline: 5s
 namespacesFile: namespaces.yaml
 registries:
-  - match: "*"
+{routes}  - match: "*"
     scanner: {{file: {{path: scans}}}}
     registry: {{resolve: false}}
 log: {{format: json, level: info}}
