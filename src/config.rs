@@ -638,6 +638,27 @@ mod tests {
     }
 
     #[test]
+    fn review_bounds_and_purge_have_safe_defaults_and_named_errors() {
+        let config = parse("").expect("config");
+        assert_eq!(config.review.max_images, 100);
+        assert_eq!(config.cache.failure_ttl, Duration::from_secs(5));
+        assert!(!config.ops.purge.enabled);
+        let err = parse("review: {maxImages: 0}\n").expect_err("zero cap");
+        assert!(err.contains("review.maxImages"), "{err}");
+        let err = parse("ops: {purge: {enabled: true}}\n").expect_err("no token file");
+        assert!(
+            err.contains("ops.purge") && err.contains("tokenFile"),
+            "{err}"
+        );
+        let config =
+            parse("ops: {purge: {enabled: true, tokenFile: purge/token}}\n").expect("config");
+        assert_eq!(
+            config.ops.purge.token_file.as_deref(),
+            Some(Path::new("/etc/vulngate/purge/token"))
+        );
+    }
+
+    #[test]
     fn bad_audit_settings_are_named() {
         let err = parse("audit: {interval: 0s}\n").expect_err("zero interval");
         assert!(err.contains("audit.interval"), "{err}");

@@ -119,3 +119,46 @@ pub async fn purge(
     );
     (StatusCode::OK, format!("purged {removed} entries\n")).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = authorization {
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn only_the_token_of_the_file_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let access = PurgeAccess {
+            token_file: file.clone(),
+        };
+        let check = async |h: Option<&str>| authorize(&access, &headers(h)).await;
+        assert_eq!(check(Some("Bearer s3cret")).await, Ok(()));
+        assert_eq!(check(Some("bearer  s3cret ")).await, Ok(()));
+        assert_eq!(check(None).await, Err(Refusal::NoToken));
+        assert_eq!(check(Some("Basic czNjcmV0")).await, Err(Refusal::NoToken));
+        assert_eq!(check(Some("Bearer ")).await, Err(Refusal::NoToken));
+        assert_eq!(check(Some("Bearer s3cre")).await, Err(Refusal::WrongToken));
+        assert_eq!(
+            check(Some("Bearer s3cret2")).await,
+            Err(Refusal::WrongToken)
+        );
+        // A rotated Secret applies at the next request.
+        std::fs::write(&file, "n3w").unwrap();
+        assert_eq!(check(Some("Bearer s3cret")).await, Err(Refusal::WrongToken));
+        assert_eq!(check(Some("Bearer n3w")).await, Ok(()));
+        // An empty or missing file refuses everyone, even an empty token.
+        std::fs::write(&file, " \n").unwrap();
+        assert_eq!(check(Some("Bearer x")).await, Err(Refusal::Unconfigured));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(check(Some("Bearer n3w")).await, Err(Refusal::Unconfigured));
+    }
+}
