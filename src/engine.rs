@@ -1290,11 +1290,15 @@ fn deny_plain(message: String) -> Verdict {
 }
 
 /// The log line's `reason`: the denial, else the warnings (an allow because a scanner
-/// was down names the image and why), else nothing.
+/// was down names the image and why), else nothing. Warnings are bounded in number and
+/// length already; their sum is cut to the size of a denial message.
 fn log_reason(verdict: &Verdict) -> std::borrow::Cow<'_, str> {
     match &verdict.message {
         Some(message) => message.as_str().into(),
-        None => verdict.warnings.join("; ").into(),
+        None if verdict.warnings.is_empty() => "".into(),
+        None => clip(&verdict.warnings.join("; "), MAX_LISTED * MAX_LINE / 4)
+            .into_owned()
+            .into(),
     }
 }
 
@@ -1412,6 +1416,11 @@ mod tests {
             log_reason(&warned),
             "container \"app\" (image \"registry.example.com/app:1\"): harbor unavailable: HTTP 503 (onError: allow); second"
         );
+        let many = Verdict {
+            warnings: vec!["w".repeat(MAX_LINE); MAX_LISTED + 1],
+            ..warned
+        };
+        assert!(log_reason(&many).len() < MAX_LISTED * MAX_LINE / 4 + 32);
         let denied = deny_plain("denied because".into());
         assert_eq!(log_reason(&denied), "denied because");
         assert_eq!(log_reason(&allow_unjudged("exempt".into())), "");
