@@ -241,13 +241,17 @@ async fn expect_decisions(client: &reqwest::Client, url: &str, ns: &str) {
 async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
     let values =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/vulngate/ci/full-values.yaml");
-    // imagePullSecrets are read through the Kubernetes API, which this test has none of.
+    // imagePullSecrets are read through the Kubernetes API, which this test has none of;
+    // the client CA is an external ConfigMap, and this client presents no certificate
+    // (tests/tls_client_auth.rs checks client certificates).
     let (webhook, client, url, ns) = serve(
         &[
             "-f",
             values.to_str().unwrap(),
             "--set",
             "config.resolution.useImagePullSecrets=false",
+            "--set",
+            "tls.clientCA.configMap=",
         ],
         &|s| match s {
             // The purge token Secret the full values name (cachePurge.existingSecret).

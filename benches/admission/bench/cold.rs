@@ -153,6 +153,9 @@ pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<Col
         drain_delay: Duration::ZERO,
         grace: Duration::from_secs(2),
         request_timeout: Duration::from_secs(30),
+        connections: Default::default(),
+        open_file_limit: vulngate::connections::raise_open_file_limit(),
+        client_ca: None,
     };
     let (addr_tx, addr_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
