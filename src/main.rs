@@ -18,10 +18,19 @@ use vulngate::scan::Severity;
 use vulngate::server::{self, AppState, ServeOptions};
 use vulngate::tls::Origin;
 
+/// `vulngate --version`: the crate version and the git revision it was built from
+/// (src/build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("VULNGATE_REVISION"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "vulngate",
-    version,
+    version = VERSION,
     about = "Kubernetes admission webhook that denies images over their namespace's vulnerability limits"
 )]
 struct Cli {

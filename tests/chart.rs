@@ -1168,7 +1168,8 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
     let c = &pod["spec"]["containers"][0];
     let script = str_list(&c["command"]).join("\n");
     assert!(script.contains("dryRun=All"), "server-side dry run");
-    assert!(script.contains("admission webhook \"pods.vulngate.io\" denied the request"));
+    // The API server's JSON Status escapes the quotes of the message.
+    assert!(script.contains(r#"admission webhook \"pods.vulngate.io\" denied the request"#));
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     // In every value set, the probe Pod (no labels) in the test namespace reaches vulngate.

@@ -13,24 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde::Deserialize as _;
 use serde_yaml::Value;
 use support::webhook::{digest, object_with_pod_spec, pod_spec, review, Webhook};
-
-const SETUP: &str = "tests/setup.d/helm.sh";
-
-fn helm() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("helm"))
-        .chain([root.join(".tools/bin/helm")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`helm` is not installed: run `bash {SETUP}` (tests/run.sh runs it)")
-        })
-}
 
 fn b64(v: &Value) -> String {
     let bytes = base64::engine::general_purpose::STANDARD
@@ -53,25 +37,7 @@ async fn serve(
     args: &[&str],
     external: &dyn Fn(&str) -> Vec<(String, String)>,
 ) -> (Webhook, reqwest::Client, String, String) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(helm())
-        .args(["template", "vulngate"])
-        .arg(root.join("charts/vulngate"))
-        .args(["--namespace", "vulngate"])
-        .args(args)
-        .current_dir(&root)
-        .output()
-        .expect("run helm");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs: Vec<Value> =
-        serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
-            .map(|d| Value::deserialize(d).unwrap())
-            .filter(|d| !d.is_null())
-            .collect();
+    let docs = support::pod::template(args);
     let find = |kind: &str, pred: &dyn Fn(&Value) -> bool| -> Option<Value> {
         docs.iter().find(|d| d["kind"] == kind && pred(d)).cloned()
     };
