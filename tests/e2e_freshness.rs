@@ -1,7 +1,8 @@
 //! Cache freshness through the real binary: a `file` scanner whose report changes in
 //! place (as a ConfigMap volume does) is read again, the cached summary is checked
 //! against it within `cache.ttl` and replaced by the newer scan; a broken file keeps
-//! the previous summaries deciding; `POST /cache/purge` drops a digest.
+//! the previous summaries deciding; `POST /cache/purge` drops a digest. A summaries
+//! file of 100,000 digests loads within the chart's default memory limit.
 
 mod support;
 
@@ -125,4 +126,60 @@ async fn a_newer_scan_in_a_changed_report_replaces_the_cached_summary() {
     assert_eq!(r["allowed"], true, "{r}");
     let (status, body) = purge(&digest("app"));
     assert_eq!((status, body.trim()), (200, "purged 1 entries"));
+}
+
+/// The chart's default memory limit of the webhook container.
+const CHART_MEMORY_LIMIT_KIB: i64 = 256 * 1024;
+
+#[test]
+fn a_summaries_file_of_100000_digests_loads_within_the_charts_memory_limit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(dir.path().join("scans")).expect("mkdir");
+    // The benchmark's file: one flow mapping per digest.
+    let mut text = String::from("summaries:\n");
+    for i in 0..100_000 {
+        let name = format!("registry.example.com/mem/img-{i}");
+        text.push_str(&format!(
+            "  - {{digest: \"{}\", image: \"{name}:1\", status: complete, critical: 0, high: 1, medium: 3, low: 7, unknown: 0}}\n",
+            digest(&name)
+        ));
+    }
+    std::fs::write(dir.path().join("scans/summaries.yaml"), text).expect("write");
+    std::fs::write(
+        dir.path().join("namespaces.yaml"),
+        "kind: Namespace\nmetadata: {name: prod}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "namespacesFile: namespaces.yaml\nregistries:\n  - match: \"*\"\n    scanner: {file: {path: scans}}\n    registry: {resolve: false}\n",
+    )
+    .expect("write");
+    let last = "registry.example.com/mem/img-99999";
+    // Reaped by wait4 below, which also gives its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(support::webhook::BIN)
+        .current_dir(dir.path())
+        .args(["check", "--config", "config.yaml", "-n", "prod"])
+        .arg(format!("{last}:1"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn vulngate");
+    // The child's own peak RSS, from the kernel when it is reaped.
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, with pointers to live locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "the image of the last entry is found (by its tag) and denied (high 1 > 0): status {status}"
+    );
+    assert!(
+        usage.ru_maxrss < CHART_MEMORY_LIMIT_KIB,
+        "loading the file peaked at {} KiB, over the chart's 256 MiB limit",
+        usage.ru_maxrss
+    );
 }

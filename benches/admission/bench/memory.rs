@@ -1,7 +1,8 @@
 //! Memory: a `vulngate serve` whose cache (maxEntries = N) is filled with N distinct
 //! digests the file scanner knows, then churned with N more it does not know (their
-//! "not scanned" summaries are cached too); RSS from /proc at each step, and the
-//! entry count at the end from `POST /cache/purge`.
+//! "not scanned" summaries are cached too); RSS from /proc at each step, the peak
+//! while the summaries file was loaded (before any review), and the entry count at
+//! the end from `POST /cache/purge`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct MemoryResult {
     pub max_entries: usize,
     pub churn_digests: usize,
     pub rss_start_kib: u64,
+    /// Peak RSS up to the end of start-up: loading the summaries file.
+    pub rss_load_peak_kib: u64,
     pub rss_filled_kib: u64,
     pub rss_churned_kib: u64,
     pub rss_peak_kib: u64,
@@ -126,6 +129,7 @@ pub async fn run(
     let rss = || setup::rss_kib(pid).unwrap_or(0);
 
     let rss_start_kib = rss();
+    let rss_load_peak_kib = setup::peak_rss_kib(pid).unwrap_or(0);
     send_all(&target, files, "mem", n).await?;
     let rss_filled_kib = rss();
     send_all(&target, files, "churn", n).await?;
@@ -138,6 +142,7 @@ pub async fn run(
         max_entries: n,
         churn_digests: n,
         rss_start_kib,
+        rss_load_peak_kib,
         rss_filled_kib,
         rss_churned_kib,
         rss_peak_kib,
