@@ -46,6 +46,51 @@ pub struct Config {
     /// Background audit of running pods in `vulngate serve`; absent means off.
     #[serde(default = "AuditConfig::off")]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub review: ReviewBounds,
+    #[serde(default)]
+    pub ops: OpsConfig,
+}
+
+/// What one review may cost: each distinct image may mean registry and scanner calls.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReviewBounds {
+    /// Reviews naming more distinct images than this are denied (enforce) or allowed
+    /// with a warning (warn) without judging any image.
+    #[serde(default = "default_max_images")]
+    pub max_images: usize,
+}
+
+impl Default for ReviewBounds {
+    fn default() -> Self {
+        ReviewBounds {
+            max_images: default_max_images(),
+        }
+    }
+}
+
+/// The ops port's optional endpoints.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpsConfig {
+    #[serde(default)]
+    pub purge: PurgeConfig,
+}
+
+/// `POST /cache/purge`: off unless enabled, and then only with the bearer token of
+/// `tokenFile` (read at each request, so a rotated Secret takes effect).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PurgeConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_max_images() -> usize {
+    100
 }
 
 /// `audit: {interval: 10m}`: every interval, `vulngate serve` judges the running pods
@@ -392,6 +437,10 @@ pub struct CacheConfig {
     /// How long a tag -> digest resolution is kept.
     #[serde(default = "default_tag_ttl", with = "humantime_serde")]
     pub tag_ttl: Duration,
+    /// How long a failed scanner call is remembered, so repeats of a review do not call
+    /// a failing scanner again for each image; `0s` remembers none.
+    #[serde(default = "default_failure_ttl", with = "humantime_serde")]
+    pub failure_ttl: Duration,
 }
 
 impl Default for CacheConfig {
@@ -401,6 +450,7 @@ impl Default for CacheConfig {
             pending_ttl: default_pending_ttl(),
             max_entries: default_max_entries(),
             tag_ttl: default_tag_ttl(),
+            failure_ttl: default_failure_ttl(),
         }
     }
 }
@@ -622,6 +672,14 @@ impl Config {
                 humantime::format_duration(self.audit.interval)
             ));
         }
+        if self.review.max_images == 0 {
+            return Err("review.maxImages: must be greater than zero".into());
+        }
+        if self.ops.purge.enabled && self.ops.purge.token_file.is_none() {
+            return Err(
+                "ops.purge: enabled needs tokenFile (a file holding the bearer token)".into(),
+            );
+        }
         if self.registries.is_empty() {
             return Err("registries: at least one route is needed (match: \"*\" for all)".into());
         }
@@ -641,6 +699,7 @@ impl Config {
         self.namespaces_file.as_mut().map(rebase);
         self.policy.accepted_cves_file.as_mut().map(rebase);
         self.resolution.docker_config_file.as_mut().map(rebase);
+        self.ops.purge.token_file.as_mut().map(rebase);
         for route in &mut self.registries {
             match &mut route.scanner {
                 ScannerConfig::File(f) => rebase(&mut f.path),
@@ -705,6 +764,9 @@ fn default_max_entries() -> u64 {
 fn default_tag_ttl() -> Duration {
     Duration::from_secs(60)
 }
+fn default_failure_ttl() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_platforms() -> Vec<String> {
     vec!["linux/amd64".to_string(), "linux/arm64".to_string()]
 }
@@ -753,6 +815,27 @@ mod tests {
         assert_eq!(AuditConfig::period(&config), Some(Duration::from_secs(600)));
         let config = parse("audit: {enabled: false, interval: 5m}\n").expect("config");
         assert_eq!(AuditConfig::period(&config), None);
+    }
+
+    #[test]
+    fn review_bounds_and_purge_have_safe_defaults_and_named_errors() {
+        let config = parse("").expect("config");
+        assert_eq!(config.review.max_images, 100);
+        assert_eq!(config.cache.failure_ttl, Duration::from_secs(5));
+        assert!(!config.ops.purge.enabled);
+        let err = parse("review: {maxImages: 0}\n").expect_err("zero cap");
+        assert!(err.contains("review.maxImages"), "{err}");
+        let err = parse("ops: {purge: {enabled: true}}\n").expect_err("no token file");
+        assert!(
+            err.contains("ops.purge") && err.contains("tokenFile"),
+            "{err}"
+        );
+        let config =
+            parse("ops: {purge: {enabled: true, tokenFile: purge/token}}\n").expect("config");
+        assert_eq!(
+            config.ops.purge.token_file.as_deref(),
+            Some(Path::new("/etc/vulngate/purge/token"))
+        );
     }
 
     #[test]

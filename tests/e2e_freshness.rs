@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::webhook::{digest, object_with_pod_spec, pod_spec, review, Webhook};
 
+const PURGE_TOKEN: &str = "freshness-purge-token";
+
 fn config() -> String {
     r#"listen: 127.0.0.1:0
 opsListen: 127.0.0.1:0
@@ -18,6 +20,7 @@ tls: {generateDir: tls}
 deadline: 5s
 namespacesFile: namespaces.yaml
 cache: {ttl: 300ms}
+ops: {purge: {enabled: true, tokenFile: purge-token}}
 registries:
   - match: "*"
     scanner: {file: {path: scans, reloadInterval: 100ms}}
@@ -75,6 +78,7 @@ async fn a_newer_scan_in_a_changed_report_replaces_the_cached_summary() {
                 "kind: Namespace\nmetadata: {name: prod, annotations: {vulngate.io/max-high: \"0\"}}\n"
                     .to_string(),
             ),
+            ("purge-token", format!("{PURGE_TOKEN}\n")),
         ],
     );
     let client = webhook.client(false);
@@ -115,11 +119,12 @@ async fn a_newer_scan_in_a_changed_report_replaces_the_cached_summary() {
 
     // Fixed again, and purged by the operator: the next review asks the scanner at once.
     replace(&webhook, "scans/summaries.yaml", &summaries(0));
-    let (status, body) = webhook.ops_post(&format!("/cache/purge?digest={}", digest("other")));
+    let purge = |d: &str| webhook.ops_post_bearer(&format!("/cache/purge?digest={d}"), PURGE_TOKEN);
+    let (status, body) = purge(&digest("other"));
     assert_eq!((status, body.trim()), (200, "purged 0 entries"));
     let r = until_allowed_is(&webhook, &client, true).await;
     assert_eq!(r["allowed"], true, "{r}");
-    let (status, body) = webhook.ops_post(&format!("/cache/purge?digest={}", digest("app")));
+    let (status, body) = purge(&digest("app"));
     assert_eq!((status, body.trim()), (200, "purged 1 entries"));
 }
 

@@ -77,11 +77,14 @@ async fn send_all(target: &Target, files: &Files, set: &str, count: usize) -> Re
     Ok(())
 }
 
+/// The purge endpoint is off unless configured with a token file.
+const PURGE_TOKEN: &str = "memory-bench-purge";
+
 /// `POST /cache/purge` on the ops port: "purged N entries".
 async fn purge(ops: std::net::SocketAddr) -> Result<u64> {
     let mut tcp = TcpStream::connect(ops).await?;
-    tcp.write_all(b"POST /cache/purge HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .await?;
+    let request = format!("POST /cache/purge HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {PURGE_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
     let mut out = String::new();
     tcp.read_to_string(&mut out).await?;
     out.split("purged ")
@@ -110,9 +113,15 @@ pub async fn run(
     // The same TLS files and namespaces as the main run.
     let main_dir = files.config.parent().ok_or("config has no directory")?;
     let config = dir.join("memory.yaml");
+    let token_file = dir.join("purge-token");
+    std::fs::write(&token_file, PURGE_TOKEN)?;
+    let purge_config = format!(
+        "ops: {{purge: {{enabled: true, tokenFile: {}}}}}\n",
+        token_file.display()
+    );
     std::fs::write(
         &config,
-        setup::config_text(main_dir, &dir.join("scans"), n, "10m"),
+        setup::config_text(main_dir, &dir.join("scans"), n, "10m") + &purge_config,
     )?;
     let mut vulngate = setup::start_vulngate(&options.vulngate_bin, &config, &dir)?;
     let pid = vulngate.child.id();
