@@ -6,6 +6,15 @@
 # the serde code monomorphized into it, so that is where coverage is needed.
 rustc="$1"
 shift
+# A build script (src/build.rs) runs at build time, not under libFuzzer: it links
+# without the fuzzer's runtime, so it must not be instrumented.
+crate=""
+prev=""
+for arg in "$@"; do
+  [ "$prev" = "--crate-name" ] && crate="$arg"
+  prev="$arg"
+done
+[ "$crate" = "build_script_build" ] && exec "$rustc" "$@"
 case "${CARGO_PKG_NAME:-}" in
   vulngate | vulngate-fuzz)
     exec "$rustc" "$@" \
