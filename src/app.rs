@@ -87,6 +87,15 @@ pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engi
             metrics,
         },
     );
+    if let Some(shared) = &config.cache.shared {
+        let tier = crate::shared_cache::SharedTier::new(
+            shared,
+            &config.cache,
+            &config.registries,
+            Arc::clone(engine.metrics()),
+        )?;
+        engine.set_shared_cache(tier);
+    }
     if config.namespaces_file.is_none() {
         // Policies come from the cluster, so Events can go there too.
         let client = kube::Client::try_default()
