@@ -17,7 +17,7 @@ pub mod signed;
 pub mod wire;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo};
 use sha2::{Digest, Sha256};
 
-use crate::config::{CacheConfig, RegistryRoute};
+use crate::config::{CacheConfig, RegistryRoute, ScannerConfig};
 use crate::metrics::{Metrics, SharedEvent};
 use crate::scan::{ScanError, ScanSummary};
 use config::SharedCacheConfig;
@@ -38,12 +38,17 @@ const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const POLL_FIRST: Duration = Duration::from_millis(20);
 const POLL_MAX: Duration = Duration::from_millis(100);
 
+/// [`SharedTier::state`]: whether Redis answered the last operation.
+const NOT_YET_USED: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
 pub struct SharedTier {
     redis: ConnectionManager,
     signer: Signer,
     prefix: String,
-    /// Per route, a hash of its scanner settings: replicas whose routes differ
-    /// (a rollout changing the config) never read each other's summaries.
+    /// Per route, a hash of its registry pattern and scanner kind: the same on every
+    /// replica whatever the order of the routes, and apart for different scanners.
     route_ids: Vec<String>,
     timeout: Duration,
     lock_ttl: Duration,
@@ -55,7 +60,7 @@ pub struct SharedTier {
     started: Instant,
     /// Milliseconds since `started` before which Redis is not asked.
     paused_until: AtomicU64,
-    up: AtomicBool,
+    state: AtomicU8,
     metrics: Arc<Metrics>,
 }
 
@@ -93,8 +98,15 @@ impl SharedTier {
         let route_ids = routes
             .iter()
             .map(|r| {
-                let settings = serde_json::to_string(&r.scanner).unwrap_or_default();
-                hex::encode(&Sha256::digest(settings.as_bytes())[..6])
+                let kind = match &r.scanner {
+                    ScannerConfig::File(_) => "file",
+                    ScannerConfig::Acr(_) => "acr",
+                    ScannerConfig::Sas(_) => "sas",
+                    ScannerConfig::Hss(_) => "hss",
+                    ScannerConfig::Harbor(_) => "harbor",
+                };
+                let id = format!("{kind}\n{}", r.host_match.0);
+                hex::encode(&Sha256::digest(id.as_bytes())[..6])
             })
             .collect();
         metrics.shared().set_up(false);
@@ -111,7 +123,7 @@ impl SharedTier {
             token: random_token(),
             started: Instant::now(),
             paused_until: AtomicU64::new(0),
-            up: AtomicBool::new(false),
+            state: AtomicU8::new(NOT_YET_USED),
             metrics,
         }))
     }
@@ -149,11 +161,12 @@ impl SharedTier {
                 Some(true) => {
                     self.metrics.shared().event(SharedEvent::Miss);
                     let result = call().await;
-                    match &result {
-                        Ok(summary) => self.write_summary(&key, summary).await,
-                        // Let a waiting replica try at once rather than at lockTtl.
-                        Err(_) => self.unlock(&lock).await,
+                    if let Ok(summary) = &result {
+                        self.write_summary(&key, summary).await;
                     }
+                    // After an error, a waiting replica tries at once rather than
+                    // at lockTtl.
+                    self.unlock(&lock).await;
                     return result;
                 }
                 Some(false) => {}
@@ -296,7 +309,7 @@ impl SharedTier {
         let outcome = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut redis)).await;
         match outcome {
             Ok(Ok(value)) => {
-                if !self.up.swap(true, Ordering::Relaxed) {
+                if self.state.swap(UP, Ordering::Relaxed) != UP {
                     self.metrics.shared().set_up(true);
                     tracing::info!("shared cache reachable");
                 }
@@ -322,7 +335,7 @@ impl SharedTier {
         self.paused_until
             .store(resume.as_millis() as u64, Ordering::Relaxed);
         // Once per outage, not once per lookup.
-        if self.up.swap(false, Ordering::Relaxed) {
+        if self.state.swap(DOWN, Ordering::Relaxed) != DOWN {
             self.metrics.shared().set_up(false);
             tracing::warn!(
                 error,
