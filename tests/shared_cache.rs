@@ -480,3 +480,53 @@ async fn tls_with_an_acl_user_and_password_and_a_wrong_password_only_loses_the_t
         assert!(!logs.contains(secret), "a secret in the logs: {logs}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_resolved_by_one_replica_resolves_it_for_another_while_the_registry_is_down() {
+    use support::registry::{Registry, RegistryAuth};
+    let redis = Redis::start();
+    let mut registry = Registry::start(RegistryAuth::None).await;
+    let host = registry.host();
+    let digest = registry.push_image("shop/app", "1", "amd64").await;
+    let config = format!(
+        r#"listen: 127.0.0.1:0
+opsListen: 127.0.0.1:0
+tls: {{generateDir: tls}}
+deadline: 5s
+namespacesFile: namespaces.yaml
+cache:
+  shared:
+{shared}
+registries:
+  - match: "127.0.0.1:*"
+    scanner: {{file: {{path: scans}}}}
+    registry: {{plainHttp: true, timeout: 2s}}
+log: {{format: json, level: info}}
+"#,
+        shared = plain_shared(&redis)
+    );
+    let files = files(&[(
+        "scans/summaries.yaml",
+        format!("summaries:\n  - {{digest: \"{digest}\", high: 0, critical: 0}}\n"),
+    )]);
+    let webhooks = replicas(2, &config, &files);
+    let image = format!("{host}/shop/app:1");
+    let tagged = review(
+        "t",
+        "Pod",
+        "CREATE",
+        "shop",
+        object_with_pod_spec("Pod", pod_spec(&[("app", &image)])),
+        None,
+    );
+    let client = webhooks[0].client(true);
+    let first = webhooks[0].review(&client, &tagged).await;
+    assert_eq!(first["allowed"], true, "{first}");
+    assert_eq!(redis.keys("vulngate:tag:*").len(), 1);
+
+    // The registry gone, the other replica still knows the tag's digest.
+    registry.stop();
+    let client = webhooks[1].client(true);
+    let second = webhooks[1].review(&client, &tagged).await;
+    assert_eq!(second["allowed"], true, "{second}");
+}

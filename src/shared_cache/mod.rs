@@ -27,6 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{CacheConfig, RegistryRoute, ScannerConfig};
 use crate::metrics::{Metrics, SharedEvent};
+use crate::registry::cache::TagKey;
+use crate::resolve::Resolved;
 use crate::scan::{ScanError, ScanSummary};
 use config::SharedCacheConfig;
 use signed::{Signer, SigningKey};
@@ -55,6 +57,7 @@ pub struct SharedTier {
     lock_wait: Duration,
     ttl: Duration,
     pending_ttl: Duration,
+    tag_ttl: Duration,
     /// Written into locks this replica holds, so it releases only its own.
     token: String,
     started: Instant,
@@ -120,6 +123,7 @@ impl SharedTier {
             lock_wait: shared.lock_wait,
             ttl: cache.ttl,
             pending_ttl: cache.pending_ttl,
+            tag_ttl: cache.tag_ttl,
             token: random_token(),
             started: Instant::now(),
             paused_until: AtomicU64::new(0),
@@ -185,6 +189,59 @@ impl SharedTier {
         }
     }
 
+    /// A tag's resolution another replica made with the same credential.
+    pub async fn tag(&self, key: &TagKey) -> Option<Resolved> {
+        let key = self.tag_key(key);
+        let value: String = self
+            .run::<Option<String>>(redis::cmd("GET").arg(&key))
+            .await??;
+        match self.signer.open(&key, &value, self.tag_ttl) {
+            Ok(body) => match wire::decode_resolved(body) {
+                Some(resolved) => return Some(resolved),
+                None => self.rejected(&key, signed::Rejected::Malformed),
+            },
+            Err(rejected) => self.rejected(&key, rejected),
+        }
+        None
+    }
+
+    pub async fn remember_tag(&self, key: &TagKey, resolved: &Resolved) {
+        let key = self.tag_key(key);
+        let value = self.signer.seal(&key, &wire::encode_resolved(resolved));
+        let _: Option<()> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(millis(self.tag_ttl)),
+            )
+            .await;
+    }
+
+    /// Tags are kept per credential (its one-way fingerprint), as in the local cache:
+    /// a resolution seen with one pod's pull secret never answers for another's.
+    fn tag_key(&self, key: &TagKey) -> String {
+        let parts = [
+            key.host.as_str(),
+            key.repository.as_str(),
+            key.tag.as_str(),
+            key.credential.as_deref().unwrap_or(""),
+        ];
+        let id = Sha256::digest(parts.join("\n").as_bytes());
+        format!("{}tag:{}", self.prefix, hex::encode(id))
+    }
+
+    fn rejected(&self, key: &str, rejected: signed::Rejected) {
+        self.metrics.shared().rejected(rejected.as_str());
+        // The key names a route hash and a digest (or a hash), never a secret.
+        tracing::warn!(
+            key,
+            reason = rejected.as_str(),
+            "shared cache entry failed its integrity check: ignored"
+        );
+    }
+
     /// Deletes one digest's summaries (every route) or all of vulngate's keys;
     /// returns how many were deleted.
     pub async fn purge(&self, digest: Option<&str>) -> Result<u64, String> {
@@ -245,13 +302,7 @@ impl SharedTier {
         match summary {
             Ok(summary) => Lookup::Found(summary),
             Err(rejected) => {
-                self.metrics.shared().rejected(rejected.as_str());
-                // The key names a route hash and a digest, never a secret.
-                tracing::warn!(
-                    key,
-                    reason = rejected.as_str(),
-                    "shared cache entry failed its integrity check: ignored"
-                );
+                self.rejected(key, rejected);
                 Lookup::Absent
             }
         }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::resolve::Resolved;
 use crate::scan::{ExtraCount, ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 
 /// The scanner kinds a summary may name (`ScanSummary::scanner` is `'static`).
@@ -153,9 +154,70 @@ fn parse_time(text: Option<String>) -> Option<Option<OffsetDateTime>> {
     }
 }
 
+/// A tag resolution: `{"digest": ..., "platforms": [[platform, digest], ...]}`, the
+/// platforms present only for an index.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolvedWire {
+    digest: String,
+    #[serde(default)]
+    platforms: Option<Vec<(String, String)>>,
+}
+
+pub fn encode_resolved(resolved: &Resolved) -> String {
+    let wire = match resolved {
+        Resolved::Manifest { digest } => ResolvedWire {
+            digest: digest.clone(),
+            platforms: None,
+        },
+        Resolved::Index { digest, platforms } => ResolvedWire {
+            digest: digest.clone(),
+            platforms: Some(platforms.clone()),
+        },
+    };
+    serde_json::to_string(&wire).unwrap_or_default()
+}
+
+/// A resolution from its JSON; `None` unless every digest is `sha256:` and 64 hex.
+pub fn decode_resolved(text: &str) -> Option<Resolved> {
+    let wire: ResolvedWire = serde_json::from_str(text).ok()?;
+    let is_digest = |d: &str| {
+        d.strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    if !is_digest(&wire.digest) {
+        return None;
+    }
+    match wire.platforms {
+        None => Some(Resolved::Manifest {
+            digest: wire.digest,
+        }),
+        Some(platforms) if platforms.iter().all(|(_, d)| is_digest(d)) => Some(Resolved::Index {
+            digest: wire.digest,
+            platforms,
+        }),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolutions_survive_the_round_trip_and_bad_digests_are_not_read() {
+        let d = |c: &str| format!("sha256:{}", c.repeat(64));
+        let index = Resolved::Index {
+            digest: d("a"),
+            platforms: vec![("linux/amd64".into(), d("b"))],
+        };
+        let manifest = Resolved::Manifest { digest: d("c") };
+        for r in [&index, &manifest] {
+            assert_eq!(decode_resolved(&encode_resolved(r)).as_ref(), Some(r));
+        }
+        let bad = encode_resolved(&manifest).replace(&d("c"), "sha256:zz");
+        assert!(decode_resolved(&bad).is_none());
+    }
 
     #[test]
     fn a_summary_with_its_list_survives_the_round_trip() {
