@@ -113,7 +113,7 @@ impl SharedTier {
             })
             .collect();
         metrics.shared().set_up(false);
-        Ok(Arc::new(SharedTier {
+        let tier = Arc::new(SharedTier {
             redis,
             signer,
             prefix: shared.redis.key_prefix.clone(),
@@ -129,7 +129,15 @@ impl SharedTier {
             paused_until: AtomicU64::new(0),
             state: AtomicU8::new(NOT_YET_USED),
             metrics,
-        }))
+        });
+        // Connects now, in the background: the first cold review does not pay for
+        // the connection (under a burst it could outlast `timeout`), and the gauge
+        // tells from the start whether Redis answers.
+        let warm = Arc::clone(&tier);
+        tokio::spawn(async move {
+            let _: Option<String> = warm.run(&redis::cmd("PING")).await;
+        });
+        Ok(tier)
     }
 
     /// The summary of `digest` on `route`: from Redis, or from `call` (the
@@ -163,6 +171,13 @@ impl SharedTier {
             }
             match self.try_lock(&lock).await {
                 Some(true) => {
+                    // The previous holder may have written the entry and let go
+                    // between our read and our lock: read again before calling.
+                    if let Lookup::Found(summary) = self.read_summary(&key).await {
+                        self.unlock(&lock).await;
+                        self.metrics.shared().event(SharedEvent::Hit);
+                        return Ok(summary);
+                    }
                     self.metrics.shared().event(SharedEvent::Miss);
                     let result = call().await;
                     if let Ok(summary) = &result {
