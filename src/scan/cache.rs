@@ -396,7 +396,11 @@ impl SummaryCache {
     ) -> Result<Arc<ScanSummary>, ScanError> {
         let call = || call_scanner(&self.metrics, scanner, target);
         match &self.shared {
-            Some(shared) => shared.summary(route, target.digest, call).await,
+            Some(shared) => {
+                shared
+                    .summary(route, scanner.kind(), target.digest, call)
+                    .await
+            }
             None => call().await,
         }
     }

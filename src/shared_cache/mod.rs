@@ -140,11 +140,12 @@ impl SharedTier {
         Ok(tier)
     }
 
-    /// The summary of `digest` on `route`: from Redis, or from `call` (the
+    /// The summary of `digest` on `route` (whose scanner is `kind`): from Redis, or from `call` (the
     /// scanner) made by this replica or, while it holds the lock, by another one.
     pub async fn summary<F, Fut>(
         &self,
         route: usize,
+        kind: &'static str,
         digest: &str,
         call: F,
     ) -> Result<Arc<ScanSummary>, ScanError>
@@ -161,7 +162,7 @@ impl SharedTier {
         let mut poll = POLL_FIRST;
         let mut counted_wait = false;
         loop {
-            match self.read_summary(&key).await {
+            match self.read_summary(&key, kind).await {
                 Lookup::Found(summary) => {
                     self.metrics.shared().event(SharedEvent::Hit);
                     return Ok(summary);
@@ -173,7 +174,7 @@ impl SharedTier {
                 Some(true) => {
                     // The previous holder may have written the entry and let go
                     // between our read and our lock: read again before calling.
-                    if let Lookup::Found(summary) = self.read_summary(&key).await {
+                    if let Lookup::Found(summary) = self.read_summary(&key, kind).await {
                         self.unlock(&lock).await;
                         self.metrics.shared().event(SharedEvent::Hit);
                         return Ok(summary);
@@ -302,7 +303,7 @@ impl SharedTier {
         }
     }
 
-    async fn read_summary(&self, key: &str) -> Lookup {
+    async fn read_summary(&self, key: &str, kind: &'static str) -> Lookup {
         let Some(value) = self.run::<Option<String>>(redis::cmd("GET").arg(key)).await else {
             return Lookup::Unreachable;
         };
@@ -311,7 +312,7 @@ impl SharedTier {
         };
         let max_age = self.ttl.max(self.pending_ttl);
         let summary = match self.signer.open(key, &value, max_age) {
-            Ok(body) => wire::decode_summary(body).ok_or(signed::Rejected::Malformed),
+            Ok(body) => wire::decode_summary(body, kind).ok_or(signed::Rejected::Malformed),
             Err(rejected) => Err(rejected),
         };
         match summary {
