@@ -132,7 +132,11 @@ pub fn serving_cert(
                 .generate_dir
                 .clone()
                 .unwrap_or_else(|| state_dir.join("tls"));
-            let generated = crate::tls::generate(&dir, &config.tls.generate_names)?;
+            let generated = crate::tls::generate_valid_for(
+                &dir,
+                &config.tls.generate_names,
+                config.tls.regenerate_before,
+            )?;
             let cert = ReloadingCert::load(&generated.cert_file, &generated.key_file)?;
             Ok((cert, Some(generated)))
         }
@@ -174,8 +178,11 @@ pub fn init_logging(log: &LogConfig, level: Option<&str>, writer: LogWriter) -> 
         Some((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
         None => (BoxMakeWriter::new(std::io::stderr), None),
     };
+    // Colours only for a person at a terminal: in a file or a log collector they are
+    // escape sequences in the middle of the text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(make_writer);
     if log.format == "json" {
         let _ = builder

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod background_audit;
 pub mod cloud;
 pub mod config;
+pub mod connections;
 pub mod engine;
 pub mod events;
 pub mod httputil;

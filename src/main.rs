@@ -16,11 +16,21 @@ use vulngate::engine::{ContainerVerdict, Engine};
 use vulngate::metrics::Metrics;
 use vulngate::scan::Severity;
 use vulngate::server::{self, AppState, ServeOptions};
+use vulngate::tls::Origin;
+
+/// `vulngate --version`: the crate version and the git revision it was built from
+/// (src/build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("VULNGATE_REVISION"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "vulngate",
-    version,
+    version = VERSION,
     about = "Kubernetes admission webhook that denies images over their namespace's vulnerability limits"
 )]
 struct Cli {
@@ -328,10 +338,19 @@ async fn serve(
     config.ops_listen = ops_listen.unwrap_or(config.ops_listen);
     // Kept to the end: dropping it writes out the last queued lines.
     let _log = app::init_logging(&config.log, None, app::LogWriter::Batched);
+    let open_file_limit = vulngate::connections::raise_open_file_limit();
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(app::build_engine(&config, Arc::clone(&metrics)).await?);
     let (cert, generated) = app::serving_cert(&config, state_dir)?;
     cert.spawn_reloader(Duration::from_secs(1), Arc::clone(&metrics));
+    let client_ca = match &config.tls.client_ca_file {
+        Some(file) => {
+            let ca = vulngate::tls::ReloadingClientCa::load(file)?;
+            ca.spawn_reloader(Duration::from_secs(1));
+            Some(ca)
+        }
+        None => None,
+    };
     // Stops the background audit as soon as shutdown begins.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut audit_task = None;
@@ -348,12 +367,19 @@ async fn serve(
         drain_delay: config.shutdown.drain_delay,
         grace: config.shutdown.grace,
         request_timeout: config.deadline + Duration::from_secs(15),
+        connections: config.connections.clone(),
+        open_file_limit,
+        client_ca,
     };
     let announce = |webhook: std::net::SocketAddr, ops: std::net::SocketAddr| {
         println!(
             "vulngate: webhook on https://{webhook}/validate, health and metrics on http://{ops}"
         );
         if let Some(g) = &generated {
+            if let Origin::Replaced(why) = &g.origin {
+                tracing::warn!(reason = %why, "generated certificate replaced by a new one");
+                println!("vulngate: generated a new CA and certificate: {why}");
+            }
             println!("vulngate: generated TLS CA {}", g.ca_file.display());
         }
         if embedded {

@@ -85,6 +85,7 @@ pub struct Metrics {
     scanner_calls: Family<ScannerLabels, Counter>,
     scanner_seconds: Family<ScannerKindLabel, Histogram>,
     tls_reloads: Counter,
+    tls_certificate_expiry: Gauge,
     controller_pods_warned: Counter,
     pods_over_limit: Family<NamespaceVerdictLabels, Gauge>,
     /// Namespaces with a `pods_over_limit` series, so a namespace gone is removed.
@@ -153,6 +154,12 @@ impl Metrics {
             "Serving certificate reloads from disk",
             tls_reloads.clone(),
         );
+        let tls_certificate_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the serving certificate in use expires (follows reloads)",
+            tls_certificate_expiry.clone(),
+        );
         let controller_pods_warned = Counter::default();
         registry.register(
             "controller_pods_warned",
@@ -196,6 +203,7 @@ impl Metrics {
             scanner_calls,
             scanner_seconds,
             tls_reloads,
+            tls_certificate_expiry,
             controller_pods_warned,
             scanner_calls_total: std::sync::atomic::AtomicU64::new(0),
         }
@@ -267,6 +275,11 @@ impl Metrics {
 
     pub fn tls_reloaded(&self) {
         self.tls_reloads.inc();
+    }
+
+    /// The notAfter of the serving certificate in use, in unix seconds.
+    pub fn tls_certificate_expires_at(&self, unix_seconds: i64) {
+        self.tls_certificate_expiry.set(unix_seconds);
     }
 
     /// Counts a review in flight until the guard drops.

@@ -13,25 +13,18 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::config::ConnectionsConfig;
+use crate::connections::{self, Port, Timeouts};
 use crate::engine::Engine;
-use crate::tls::ReloadingCert;
+use crate::tls::{ReloadingCert, ReloadingClientCa};
 
 /// What controller-runtime accepts; the apiserver sends far less.
 pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
-/// A client that has not finished its TLS handshake or headers by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bounds open connections so slow or idle clients cannot exhaust file descriptors.
-const MAX_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -43,6 +36,12 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Request timeout beyond the review deadline: time to read the body.
     pub request_timeout: Duration,
+    /// Timeouts and connection budgets of both ports.
+    pub connections: ConnectionsConfig,
+    /// The soft open-file limit in force: the webhook's connection slots follow it.
+    pub open_file_limit: usize,
+    /// With `tls.clientCAFile`: clients must present a certificate it signed.
+    pub client_ca: Option<Arc<ReloadingClientCa>>,
 }
 
 pub struct AppState {
@@ -178,9 +177,10 @@ async fn purge(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) ->
     (StatusCode::OK, format!("purged {removed} entries\n")).into_response()
 }
 
-/// Runs both servers until `shutdown` fires, then drains: readiness turns false,
-/// the listener closes after `drain_delay`, keep-alive connections are closed after
-/// their in-flight request, and in-flight reviews finish within `grace`.
+/// Runs both servers until `shutdown` fires, then drains: readiness turns false and
+/// HTTP/1.1 answers carry `Connection: close`; the listener closes after
+/// `drain_delay`, idle connections are closed, and in-flight reviews finish within
+/// `grace`.
 pub async fn serve(
     options: ServeOptions,
     state: Arc<AppState>,
@@ -188,7 +188,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
     on_listening: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), String> {
-    let tls = crate::tls::server_config(cert)?;
+    let tls = crate::tls::server_config(cert, options.client_ca.clone())?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let listener = TcpListener::bind(options.listen)
         .await
@@ -200,74 +200,76 @@ pub async fn serve(
     let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
     on_listening(webhook_addr, ops_addr);
 
+    let limits = &options.connections;
+    let timeouts = Timeouts::from_config(limits, options.request_timeout);
+    let slots = connections::webhook_slots(limits, options.open_file_limit);
+    tracing::info!(
+        slots,
+        per_peer = limits.max_connections_per_peer,
+        open_file_limit = options.open_file_limit,
+        "webhook connection limits"
+    );
+    let webhook_port = Port::new("webhook", slots, limits.max_connections_per_peer, timeouts);
+    let ops_port = Port::new(
+        "ops",
+        limits.ops_max_connections,
+        limits.ops_max_connections_per_peer,
+        timeouts,
+    );
+    let builder = Arc::new(connections::http_builder(limits));
+
     let (ops_stop_tx, mut ops_stop_rx) = watch::channel(false);
+    let (ops_live, ops_closed) = connections::live_connections();
     let ops = tokio::spawn({
+        let (port, builder) = (Arc::clone(&ops_port), Arc::clone(&builder));
         let router = ops_router(Arc::clone(&state));
         async move {
             let stop = async move {
                 let _ = ops_stop_rx.wait_for(|s| *s).await;
             };
-            axum::serve(ops_listener, router)
-                .with_graceful_shutdown(stop)
-                .await
+            let plain = |tcp| std::future::ready(Ok(tcp));
+            connections::accept_until(&ops_listener, &port, stop, |tcp, peer, admitted| {
+                let live = ops_live.clone();
+                connections::serve_connection(
+                    tcp,
+                    peer,
+                    admitted,
+                    plain,
+                    Arc::clone(&builder),
+                    router.clone(),
+                    live,
+                )
+            })
+            .await;
         }
     });
 
     let router = webhook_router(Arc::clone(&state), options.request_timeout);
-    let builder = Arc::new(connection_builder());
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(serve_connection(
-            acceptor.clone(),
-            Arc::clone(&builder),
-            router.clone(),
-            graceful.watcher(),
+    let (live, closed) = connections::live_connections();
+    let serve_webhook = |tcp, peer, admitted| {
+        let acceptor = acceptor.clone();
+        connections::serve_connection(
             tcp,
             peer,
-            Some(permit),
-        ));
-    }
+            admitted,
+            move |tcp| acceptor.accept(tcp),
+            Arc::clone(&builder),
+            router.clone(),
+            live.clone(),
+        )
+    };
+    connections::accept_until(&listener, &webhook_port, shutdown, &serve_webhook).await;
 
     state.shutting_down.store(true, Ordering::Relaxed);
+    webhook_port.start_draining();
     tracing::info!(drain_delay = ?options.drain_delay, "shutting down: readiness is false");
     // Keep accepting while endpoints controllers remove this pod.
-    if !options.drain_delay.is_zero() {
-        let until = tokio::time::Instant::now() + options.drain_delay;
-        while let Ok(Ok((tcp, peer))) = tokio::time::timeout_at(until, listener.accept()).await {
-            tokio::spawn(serve_connection(
-                acceptor.clone(),
-                Arc::clone(&builder),
-                router.clone(),
-                graceful.watcher(),
-                tcp,
-                peer,
-                None,
-            ));
-        }
-    }
+    let drained = tokio::time::sleep(options.drain_delay);
+    connections::accept_until(&listener, &webhook_port, drained, &serve_webhook).await;
     drop(listener);
-    if tokio::time::timeout(options.grace, graceful.shutdown())
+    drop(live);
+    webhook_port.stop();
+    if tokio::time::timeout(options.grace, closed.wait())
         .await
         .is_err()
     {
@@ -275,6 +277,9 @@ pub async fn serve(
     }
     let _ = ops_stop_tx.send(true);
     let _ = ops.await;
+    ops_port.stop();
+    // Probes and scrapes are short; nothing waits on an idle one.
+    let _ = tokio::time::timeout(Duration::from_secs(1), ops_closed.wait()).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -285,54 +290,6 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-}
-
-/// The HTTP/1.1 + HTTP/2 connection settings of the webhook port (also used by
-/// the benchmark's baseline server, so both serve with the same stack).
-pub fn connection_builder() -> Builder<TokioExecutor> {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Duration::from_secs(30));
-    builder
-}
-
-/// One TLS connection: handshake (bounded), then HTTP/1.1 or HTTP/2 by ALPN.
-pub async fn serve_connection(
-    acceptor: TlsAcceptor,
-    builder: Arc<Builder<TokioExecutor>>,
-    router: Router,
-    watcher: hyper_util::server::graceful::Watcher,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
-    let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    let service = TowerToHyperService::new(router);
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,14 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
@@ -32,18 +35,79 @@ pub struct GeneratedTls {
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    pub origin: Origin,
+}
+
+/// Where the generated certificate in use came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A valid set already in the directory.
+    Reused,
+    /// Written now: there was none (or none that loads).
+    Generated,
+    /// Written now over one that expired or was about to; says why.
+    Replaced(String),
 }
 
 /// Writes a CA and a serving certificate for `localhost`, 127.0.0.1, ::1 and
-/// `extra_names` into `dir`, unless a usable set is already there.
+/// `extra_names` into `dir`, unless a usable set that is valid for 30 more days is
+/// already there.
 pub fn generate(dir: &Path, extra_names: &[String]) -> Result<GeneratedTls, String> {
-    let out = GeneratedTls {
+    generate_valid_for(
+        dir,
+        extra_names,
+        crate::config::TlsConfig::default().regenerate_before,
+    )
+}
+
+/// [`generate`], keeping a set already there only if it loads and does not expire
+/// within `renew_before`.
+pub fn generate_valid_for(
+    dir: &Path,
+    extra_names: &[String],
+    renew_before: Duration,
+) -> Result<GeneratedTls, String> {
+    let mut out = GeneratedTls {
         ca_file: dir.join(CA_FILE),
         cert_file: dir.join(CERT_FILE),
         key_file: dir.join(KEY_FILE),
+        origin: Origin::Generated,
     };
-    if load_certified_key(&out.cert_file, &out.key_file).is_ok() && out.ca_file.is_file() {
-        return Ok(out);
+    let existing = load_certified_key(&out.cert_file, &out.key_file)
+        .ok()
+        .filter(|_| out.ca_file.is_file());
+    if let Some(existing) = existing {
+        let renew_at = time::OffsetDateTime::now_utc() + renew_before;
+        match chain_not_after(&existing.cert) {
+            Some(not_after) if not_after > renew_at.unix_timestamp() => {
+                out.origin = Origin::Reused;
+                return Ok(out);
+            }
+            Some(not_after) => {
+                let when = time::OffsetDateTime::from_unix_timestamp(not_after)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_else(|| not_after.to_string());
+                let tense = if not_after <= time::OffsetDateTime::now_utc().unix_timestamp() {
+                    "expired"
+                } else {
+                    "expires"
+                };
+                out.origin = Origin::Replaced(format!(
+                    "the certificate in {} {tense} at {when}",
+                    out.cert_file.display()
+                ));
+            }
+            None => {
+                out.origin = Origin::Replaced(format!(
+                    "the expiry of the certificate in {} cannot be read",
+                    out.cert_file.display()
+                ));
+            }
+        }
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let err = |e: rcgen::Error| format!("certificate generation failed: {e}");
@@ -119,6 +183,12 @@ fn read_pair(cert_file: &Path, key_file: &Path) -> Result<(Vec<u8>, Vec<u8>), St
     Ok((cert, key))
 }
 
+/// The notAfter (unix seconds) of the first certificate of a chain: the serving one.
+pub fn chain_not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
@@ -161,6 +231,12 @@ impl ReloadingCert {
         }))
     }
 
+    /// When the certificate served now expires (unix seconds), if it can be read.
+    pub fn not_after(&self) -> Option<i64> {
+        let current = self.current.read().ok()?;
+        chain_not_after(&current.0.cert)
+    }
+
     /// Reloads when the files' contents changed. A half-written pair (mid-rotation)
     /// keeps the current certificate and is tried again on the next poll.
     pub fn reload_if_changed(&self) -> Result<bool, String> {
@@ -176,34 +252,56 @@ impl ReloadingCert {
         Ok(true)
     }
 
-    /// Polls the files until the process ends.
+    /// Polls the files until the process ends; the expiry gauge follows.
     pub fn spawn_reloader(self: &Arc<Self>, every: Duration, metrics: Arc<Metrics>) {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut last_error = String::new();
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let this = Arc::clone(&this);
-                match tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
-                    Ok(Ok(true)) => {
-                        metrics.tls_reloaded();
-                        last_error.clear();
-                        tracing::info!("serving certificate reloaded from disk");
-                    }
-                    Ok(Ok(false)) => last_error.clear(),
-                    Ok(Err(e)) => {
-                        if e != last_error {
-                            tracing::warn!(error = %e, "serving certificate not reloaded; keeping the current one");
-                            last_error = e;
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "certificate reload task failed"),
+        if let Some(at) = self.not_after() {
+            metrics.tls_certificate_expires_at(at);
+        }
+        let reload = move || {
+            let changed = this.reload_if_changed()?;
+            if changed {
+                if let Some(at) = this.not_after() {
+                    metrics.tls_certificate_expires_at(at);
                 }
+                metrics.tls_reloaded();
             }
-        });
+            Ok(changed)
+        };
+        spawn_poller("serving certificate", every, reload);
     }
+}
+
+/// Runs `reload` (blocking file reads) every `every` until the process ends, logging
+/// a reload and, once per distinct error, a failure that keeps the current contents.
+fn spawn_poller<R>(what: &'static str, every: Duration, reload: R)
+where
+    R: Fn() -> Result<bool, String> + Send + Sync + 'static,
+{
+    let reload = Arc::new(reload);
+    tokio::spawn(async move {
+        let mut last_error = String::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let reload = Arc::clone(&reload);
+            match tokio::task::spawn_blocking(move || reload()).await {
+                Ok(Ok(true)) => {
+                    last_error.clear();
+                    tracing::info!("{what} reloaded from disk");
+                }
+                Ok(Ok(false)) => last_error.clear(),
+                Ok(Err(e)) => {
+                    if e != last_error {
+                        tracing::warn!(error = %e, "{what} not reloaded; keeping the current one");
+                        last_error = e;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "{what} reload task failed"),
+            }
+        }
+    });
 }
 
 fn fingerprint(cert: &[u8], key: &[u8]) -> [u8; 32] {
@@ -220,14 +318,141 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// A TLS 1.2/1.3 server config with ALPN for HTTP/2 and HTTP/1.1.
-pub fn server_config(cert: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, String> {
+/// The CAs whose client certificates the webhook port accepts (`tls.clientCAFile`),
+/// read again when the file changes.
+#[derive(Debug)]
+pub struct ReloadingClientCa {
+    file: PathBuf,
+    current: RwLock<(Arc<dyn ClientCertVerifier>, [u8; 32])>,
+}
+
+impl ReloadingClientCa {
+    pub fn load(file: &Path) -> Result<Arc<ReloadingClientCa>, String> {
+        let pem = read_client_ca(file)?;
+        let verifier = client_verifier(&pem, file)?;
+        Ok(Arc::new(ReloadingClientCa {
+            file: file.to_path_buf(),
+            current: RwLock::new((verifier, fingerprint(&pem, &[]))),
+        }))
+    }
+
+    /// Reloads when the file's contents changed; a file that does not parse keeps
+    /// the current CAs.
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let pem = read_client_ca(&self.file)?;
+        let print = fingerprint(&pem, &[]);
+        if self.current.read().map(|c| c.1 == print).unwrap_or(false) {
+            return Ok(false);
+        }
+        let verifier = client_verifier(&pem, &self.file)?;
+        if let Ok(mut current) = self.current.write() {
+            *current = (verifier, print);
+        }
+        Ok(true)
+    }
+
+    pub fn spawn_reloader(self: &Arc<Self>, every: Duration) {
+        let this = Arc::clone(self);
+        spawn_poller("client CA", every, move || this.reload_if_changed());
+    }
+
+    fn verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+        self.current
+            .read()
+            .map(|c| Arc::clone(&c.0))
+            .map_err(|_| rustls::Error::General("client CA lock poisoned".into()))
+    }
+}
+
+fn read_client_ca(file: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(file).map_err(|e| format!("cannot read client CA {}: {e}", file.display()))
+}
+
+fn client_verifier(pem: &[u8], file: &Path) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("client CA {}: bad PEM: {e}", file.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("client CA {}: {e}", file.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "client CA {}: no certificate in it",
+            file.display()
+        ));
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| format!("client CA {}: {e}", file.display()))
+}
+
+impl ClientCertVerifier for ReloadingClientCa {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    /// No hints: the names would be stale after a reload, and a Go client (the
+    /// apiserver) sends its one certificate when the list is empty.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verifier()?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier()
+            .map(|v| v.supported_verify_schemes())
+            .unwrap_or_default()
+    }
+}
+
+/// A TLS 1.2/1.3 server config with ALPN for HTTP/2 and HTTP/1.1; with `client_ca`,
+/// clients must present a certificate it signed.
+pub fn server_config(
+    cert: Arc<ReloadingCert>,
+    client_ca: Option<Arc<ReloadingClientCa>>,
+) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(ca),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -239,10 +464,22 @@ mod tests {
     #[test]
     fn generated_certificate_loads_and_is_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = generate(dir.path(), &["vulngate.svc".into()]).unwrap();
+        let month = Duration::from_secs(30 * 24 * 3600);
+        let first = generate_valid_for(dir.path(), &["vulngate.svc".into()], month).unwrap();
+        assert_eq!(first.origin, Origin::Generated);
         let pem = std::fs::read(&first.cert_file).unwrap();
         let again = generate(dir.path(), &[]).unwrap();
+        assert_eq!(again.origin, Origin::Reused);
         assert_eq!(pem, std::fs::read(&again.cert_file).unwrap());
+        // Valid 90 days: asked to be good for 100 more, it is generated again.
+        let renewed =
+            generate_valid_for(dir.path(), &[], Duration::from_secs(100 * 24 * 3600)).unwrap();
+        assert!(
+            matches!(&renewed.origin, Origin::Replaced(why) if why.contains("expires at")),
+            "{:?}",
+            renewed.origin
+        );
+        assert_ne!(pem, std::fs::read(&renewed.cert_file).unwrap());
         let cert = ReloadingCert::load(&first.cert_file, &first.key_file).unwrap();
         assert!(!cert.reload_if_changed().unwrap());
         std::fs::write(&first.key_file, b"garbage").unwrap();

@@ -1,6 +1,7 @@
 //! The serving certificate rotated the way a Kubernetes Secret volume rotates it,
-//! under a load of reviews: no request fails, and new connections get the new
-//! certificate.
+//! under a load of reviews: no request fails, new connections get the new
+//! certificate, and the expiry gauge follows. A generated certificate that has
+//! expired is replaced at start.
 
 #[path = "support/reliability.rs"]
 mod support;
@@ -33,8 +34,20 @@ fn ca() -> Ca {
 
 /// A serving certificate for localhost: (cert PEM, key PEM, SHA-256 of the cert DER).
 fn leaf(ca: &Ca) -> (String, String, [u8; 32]) {
+    leaf_until(ca, days_from_now(365))
+}
+
+/// Whole seconds, as a certificate stores them.
+fn days_from_now(days: i64) -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    time::OffsetDateTime::from_unix_timestamp(now + days * 86_400).unwrap()
+}
+
+fn leaf_until(ca: &Ca, not_after: time::OffsetDateTime) -> (String, String, [u8; 32]) {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = days_from_now(-100);
+    params.not_after = not_after;
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
     let print = Sha256::digest(cert.der()).into();
     (cert.pem(), key.serialize_pem(), print)
@@ -155,6 +168,7 @@ async fn rotation_under_load_fails_no_request_and_serves_the_new_certificate() {
     }
 
     let mut expected = first_print;
+    let mut last_not_after = 0;
     for round in 0..3 {
         tokio::time::sleep(Duration::from_millis(700)).await;
         if round == 1 {
@@ -166,7 +180,9 @@ async fn rotation_under_load_fails_no_request_and_serves_the_new_certificate() {
             tokio::time::sleep(Duration::from_secs(3)).await;
             assert_eq!(served_fingerprint(&server.client).await, expected);
         }
-        let (cert, key, print) = leaf(&authority);
+        let not_after = days_from_now(100 + round);
+        last_not_after = not_after.unix_timestamp();
+        let (cert, key, print) = leaf_until(&authority, not_after);
         volume.rotate(&cert, &key);
         let client = server.client.clone();
         let served = eventually(PATIENCE, || {
@@ -198,5 +214,42 @@ async fn rotation_under_load_fails_no_request_and_serves_the_new_certificate() {
             .lines()
             .any(|l| l.starts_with("vulngate_tls_certificate_reloads_total") && !l.ends_with(" 0")),
         "reloads are counted: {metrics}"
+    );
+    assert_eq!(
+        expiry_gauge(&server).await,
+        last_not_after,
+        "the expiry gauge follows the served certificate"
+    );
+}
+
+async fn expiry_gauge(server: &ServerProcess) -> i64 {
+    let (_, metrics) = server.ops_get("/metrics").await.unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vulngate_tls_certificate_expiry_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no expiry gauge: {metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_generated_certificate_is_replaced_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let authority = ca();
+    let (cert, key, expired_print) = leaf_until(&authority, days_from_now(-1));
+    std::fs::write(tls.join("ca.crt"), &authority.pem).unwrap();
+    std::fs::write(tls.join("tls.crt"), cert).unwrap();
+    std::fs::write(tls.join("tls.key"), key).unwrap();
+    let yaml = config_yaml(dir.path(), "");
+    // The client trusts what is in tls/ca.crt once the server has started, and
+    // checks the validity period: only a new, valid certificate passes.
+    let server = ServerProcess::start_with(dir, &yaml, None);
+    server.client.assert_serving().await;
+    assert_ne!(served_fingerprint(&server.client).await, expired_print);
+    let expiry = expiry_gauge(&server).await;
+    assert!(
+        expiry > days_from_now(80).unix_timestamp(),
+        "the new certificate is valid for months: expires at {expiry}"
     );
 }

@@ -1287,6 +1287,34 @@ fn helm_tls_mode_makes_a_certificate_for_the_service() {
 }
 
 #[test]
+fn a_client_ca_configmap_is_mounted_and_named_in_the_config() {
+    let docs = render(&[]);
+    assert_eq!(
+        config_of(&docs).1.tls.client_ca_file,
+        None,
+        "off by default"
+    );
+    let docs = render(&[
+        "--set",
+        "tls.clientCA.configMap=apiserver-client-ca",
+        "--set",
+        "tls.clientCA.key=bundle.pem",
+    ]);
+    let (text, config) = config_of(&docs);
+    let file = config.tls.client_ca_file.expect("tls.clientCAFile set");
+    assert_eq!(
+        file,
+        Path::new("/etc/vulngate/client-ca/bundle.pem"),
+        "{text}"
+    );
+    let deploy = one(&docs, "Deployment");
+    let (mount, volume) = mount_for(deploy, &file).expect("the client CA is mounted");
+    assert_eq!(volume["configMap"]["name"], "apiserver-client-ca");
+    // A subPath mount would never see the ConfigMap change.
+    assert!(mount["subPath"].is_null(), "{mount:?}");
+}
+
+#[test]
 fn existing_secret_mode_needs_its_name_and_ca() {
     let out = helm_template(&["--set", "tls.mode=existingSecret"]);
     assert!(
@@ -1373,7 +1401,8 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
     let c = &pod["spec"]["containers"][0];
     let script = str_list(&c["command"]).join("\n");
     assert!(script.contains("dryRun=All"), "server-side dry run");
-    assert!(script.contains("admission webhook \"pods.vulngate.io\" denied the request"));
+    // The API server's JSON Status escapes the quotes of the message.
+    assert!(script.contains(r#"admission webhook \"pods.vulngate.io\" denied the request"#));
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     // In every value set, the probe Pod (no labels) in the test namespace reaches vulngate.
@@ -1831,13 +1860,18 @@ fn every_config_key_is_reachable_from_values() {
     config_keys(&serde_yaml::to_value(&config).unwrap(), "", &mut known);
     // ... is set by the chart in some value set (not counting configOverrides, which reaches
     // anything), except the generated-certificate keys: the chart always supplies a certificate.
+    // (`connections.maxConnections` has no default: ci/full-values.yaml sets it.)
     let mut rendered = BTreeSet::new();
     // (ci/full-values.yaml's configOverrides sets only tls.generateNames, excluded below.)
     for (_, args) in cases() {
         let (text, _) = config_of(&render_case(&args));
         config_keys(&serde_yaml::from_str(&text).unwrap(), "", &mut rendered);
     }
-    let chart_supplies_the_certificate = ["tls.generateDir", "tls.generateNames"];
+    let chart_supplies_the_certificate = [
+        "tls.generateDir",
+        "tls.generateNames",
+        "tls.regenerateBefore",
+    ];
     let missing: Vec<&String> = known
         .iter()
         .filter(|k| !rendered.contains(*k) && !chart_supplies_the_certificate.contains(&k.as_str()))

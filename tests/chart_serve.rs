@@ -13,24 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde::Deserialize as _;
 use serde_yaml::Value;
 use support::webhook::{digest, object_with_pod_spec, pod_spec, review, Webhook};
-
-const SETUP: &str = "tests/setup.d/helm.sh";
-
-fn helm() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("helm"))
-        .chain([root.join(".tools/bin/helm")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`helm` is not installed: run `bash {SETUP}` (tests/run.sh runs it)")
-        })
-}
 
 fn b64(v: &Value) -> String {
     let bytes = base64::engine::general_purpose::STANDARD
@@ -51,25 +35,7 @@ async fn serve(
     args: &[&str],
     external: &dyn Fn(&str) -> Vec<(String, String)>,
 ) -> (Webhook, reqwest::Client, String, String) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(helm())
-        .args(["template", "vulngate"])
-        .arg(root.join("charts/vulngate"))
-        .args(["--namespace", "vulngate"])
-        .args(args)
-        .current_dir(&root)
-        .output()
-        .expect("run helm");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs: Vec<Value> =
-        serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
-            .map(|d| Value::deserialize(d).unwrap())
-            .filter(|d| !d.is_null())
-            .collect();
+    let docs = support::pod::template(args);
     let find = |kind: &str, pred: &dyn Fn(&Value) -> bool| -> Option<Value> {
         docs.iter().find(|d| d["kind"] == kind && pred(d)).cloned()
     };
@@ -239,13 +205,17 @@ async fn expect_decisions(client: &reqwest::Client, url: &str, ns: &str) {
 async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
     let values =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/vulngate/ci/full-values.yaml");
-    // imagePullSecrets are read through the Kubernetes API, which this test has none of.
+    // imagePullSecrets are read through the Kubernetes API, which this test has none of;
+    // the client CA is an external ConfigMap, and this client presents no certificate
+    // (tests/tls_client_auth.rs checks client certificates).
     let (webhook, client, url, ns) = serve(
         &[
             "-f",
             values.to_str().unwrap(),
             "--set",
             "config.resolution.useImagePullSecrets=false",
+            "--set",
+            "tls.clientCA.configMap=",
         ],
         &|s| panic!("Secret {s} not rendered"),
     )

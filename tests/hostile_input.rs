@@ -237,6 +237,38 @@ async fn oversized_body_is_rejected_early_with_flat_memory() {
     server.client.assert_serving().await;
 }
 
+/// The same over HTTP/2 (what the apiserver speaks): a 413 answer, not a stream reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_body_over_http2_gets_413() {
+    use http_body_util::BodyExt;
+    let server = ServerProcess::start("");
+    const HUNDRED_MIB: usize = 100 * 1024 * 1024;
+    let chunk = bytes::Bytes::from(vec![b' '; 1024 * 1024]);
+    for announced in [true, false] {
+        let (mut sender, _conn) = server.client.connect_h2().await;
+        let chunks = futures::stream::iter(
+            std::iter::repeat_n(chunk.clone(), HUNDRED_MIB / chunk.len())
+                .map(|c| Ok::<_, std::io::Error>(hyper::body::Frame::data(c))),
+        );
+        let mut req = hyper::Request::post("https://localhost/validate")
+            .header("content-type", "application/json");
+        if announced {
+            req = req.header("content-length", HUNDRED_MIB);
+        }
+        let req = req
+            .body(http_body_util::StreamBody::new(chunks).boxed())
+            .unwrap();
+        let resp = tokio::time::timeout(PATIENCE, sender.send_request(req))
+            .await
+            .expect("an answer before the whole body");
+        let resp = resp.unwrap_or_else(|e| {
+            panic!("announced length {announced}: no answer, the stream was reset: {e:?}")
+        });
+        assert_eq!(resp.status(), 413, "announced length {announced}");
+    }
+    server.client.assert_serving().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pod_with_ten_thousand_containers_gets_a_bounded_answer() {
     let server = ServerProcess::start("");

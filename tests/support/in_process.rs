@@ -85,6 +85,10 @@ pub async fn start(policy_yaml: &str, parts: Parts) -> InProcess {
         drain_delay: Duration::ZERO,
         grace: Duration::from_secs(5),
         request_timeout: config.deadline + Duration::from_secs(15),
+        connections: config.connections.clone(),
+        // What containers often start with: 512 webhook slots.
+        open_file_limit: 1024,
+        client_ca: None,
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (addr_tx, addr_rx) = oneshot::channel();

@@ -3,5 +3,9 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod container;
+pub mod dry_run_apiserver;
+pub mod helm;
+pub mod pod;
 pub mod registry;
 pub mod webhook;

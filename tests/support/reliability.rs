@@ -50,6 +50,46 @@ log: {{format: text, level: warn}}
     )
 }
 
+/// How [`ServerProcess::launch`] starts the binary.
+#[derive(Debug, Default)]
+pub struct Launch {
+    /// The CA file the client trusts (default: the generated one in `dir/tls`).
+    pub ca: Option<PathBuf>,
+    /// The soft RLIMIT_NOFILE the process starts with (default: the test's).
+    pub soft_open_files: Option<u64>,
+    /// Where its stderr goes (default: the test's).
+    pub stderr: Option<PathBuf>,
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit and returns it: tests
+/// that hold thousands of connections need as many descriptors on their side.
+pub fn raise_own_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    limit.rlim_cur
+}
+
+/// The soft and hard "Max open files" of a process, from /proc.
+pub fn open_file_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_default();
+    let mut numbers = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
 /// The real binary, serving on loopback ports it chose.
 pub struct ServerProcess {
     child: Child,
@@ -69,18 +109,58 @@ impl ServerProcess {
     /// Starts `vulngate serve` with a config of the caller's; `ca` is the CA file the
     /// client trusts (default: the generated one in `dir/tls`).
     pub fn start_with(dir: tempfile::TempDir, yaml: &str, ca: Option<PathBuf>) -> ServerProcess {
+        ServerProcess::launch(
+            dir,
+            yaml,
+            Launch {
+                ca,
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// Starts `vulngate serve` with a config of the caller's, as `launch` says.
+    pub fn launch(dir: tempfile::TempDir, yaml: &str, launch: Launch) -> ServerProcess {
+        let Launch {
+            ca,
+            soft_open_files,
+            stderr,
+        } = launch;
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vulngate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vulngate"));
+        command
             .args(["serve", "--config"])
             .arg(&config)
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start vulngate");
+            .stderr(match stderr {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            });
+        if let Some(soft) = soft_open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("start vulngate");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -217,6 +297,43 @@ impl Client {
 
     pub async fn connect(&self) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;
+        self.handshake(tcp).await
+    }
+
+    /// An HTTP/2 connection (ALPN h2) whose PINGs the client answers, as hyper does;
+    /// the task ends when the connection does.
+    pub async fn connect_h2(&self) -> (H2Sender, tokio::task::JoinHandle<()>) {
+        let mut config = (*self.tls).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        (sender, task)
+    }
+
+    /// A TLS connection from the loopback address `from` (127.0.0.2, 127.0.0.3...):
+    /// to the server, another client.
+    pub async fn connect_from(
+        &self,
+        from: std::net::IpAddr,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = tcp_from(from, self.addr).await?;
+        self.handshake(tcp).await
+    }
+
+    pub async fn handshake(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         let name = ServerName::try_from("localhost").unwrap();
         tokio::time::timeout(
             PATIENCE,
@@ -259,6 +376,33 @@ impl Client {
         assert_eq!(v["response"]["uid"], uid.as_str());
         assert_eq!(v["response"]["allowed"], true, "{v}");
     }
+}
+
+pub type H2Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+pub type H2Sender = hyper::client::conn::http2::SendRequest<H2Body>;
+
+/// One review of [`ALLOWED_IMAGE`] on an open keep-alive connection.
+pub async fn keep_alive_review<S>(stream: &mut S, uid: &str) -> std::io::Result<Response>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let body = pod_review(uid, "default", &[ALLOWED_IMAGE]);
+    stream
+        .write_all(&request_bytes(
+            "/validate",
+            Some("application/json"),
+            &body,
+            true,
+        ))
+        .await?;
+    read_response(stream).await
+}
+
+/// A TCP connection to `to` from the local address `from`.
+pub async fn tcp_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
 }
 
 pub fn rand_suffix() -> u64 {

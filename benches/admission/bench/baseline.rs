@@ -20,13 +20,14 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use vulngate::server::{connection_builder, serve_connection, BODY_LIMIT};
+use vulngate::config::ConnectionsConfig;
+use vulngate::connections::{self, Port, Timeouts};
+use vulngate::server::BODY_LIMIT;
 use vulngate::tls::{server_config, ReloadingCert};
 
 use super::Result;
@@ -68,7 +69,7 @@ async fn answer(State(answers): State<Answers>, body: Bytes) -> impl IntoRespons
 /// Starts the baseline on a loopback port chosen by the system.
 pub async fn start(cert: &Path, key: &Path, answers: Vec<(usize, Bytes)>) -> Result<Baseline> {
     let cert = ReloadingCert::load(cert, key)?;
-    let acceptor = TlsAcceptor::from(Arc::new(server_config(cert)?));
+    let acceptor = TlsAcceptor::from(Arc::new(server_config(cert, None)?));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = Router::new()
@@ -80,30 +81,38 @@ pub async fn start(cert: &Path, key: &Path, answers: Vec<(usize, Bytes)>) -> Res
             Duration::from_secs(23),
         ))
         .with_state(Arc::new(answers));
-    let builder = Arc::new(connection_builder());
-    let (stop, mut stopped) = oneshot::channel::<()>();
+    // vulngate's connection limits, with a budget no benchmark reaches.
+    let limits = ConnectionsConfig::default();
+    let port = Port::new(
+        "baseline",
+        limits.max_connections_per_peer,
+        limits.max_connections_per_peer,
+        Timeouts::from_config(&limits, Duration::from_secs(23)),
+    );
+    let builder = Arc::new(connections::http_builder(&limits));
+    let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = &mut stopped => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(_) => continue,
-                },
-            };
-            tokio::spawn(serve_connection(
-                acceptor.clone(),
-                Arc::clone(&builder),
-                router.clone(),
-                graceful.watcher(),
+        let (live, closed) = connections::live_connections();
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        connections::accept_until(&listener, &port, stopped, |tcp, peer, admitted| {
+            let acceptor = acceptor.clone();
+            connections::serve_connection(
                 tcp,
                 peer,
-                None,
-            ));
-        }
+                admitted,
+                move |tcp| acceptor.accept(tcp),
+                Arc::clone(&builder),
+                router.clone(),
+                live.clone(),
+            )
+        })
+        .await;
         drop(listener);
-        let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
+        drop(live);
+        port.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(2), closed.wait()).await;
     });
     Ok(Baseline { addr, stop, task })
 }

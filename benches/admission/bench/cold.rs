@@ -140,6 +140,9 @@ impl Served {
             drain_delay: Duration::ZERO,
             grace: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
+            connections: Default::default(),
+            open_file_limit: vulngate::connections::raise_open_file_limit(),
+            client_ca: None,
         };
         let (addr_tx, addr_rx) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel::<()>();

@@ -89,6 +89,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* The config's `tls`: the mounted serving certificate, and the client CA when one is named. */}}
+{{- define "vulngate.tlsConfig" -}}
+{{- $tls := dict "certFile" "/etc/vulngate/tls/tls.crt" "keyFile" "/etc/vulngate/tls/tls.key" }}
+{{- if .Values.tls.clientCA.configMap }}
+{{- $_ := set $tls "clientCAFile" (printf "/etc/vulngate/client-ca/%s" .Values.tls.clientCA.key) }}
+{{- end }}
+{{- toYaml $tls }}
+{{- end }}
+
 {{/* The vulngate config file. */}}
 {{- define "vulngate.config" -}}
 {{- $c := .Values.config }}
@@ -117,7 +126,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $cfg := dict
   "listen" (include "vulngate.hostPort" (list .Values.bindAddress .Values.containerPorts.webhook))
   "opsListen" (include "vulngate.hostPort" (list .Values.bindAddress .Values.containerPorts.ops))
-  "tls" (dict "certFile" "/etc/vulngate/tls/tls.crt" "keyFile" "/etc/vulngate/tls/tls.key")
+  "tls" (include "vulngate.tlsConfig" . | fromYaml)
   "deadline" (printf "%ss" (include "vulngate.deadlineSeconds" .))
   "policy" $policy
   "cache" (include "vulngate.cacheConfig" . | fromYaml)
@@ -125,6 +134,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "resolution" $resolution
   "log" $c.log
   "shutdown" $c.shutdown
+  "connections" $c.connections
 }}
 {{- if $c.namespacesFile }}
 {{- $_ := set $cfg "namespacesFile" $c.namespacesFile }}
