@@ -9,7 +9,6 @@ pub mod memory;
 pub mod setup;
 
 #[path = "../../../tests/support/apiserver.rs"]
-#[allow(dead_code)]
 pub mod apiserver;
 #[path = "../../../tests/support/redis.rs"]
 pub mod redis;
