@@ -244,6 +244,10 @@ pub struct SpecLite<'a> {
     pub init_containers: Vec<ContainerLite<'a>>,
     #[serde(default, borrow)]
     pub ephemeral_containers: Vec<ContainerLite<'a>>,
+    /// Volumes; those with an `image` source (ImageVolume, Kubernetes 1.31+) are pulled
+    /// by the kubelet like a container's image, so they are judged like one.
+    #[serde(default, borrow)]
+    pub volumes: Vec<VolumeLite<'a>>,
     #[serde(default, borrow)]
     pub image_pull_secrets: Vec<LocalObjectReference<'a>>,
     #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
@@ -266,6 +270,21 @@ pub struct ContainerLite<'a> {
     pub name: Cow<'a, str>,
     #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
     pub image: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct VolumeLite<'a> {
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub image: Option<ImageVolumeSource<'a>>,
+}
+
+/// `volumes[].image`: the OCI image (or artifact) mounted as the volume.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImageVolumeSource<'a> {
+    #[serde(default, borrow, deserialize_with = "borrowed_or_none")]
+    pub reference: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -344,6 +363,8 @@ pub enum ContainerKind {
     Container,
     Init,
     Ephemeral,
+    /// A volume whose source is an image (`spec.volumes[].image.reference`).
+    ImageVolume,
 }
 
 impl ContainerKind {
@@ -352,6 +373,7 @@ impl ContainerKind {
             ContainerKind::Container => "container",
             ContainerKind::Init => "init container",
             ContainerKind::Ephemeral => "ephemeral container",
+            ContainerKind::ImageVolume => "image volume",
         }
     }
 }
@@ -377,6 +399,13 @@ impl<'a> SpecLite<'a> {
                 kind,
                 name: &c.name,
                 image: c.image.as_deref().unwrap_or_default(),
+            })
+        }));
+        images.extend(self.volumes.iter().filter_map(|v| {
+            v.image.as_ref().map(|source| ContainerImage {
+                kind: ContainerKind::ImageVolume,
+                name: &v.name,
+                image: source.reference.as_deref().unwrap_or_default(),
             })
         }));
         images

@@ -50,7 +50,7 @@ pub struct Row {
     /// `Kind/name` of the pod's controlling owner, or empty for a bare pod.
     pub workload: String,
     pub container: String,
-    /// `container`, `initContainer` or `ephemeralContainer`.
+    /// `container`, `initContainer`, `ephemeralContainer` or `imageVolume`.
     pub container_type: &'static str,
     pub image: String,
     pub digest: Option<String>,
@@ -302,6 +302,7 @@ async fn judge(engine: &Engine, pod: &Pod) -> Vec<Row> {
                     crate::admission::ContainerKind::Init => "initContainer",
                     crate::admission::ContainerKind::Container => "container",
                     crate::admission::ContainerKind::Ephemeral => "ephemeralContainer",
+                    crate::admission::ContainerKind::ImageVolume => "imageVolume",
                 },
                 image: c.container.image.to_string(),
                 digest: c.outcome.as_ref().and_then(digest_of),

@@ -235,6 +235,7 @@ fn note(offender: &Offender<'_>) -> String {
             match row.container_type {
                 "initContainer" => "init container",
                 "ephemeralContainer" => "ephemeral container",
+                "imageVolume" => "image volume",
                 _ => "container",
             },
             row.container,

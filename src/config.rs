@@ -46,6 +46,51 @@ pub struct Config {
     /// Background audit of running pods in `vulngate serve`; absent means off.
     #[serde(default = "AuditConfig::off")]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub review: ReviewBounds,
+    #[serde(default)]
+    pub ops: OpsConfig,
+}
+
+/// What one review may cost: each distinct image may mean registry and scanner calls.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReviewBounds {
+    /// Reviews naming more distinct images than this are denied (enforce) or allowed
+    /// with a warning (warn) without judging any image.
+    #[serde(default = "default_max_images")]
+    pub max_images: usize,
+}
+
+impl Default for ReviewBounds {
+    fn default() -> Self {
+        ReviewBounds {
+            max_images: default_max_images(),
+        }
+    }
+}
+
+/// The ops port's optional endpoints.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpsConfig {
+    #[serde(default)]
+    pub purge: PurgeConfig,
+}
+
+/// `POST /cache/purge`: off unless enabled, and then only with the bearer token of
+/// `tokenFile` (read at each request, so a rotated Secret takes effect).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PurgeConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_max_images() -> usize {
+    100
 }
 
 /// `audit: {interval: 10m}`: every interval, `vulngate serve` judges the running pods
@@ -395,6 +440,10 @@ pub struct CacheConfig {
     /// A tier shared by every replica, under this one's (Redis; off when absent).
     #[serde(default)]
     pub shared: Option<crate::shared_cache::config::SharedCacheConfig>,
+    /// How long a failed scanner call is remembered, so repeats of a review do not call
+    /// a failing scanner again for each image; `0s` remembers none.
+    #[serde(default = "default_failure_ttl", with = "humantime_serde")]
+    pub failure_ttl: Duration,
 }
 
 impl Default for CacheConfig {
@@ -405,6 +454,7 @@ impl Default for CacheConfig {
             max_entries: default_max_entries(),
             tag_ttl: default_tag_ttl(),
             shared: None,
+            failure_ttl: default_failure_ttl(),
         }
     }
 }
@@ -542,7 +592,13 @@ impl<'de> Deserialize<'de> for HostPattern {
                 "registry pattern {s:?} must be a host name pattern such as \"*.example.com\" or \"*\""
             )));
         }
-        Ok(HostPattern(s.to_ascii_lowercase()))
+        // A literal host is named as image references name it (`index.docker.io` is
+        // `docker.io`, `:443` dropped); a wildcard is only lower-cased.
+        if s.contains('*') {
+            Ok(HostPattern(s.to_ascii_lowercase()))
+        } else {
+            Ok(HostPattern(crate::image::canonical_registry(&s)))
+        }
     }
 }
 
@@ -629,6 +685,14 @@ impl Config {
                 humantime::format_duration(self.audit.interval)
             ));
         }
+        if self.review.max_images == 0 {
+            return Err("review.maxImages: must be greater than zero".into());
+        }
+        if self.ops.purge.enabled && self.ops.purge.token_file.is_none() {
+            return Err(
+                "ops.purge: enabled needs tokenFile (a file holding the bearer token)".into(),
+            );
+        }
         if self.registries.is_empty() {
             return Err("registries: at least one route is needed (match: \"*\" for all)".into());
         }
@@ -651,6 +715,7 @@ impl Config {
         if let Some(shared) = &mut self.cache.shared {
             shared.rebase_paths(base);
         }
+        self.ops.purge.token_file.as_mut().map(rebase);
         for route in &mut self.registries {
             match &mut route.scanner {
                 ScannerConfig::File(f) => rebase(&mut f.path),
@@ -715,6 +780,9 @@ fn default_max_entries() -> u64 {
 fn default_tag_ttl() -> Duration {
     Duration::from_secs(60)
 }
+fn default_failure_ttl() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_platforms() -> Vec<String> {
     vec!["linux/amd64".to_string(), "linux/arm64".to_string()]
 }
@@ -740,6 +808,20 @@ mod tests {
     }
 
     #[test]
+    fn a_route_names_its_registry_as_images_do() {
+        for (written, canonical) in [
+            ("Registry-1.Docker.io", "docker.io"),
+            ("index.docker.io:443", "docker.io"),
+            ("REG.example.com:443", "reg.example.com"),
+            ("reg.example.com:8443", "reg.example.com:8443"),
+            ("*.Example.com", "*.example.com"),
+        ] {
+            let pattern: HostPattern = serde_yaml::from_str(&format!("{written:?}")).unwrap();
+            assert_eq!(pattern.0, canonical, "{written}");
+        }
+    }
+
+    #[test]
     fn the_background_audit_is_off_unless_configured() {
         let config = parse("").expect("config");
         assert_eq!(AuditConfig::period(&config), None);
@@ -749,6 +831,27 @@ mod tests {
         assert_eq!(AuditConfig::period(&config), Some(Duration::from_secs(600)));
         let config = parse("audit: {enabled: false, interval: 5m}\n").expect("config");
         assert_eq!(AuditConfig::period(&config), None);
+    }
+
+    #[test]
+    fn review_bounds_and_purge_have_safe_defaults_and_named_errors() {
+        let config = parse("").expect("config");
+        assert_eq!(config.review.max_images, 100);
+        assert_eq!(config.cache.failure_ttl, Duration::from_secs(5));
+        assert!(!config.ops.purge.enabled);
+        let err = parse("review: {maxImages: 0}\n").expect_err("zero cap");
+        assert!(err.contains("review.maxImages"), "{err}");
+        let err = parse("ops: {purge: {enabled: true}}\n").expect_err("no token file");
+        assert!(
+            err.contains("ops.purge") && err.contains("tokenFile"),
+            "{err}"
+        );
+        let config =
+            parse("ops: {purge: {enabled: true, tokenFile: purge/token}}\n").expect("config");
+        assert_eq!(
+            config.ops.purge.token_file.as_deref(),
+            Some(Path::new("/etc/vulngate/purge/token"))
+        );
     }
 
     #[test]

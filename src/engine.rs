@@ -34,6 +34,8 @@ pub struct Engine {
     accepted: Vec<AllowEntry>,
     exempt_namespaces: HashSet<String, crate::FastHashState>,
     deadline: Duration,
+    /// Most distinct images one review may name (`review.maxImages`).
+    max_images: usize,
     namespaces: Arc<dyn NamespaceSource>,
     router: ScannerRouter,
     resolver: Option<Arc<dyn DigestResolver>>,
@@ -210,6 +212,7 @@ impl Engine {
             accepted,
             exempt_namespaces: config.policy.exempt_namespaces.iter().cloned().collect(),
             deadline: config.deadline,
+            max_images: config.review.max_images,
             namespaces: parts.namespaces,
             router: parts.router,
             resolver: parts.resolver,
@@ -285,6 +288,7 @@ impl Engine {
         let result = result_label(&verdict);
         let elapsed = started.elapsed();
         self.metrics.review(&request.kind.kind, result, elapsed);
+        let reason = log_reason(&verdict);
         tracing::info!(
             // As `&str`, not `%`: a plain string skips the formatting machinery.
             uid = request.uid.as_ref(),
@@ -295,7 +299,7 @@ impl Engine {
             result,
             elapsed_us = elapsed.as_micros() as u64,
             // Not `message`: that is the event's own name, "review".
-            reason = verdict.message.as_deref().unwrap_or(""),
+            reason = reason.as_ref(),
             "review"
         );
         Ok(admission::encode(
@@ -484,6 +488,10 @@ impl Engine {
         }
 
         let (distinct, image_of_container) = distinct_images(containers);
+        if distinct.len() > self.max_images {
+            // Each image may cost registry and scanner calls: refuse before any.
+            return self.too_many_images(&policy, &subject, containers, distinct.len());
+        }
         // Most images are decided from the summary cache, with no future to build;
         // the rest wait for registries and scanners, within the deadline.
         let clock = Instant::now();
@@ -657,6 +665,38 @@ impl Engine {
             warnings,
             audit_annotations: audit,
         };
+        (verdict, results)
+    }
+
+    /// The verdict on a review naming more than `max_images` distinct images: denied
+    /// in enforce mode, allowed with a warning in warn mode; no image is judged.
+    fn too_many_images<'c>(
+        &self,
+        policy: &NamespacePolicy,
+        subject: &Subject<'_>,
+        containers: &[ContainerImage<'c>],
+        count: usize,
+    ) -> (Verdict, Vec<ContainerResult<'c>>) {
+        let text = format!(
+            "it names {count} distinct images, more than the {} that one review may judge (review.maxImages), so none was judged",
+            self.max_images
+        );
+        let mut verdict = if policy.mode == Mode::Enforce {
+            deny_plain(format!("vulngate denied {subject}: {text}"))
+        } else {
+            Verdict {
+                allowed: true,
+                message: None,
+                warnings: vec![format!("vulngate did not judge {subject}: {text}")],
+                audit_annotations: [("decision".to_string(), "warned".to_string())].into(),
+            }
+        };
+        verdict
+            .audit_annotations
+            .insert("too-many-images".into(), count.to_string());
+        let mut results = unjudged(containers, &text);
+        let status = ContainerVerdict::of(&verdict);
+        results.iter_mut().for_each(|r| r.verdict = status);
         (verdict, results)
     }
 
@@ -1164,6 +1204,10 @@ fn unscanned(digest: &str, summary: &ScanSummary) -> Outcome {
         ScanStatus::Failed => format!("the {} scan of this image failed", summary.scanner),
         _ => format!("{} has no scan of this image", summary.scanner),
     };
+    let reason = match &summary.note {
+        Some(note) => format!("{reason} ({note})"),
+        None => reason,
+    };
     Outcome::Unscanned {
         digest: Some(digest.to_string()),
         reason,
@@ -1254,6 +1298,19 @@ fn deny_plain(message: String) -> Verdict {
     }
 }
 
+/// The log line's `reason`: the denial, else the warnings (an allow because a scanner
+/// was down names the image and why), else nothing. Warnings are bounded in number and
+/// length already; their sum is cut to the size of a denial message.
+fn log_reason(verdict: &Verdict) -> std::borrow::Cow<'_, str> {
+    match &verdict.message {
+        Some(message) => message.as_str().into(),
+        None if verdict.warnings.is_empty() => "".into(),
+        None => clip(&verdict.warnings.join("; "), MAX_LISTED * MAX_LINE / 4)
+            .into_owned()
+            .into(),
+    }
+}
+
 fn result_label(verdict: &Verdict) -> &'static str {
     match (verdict.allowed, verdict.warnings.is_empty()) {
         (false, _) => "denied",
@@ -1271,8 +1328,13 @@ mod tests {
     use crate::scan::Route;
 
     fn engine() -> Engine {
+        engine_with("review: {maxImages: 5000}\n")
+    }
+
+    /// An engine of `extra` config keys, with the `relaxed` namespace in warn mode.
+    fn engine_with(extra: &str) -> Engine {
         let config = Config::from_yaml(
-            "registries: [{match: \"*\", scanner: {file: {path: scans}}}]\n",
+            &format!("registries: [{{match: \"*\", scanner: {{file: {{path: scans}}}}}}]\n{extra}"),
             std::path::Path::new("/"),
         )
         .unwrap();
@@ -1311,6 +1373,66 @@ mod tests {
         assert!(warned.allowed);
         assert_eq!(warned.warnings.len(), MAX_LISTED + 1);
         assert_eq!(warned.warnings[MAX_LISTED], "and 980 more warnings");
+    }
+
+    #[tokio::test]
+    async fn a_review_over_the_distinct_image_cap_is_denied_without_judging() {
+        let engine = engine_with("");
+        let images: Vec<String> = (0..101)
+            .map(|i| format!("registry.example.com/app-{i}:1"))
+            .collect();
+        // The same image many times counts once.
+        let mut repeated: Vec<String> = vec![images[0].clone(); 500];
+        repeated.extend_from_slice(&images[1..100]);
+        let under = engine.check_images("default", &repeated).await;
+        assert!(
+            !under.message.as_deref().unwrap_or("").contains("maxImages"),
+            "100 distinct images are judged: {under:?}"
+        );
+
+        let denied = engine.check_images("default", &images).await;
+        assert!(!denied.allowed);
+        assert_eq!(
+            denied.message.as_deref(),
+            Some("vulngate denied images for namespace default: it names 101 distinct images, more than the 100 that one review may judge (review.maxImages), so none was judged")
+        );
+        assert_eq!(denied.audit_annotations["too-many-images"], "101");
+
+        let warned = engine.check_images("relaxed", &images).await;
+        assert!(warned.allowed);
+        assert_eq!(warned.warnings.len(), 1, "{warned:?}");
+        assert!(warned.warnings[0].starts_with(
+            "vulngate did not judge images for namespace relaxed: it names 101 distinct images"
+        ));
+
+        let raised = engine_with("review: {maxImages: 101}\n");
+        let judged = raised.check_images("default", &images).await;
+        assert!(!judged.message.unwrap().contains("maxImages"));
+    }
+
+    #[test]
+    fn a_warned_review_logs_its_warnings_as_the_reason() {
+        let warned = Verdict {
+            allowed: true,
+            message: None,
+            warnings: vec![
+                "container \"app\" (image \"registry.example.com/app:1\"): harbor unavailable: HTTP 503 (onError: allow)".into(),
+                "second".into(),
+            ],
+            audit_annotations: BTreeMap::new(),
+        };
+        assert_eq!(
+            log_reason(&warned),
+            "container \"app\" (image \"registry.example.com/app:1\"): harbor unavailable: HTTP 503 (onError: allow); second"
+        );
+        let many = Verdict {
+            warnings: vec!["w".repeat(MAX_LINE); MAX_LISTED + 1],
+            ..warned
+        };
+        assert!(log_reason(&many).len() < MAX_LISTED * MAX_LINE / 4 + 32);
+        let denied = deny_plain("denied because".into());
+        assert_eq!(log_reason(&denied), "denied because");
+        assert_eq!(log_reason(&allow_unjudged("exempt".into())), "");
     }
 
     #[tokio::test]

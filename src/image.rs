@@ -17,7 +17,7 @@ const NAME_TOTAL_LENGTH_MAX: usize = 255;
 /// A parsed, normalized image reference (`nginx` is `docker.io/library/nginx:latest`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
-    /// Registry host as written, normalized (`docker.io` for Docker Hub).
+    /// Registry host, normalized by [`canonical_registry`] (`docker.io` for Docker Hub).
     pub registry: String,
     pub repository: String,
     /// The tag; `latest` when neither tag nor digest was written.
@@ -148,22 +148,41 @@ impl<T: Clone + Send> ParseCache<T> {
 }
 
 /// The registry and repository of a written name, as Docker reads it: a first part
-/// without a '.' or ':' (and not `localhost`) is a Docker Hub path, and an official
-/// image's single part is under `library/`.
+/// without a '.' or ':' (and not `localhost`) is a Docker Hub path.
 fn normalize(name: &str) -> (String, String) {
-    let (registry, repository) = match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
-        _ => (DOCKER_HUB, name),
-    };
-    let registry = if registry == "index.docker.io" {
-        DOCKER_HUB
-    } else {
-        registry
-    };
-    if registry == DOCKER_HUB && !repository.contains('/') {
-        return (registry.to_string(), format!("library/{repository}"));
+    match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            canonical_name(first, rest)
+        }
+        _ => canonical_name(DOCKER_HUB, name),
     }
-    (registry.to_string(), repository.to_string())
+}
+
+/// One name per image: the registry as [`canonical_registry`] writes it, and an
+/// official Docker Hub image's single part under `library/`.
+pub(crate) fn canonical_name(registry: &str, repository: &str) -> (String, String) {
+    let registry = canonical_registry(registry);
+    if registry == DOCKER_HUB && !repository.contains('/') {
+        return (registry, format!("library/{repository}"));
+    }
+    (registry, repository.to_string())
+}
+
+/// One name per registry, so routes, exemptions, scan reports' tags and credentials
+/// all see the registry the runtime pulls from under a single spelling: host names
+/// are case-insensitive, `:443` is the default port of https (the scheme registries are
+/// reached with), and Docker Hub is `docker.io` however it is written
+/// (`index.docker.io`, `registry-1.docker.io`).
+pub fn canonical_registry(written: &str) -> String {
+    let lower = written.to_ascii_lowercase();
+    let host = match lower.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u32>() == Ok(443) => host,
+        _ => lower.as_str(),
+    };
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+        _ => host.to_string(),
+    }
 }
 
 const DOCKER_HUB: &str = "docker.io";
@@ -242,6 +261,42 @@ mod tests {
         assert_eq!(r.host(), "localhost");
         assert_eq!(r.repository, "app");
         assert_eq!(r.digest.as_deref(), Some(d.as_str()));
+    }
+
+    #[test]
+    fn every_spelling_of_a_registry_is_one_name() {
+        for (aliases, canonical) in [
+            (
+                &[
+                    "nginx:1.25",
+                    "library/nginx:1.25",
+                    "docker.io/library/nginx:1.25",
+                    "DOCKER.IO/library/nginx:1.25",
+                    "index.docker.io/library/nginx:1.25",
+                    "index.docker.io/nginx:1.25",
+                    "registry-1.docker.io/library/nginx:1.25",
+                    "Registry-1.Docker.IO:443/nginx:1.25",
+                    "docker.io:443/library/nginx:1.25",
+                ][..],
+                "docker.io/library/nginx:1.25",
+            ),
+            (
+                &[
+                    "registry.example.com/team/app:1",
+                    "registry.example.com:443/team/app:1",
+                    "REGISTRY.example.COM:443/team/app:1",
+                ][..],
+                "registry.example.com/team/app:1",
+            ),
+        ] {
+            for written in aliases {
+                let image = ImageRef::parse(written).unwrap();
+                assert_eq!(image.to_string(), canonical, "{written}");
+            }
+        }
+        // Another port is another registry.
+        let r = ImageRef::parse("registry.example.com:8443/team/app:1").unwrap();
+        assert_eq!(r.registry, "registry.example.com:8443");
     }
 
     #[test]

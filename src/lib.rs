@@ -21,6 +21,7 @@ pub mod pattern;
 pub mod policy;
 pub mod precheck;
 pub mod progress;
+pub mod purge;
 pub mod registry;
 pub mod resolve;
 pub mod scan;

@@ -360,7 +360,8 @@ async fn serve(
         audit_task = Some(tokio::spawn(audit.run(stop_rx)));
         tracing::info!(interval = %humantime::format_duration(interval), "background audit on");
     }
-    let state = AppState::new(engine);
+    let purge = vulngate::purge::PurgeAccess::from_config(&config.ops.purge);
+    let state = AppState::with_purge(engine, purge);
     let options = ServeOptions {
         listen: config.listen,
         ops_listen: config.ops_listen,

@@ -154,6 +154,11 @@ impl Metrics {
             "Serving certificate reloads from disk",
             tls_reloads.clone(),
         );
+        registry.register(
+            "scan_files_skipped",
+            "Scan files of the file scanner skipped (or kept at their last good content) because they could not be read",
+            crate::scan::file::skipped_files_counter(),
+        );
         let tls_certificate_expiry = Gauge::default();
         registry.register(
             "tls_certificate_expiry_timestamp_seconds",

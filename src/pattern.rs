@@ -59,7 +59,7 @@ impl ImagePattern {
         // A pattern written in short form (`nginx`, `library/*`) is normalized the
         // way the image itself is, so it matches what the runtime pulls.
         let normalized = if s.contains('*') {
-            s.to_string()
+            canonical_wildcard(s)
         } else {
             ImageRef::parse(s)
                 .map(|r| {
@@ -90,6 +90,20 @@ impl ImagePattern {
             return true;
         }
         wildcard_match(&self.0, &image.to_string())
+    }
+}
+
+/// A wildcard pattern whose first part is a literal registry (`Registry-1.Docker.io/*`)
+/// names that registry as image references do; any other pattern is kept as written.
+fn canonical_wildcard(pattern: &str) -> String {
+    match pattern.split_once('/') {
+        Some((registry, rest))
+            if !registry.contains('*')
+                && (registry.contains(['.', ':']) || registry == "localhost") =>
+        {
+            format!("{}/{rest}", crate::image::canonical_registry(registry))
+        }
+        _ => pattern.to_string(),
     }
 }
 
@@ -140,6 +154,24 @@ mod tests {
             "swr.cn-north-4.myhuaweicloud.com"
         ));
         assert!(!wildcard_match("a*b", "ac"));
+    }
+
+    #[test]
+    fn patterns_name_a_registry_as_images_do() {
+        for pattern in [
+            "registry-1.docker.io/library/*",
+            "Index.Docker.IO/library/*",
+            "docker.io:443/library/nginx",
+            "DOCKER.IO/library/nginx:1.25",
+        ] {
+            let p = ImagePattern::parse(pattern).unwrap();
+            for image in ["nginx:1.25", "registry-1.docker.io/library/nginx:1.25"] {
+                assert!(p.matches(&img(image)), "{pattern} should match {image}");
+            }
+        }
+        let p = ImagePattern::parse("Reg.Example.com:443/*").unwrap();
+        assert!(p.matches(&img("reg.example.com/a:1")));
+        assert!(!p.matches(&img("reg.example.com:8443/a:1")));
     }
 
     #[test]

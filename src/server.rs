@@ -1,5 +1,6 @@
 //! The servers: the TLS webhook (`POST /validate`, HTTP/1.1 and HTTP/2) and the
-//! plain-HTTP ops port (`/healthz`, `/readyz`, `/metrics`, `POST /cache/purge`).
+//! plain-HTTP ops port (`/healthz`, `/readyz`, `/metrics`; `POST /cache/purge` when
+//! configured, see purge.rs).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::config::ConnectionsConfig;
 use crate::connections::{self, Port, Timeouts};
 use crate::engine::Engine;
+use crate::purge::PurgeAccess;
 use crate::tls::{ReloadingCert, ReloadingClientCa};
 
 /// What controller-runtime accepts; the apiserver sends far less.
@@ -47,14 +49,26 @@ pub struct ServeOptions {
 pub struct AppState {
     pub engine: Arc<Engine>,
     shutting_down: AtomicBool,
+    /// `POST /cache/purge`, when configured (`ops.purge`).
+    purge: Option<PurgeAccess>,
 }
 
 impl AppState {
+    /// The state of servers without `POST /cache/purge`.
     pub fn new(engine: Arc<Engine>) -> Arc<AppState> {
+        AppState::with_purge(engine, None)
+    }
+
+    pub fn with_purge(engine: Arc<Engine>, purge: Option<PurgeAccess>) -> Arc<AppState> {
         Arc::new(AppState {
             engine,
             shutting_down: AtomicBool::new(false),
+            purge,
         })
+    }
+
+    pub fn purge_access(&self) -> Option<&PurgeAccess> {
+        self.purge.as_ref()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -74,13 +88,18 @@ pub fn webhook_router(state: Arc<AppState>, request_timeout: Duration) -> Router
         .with_state(state)
 }
 
+/// Health and metrics; `POST /cache/purge` only when configured (else a 404).
 pub fn ops_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/cache/purge", post(purge))
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    let router = if state.purge_access().is_some() {
+        router.route("/cache/purge", post(crate::purge::purge))
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// What `POST /validate` reads besides the body, taken from the request head by
@@ -160,21 +179,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.engine.metrics().encode(),
     )
         .into_response()
-}
-
-/// `POST /cache/purge` drops every cached summary; `?digest=sha256:...` only one digest's.
-async fn purge(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
-    let digest = query
-        .as_deref()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("digest=")))
-        .map(|d| d.replace("%3A", ":").replace("%3a", ":"));
-    let removed = state.engine.cache().purge(digest.as_deref()).await;
-    tracing::info!(
-        digest = digest.as_deref().unwrap_or("all"),
-        removed,
-        "summary cache purged"
-    );
-    (StatusCode::OK, format!("purged {removed} entries\n")).into_response()
 }
 
 /// Runs both servers until `shutdown` fires, then drains: readiness turns false and

@@ -127,6 +127,10 @@ fn admission_benchmark_smoke_writes_every_row() {
     let memory = &json["memory"];
     assert!(memory["rss_filled_mib"].as_f64().unwrap() > 0.0);
     assert!(
+        memory["rss_load_peak_mib"].as_f64().unwrap() >= memory["rss_start_mib"].as_f64().unwrap(),
+        "the load peak is reported: {memory}"
+    );
+    assert!(
         memory["entries_after_churn"].as_u64().unwrap() <= memory["max_entries"].as_u64().unwrap()
     );
     // Replicas: with the shared tier, one scanner call whatever their number; without

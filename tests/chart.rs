@@ -10,264 +10,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde::Deserialize as _;
 use serde_yaml::Value;
 use vulngate::config::{Config, ControllerPods, Mode, ScannerConfig};
 use vulngate::policy::{LimitKey, NamespacePolicy};
 
-const RELEASE: &str = "vulngate";
-const NAMESPACE: &str = "vulngate";
-const SETUP: &str = "tests/setup.d/helm.sh";
+#[path = "support/chart.rs"]
+mod chart_support;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn chart_dir() -> PathBuf {
-    root().join("charts/vulngate")
-}
-
-/// A tool from PATH, else from .tools/bin; a clear failure when neither has it.
-fn tool(name: &str) -> PathBuf {
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    let local = root().join(".tools/bin").join(name);
-    if local.is_file() {
-        return local;
-    }
-    panic!("`{name}` is not installed: run `bash {SETUP}` (tests/run.sh runs it) to install helm, kubectl and kubernetes-validate into .tools/bin");
-}
-
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(program: &Path, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `bash {SETUP}`", program.display()));
-    Output {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// `helm template` of the chart as release `vulngate` in namespace `vulngate`.
-fn helm_template(extra: &[&str]) -> Output {
-    let chart = chart_dir();
-    let mut args = vec![
-        "template",
-        RELEASE,
-        chart.to_str().unwrap(),
-        "--namespace",
-        NAMESPACE,
-    ];
-    args.extend_from_slice(extra);
-    run(&tool("helm"), &args)
-}
-
-fn render(extra: &[&str]) -> Vec<Value> {
-    let out = helm_template(extra);
-    assert!(out.ok, "helm template {extra:?} failed:\n{}", out.stderr);
-    parse_docs(&out.stdout)
-}
-
-fn parse_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).expect("rendered YAML parses"))
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-/// The value sets every render test covers: the defaults and each file in charts/vulngate/ci.
-fn cases() -> Vec<(String, Vec<String>)> {
-    let mut cases = vec![("default".to_string(), vec![])];
-    let mut files: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("ci"))
-        .expect("charts/vulngate/ci exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 5,
-        "expected the value sets of charts/vulngate/ci, found {files:?}"
-    );
-    for f in files {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        cases.push((
-            name,
-            vec!["-f".to_string(), f.to_string_lossy().into_owned()],
-        ));
-    }
-    cases
-}
-
-fn render_case(args: &[String]) -> Vec<Value> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    render(&args)
-}
-
-fn kind_of(doc: &Value) -> &str {
-    doc["kind"].as_str().unwrap_or("")
-}
-
-fn all<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    docs.iter().filter(|d| kind_of(d) == kind).collect()
-}
-
-/// Objects installed by the chart (not `helm test` hooks).
-fn installed(docs: &[Value]) -> Vec<Value> {
-    docs.iter()
-        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"].as_str() != Some("test"))
-        .cloned()
-        .collect()
-}
-
-fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
-    let found = all(docs, kind);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one {kind}, found {}",
-        found.len()
-    );
-    found[0]
-}
-
-fn str_list(v: &Value) -> Vec<String> {
-    v.as_sequence()
-        .map(|s| {
-            s.iter()
-                .map(|x| x.as_str().expect("string item").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn labels(v: &Value) -> BTreeMap<String, String> {
-    v.as_mapping()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().unwrap().to_string(),
-                        v.as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A Kubernetes label selector, evaluated as the API server does.
-fn selector_matches(sel: &Value, labels: &BTreeMap<String, String>) -> bool {
-    if let Some(m) = sel["matchLabels"].as_mapping() {
-        for (k, v) in m {
-            if labels.get(k.as_str().unwrap()).map(String::as_str) != v.as_str() {
-                return false;
-            }
-        }
-    }
-    for e in sel["matchExpressions"].as_sequence().into_iter().flatten() {
-        let got = labels.get(e["key"].as_str().unwrap());
-        let values = str_list(&e["values"]);
-        let ok = match e["operator"].as_str().unwrap() {
-            "In" => got.is_some_and(|g| values.contains(g)),
-            "NotIn" => !got.is_some_and(|g| values.contains(g)),
-            "Exists" => got.is_some(),
-            "DoesNotExist" => got.is_none(),
-            op => panic!("unknown selector operator {op}"),
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-/// The labels a namespace has in a cluster: its own plus kubernetes.io/metadata.name.
-fn ns_labels(name: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let mut l: BTreeMap<String, String> = extra
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    l.insert("kubernetes.io/metadata.name".into(), name.into());
-    l
-}
-
-/// The ConfigMap holding vulngate's config file.
-fn config_map(docs: &[Value]) -> &Value {
-    let found: Vec<&Value> = all(docs, "ConfigMap")
-        .into_iter()
-        .filter(|c| c["data"]["config.yaml"].is_string())
-        .collect();
-    assert_eq!(found.len(), 1, "expected one ConfigMap with config.yaml");
-    found[0]
-}
-
-fn config_of(docs: &[Value]) -> (String, Config) {
-    let cm = config_map(docs);
-    let text = cm["data"]["config.yaml"]
-        .as_str()
-        .expect("ConfigMap has config.yaml")
-        .to_string();
-    let config = Config::from_yaml(&text, Path::new("/etc/vulngate"))
-        .unwrap_or_else(|e| panic!("vulngate rejects the rendered config: {e}\n{text}"));
-    (text, config)
-}
-
-fn container(deploy: &Value) -> &Value {
-    let containers = deploy["spec"]["template"]["spec"]["containers"]
-        .as_sequence()
-        .unwrap();
-    containers
-        .iter()
-        .find(|c| c["name"] == "vulngate")
-        .expect("container vulngate")
-}
-
-fn container_port(c: &Value, name: &str) -> u16 {
-    c["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("container port {name}"))["containerPort"]
-        .as_u64()
-        .unwrap() as u16
-}
-
-/// The volume mounted at the longest mountPath that holds `path`.
-fn mount_for<'a>(deploy: &'a Value, path: &Path) -> Option<(&'a Value, &'a Value)> {
-    let c = container(deploy);
-    let mounts = c["volumeMounts"].as_sequence()?;
-    let m = mounts
-        .iter()
-        .filter(|m| path.starts_with(m["mountPath"].as_str().unwrap()))
-        .max_by_key(|m| m["mountPath"].as_str().unwrap().len())?;
-    let volumes = deploy["spec"]["template"]["spec"]["volumes"].as_sequence()?;
-    let v = volumes.iter().find(|v| v["name"] == m["name"])?;
-    Some((m, v))
-}
-
-fn webhooks(docs: &[Value]) -> Vec<&Value> {
-    one(docs, "ValidatingWebhookConfiguration")["webhooks"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .collect()
-}
+use chart_support::*;
 
 /// What a user of any value set relies on; checked on every render and on manifests/.
 fn check_render(case: &str, docs: &[Value]) {
@@ -283,7 +33,12 @@ fn check_render(case: &str, docs: &[Value]) {
         let k = kind_of(d);
         let cluster_scoped = matches!(
             k,
-            "ClusterRole" | "ClusterRoleBinding" | "ValidatingWebhookConfiguration" | "Namespace"
+            "ClusterRole"
+                | "ClusterRoleBinding"
+                | "ValidatingWebhookConfiguration"
+                | "ValidatingAdmissionPolicy"
+                | "ValidatingAdmissionPolicyBinding"
+                | "Namespace"
         );
         if !cluster_scoped {
             assert_eq!(
@@ -407,18 +162,10 @@ fn check_render(case: &str, docs: &[Value]) {
         );
     }
     let svc_ports = svc["spec"]["ports"].as_sequence().unwrap();
-    let https_svc = svc_ports
-        .iter()
-        .find(|p| p["targetPort"] == "https")
-        .expect("service port to https");
-    let metrics_svc = svc_ports
-        .iter()
-        .find(|p| p["targetPort"] == "ops")
-        .expect("service port to ops");
-    assert_ne!(
-        https_svc["port"], metrics_svc["port"],
-        "{case}: metrics port separate from webhook port"
-    );
+    // The webhook port only: the ops port (and a purge endpoint on it) is on no Service.
+    let targets: Vec<&Value> = svc_ports.iter().map(|p| &p["targetPort"]).collect();
+    assert_eq!(targets, vec!["https"], "{case}: Service ports");
+    let https_svc = &svc_ports[0];
 
     // The webhook configuration.
     let vwc = one(&docs, "ValidatingWebhookConfiguration");
@@ -592,6 +339,14 @@ fn check_render(case: &str, docs: &[Value]) {
             .accepted_cves_file
             .clone()
             .map(|p| ("policy.acceptedCvesFile".into(), p)),
+    );
+    paths.extend(
+        config
+            .ops
+            .purge
+            .token_file
+            .clone()
+            .map(|p| ("ops.purge.tokenFile".into(), p)),
     );
     for r in &config.registries {
         match &r.scanner {
@@ -828,7 +583,12 @@ fn every_rendered_object_validates_against_kubernetes_schemas() {
     let mut files = vec![];
     let mut expected = BTreeMap::new();
     for (case, args) in cases() {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+        // As a 1.30+ cluster would: the lockdown ValidatingAdmissionPolicy is rendered too.
+        a.extend([
+            "--api-versions",
+            "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+        ]);
         let out = helm_template(&a);
         assert!(out.ok, "{case}: {}", out.stderr);
         let docs = parse_docs(&out.stdout);
@@ -1228,7 +988,14 @@ fn defaults_are_safe_to_install() {
         all(&docs, "Secret").is_empty(),
         "no Secret without credentials in cert-manager mode"
     );
-    assert!(all(&docs, "NetworkPolicy").is_empty() && all(&docs, "ServiceMonitor").is_empty());
+    // A NetworkPolicy by default (tests/chart_security.rs checks its rules); no
+    // ServiceMonitor without the Prometheus Operator's CRD.
+    assert_eq!(all(&docs, "NetworkPolicy").len(), 1);
+    assert!(all(&docs, "ServiceMonitor").is_empty());
+    assert!(
+        config.ops.purge.token_file.is_none(),
+        "purge off by default"
+    );
 }
 
 #[test]

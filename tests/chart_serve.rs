@@ -23,6 +23,8 @@ fn b64(v: &Value) -> String {
     String::from_utf8(bytes).expect("UTF-8")
 }
 
+const PURGE_TOKEN: &str = "chart-purge-token";
+
 /// Where a Pod path lands in the test's directory (the config's base).
 fn local(path: &str) -> String {
     path.trim_start_matches('/').to_string()
@@ -217,10 +219,19 @@ async fn the_binary_serves_the_charts_config_certificate_and_secrets() {
             "--set",
             "tls.clientCA.configMap=",
         ],
-        &|s| panic!("Secret {s} not rendered"),
+        &|s| match s {
+            // The purge token Secret the full values name (cachePurge.existingSecret).
+            "vulngate-purge" => vec![("token".to_string(), format!("{PURGE_TOKEN}\n"))],
+            _ => panic!("Secret {s} not rendered"),
+        },
     )
     .await;
     expect_decisions(&client, &url, &ns).await;
+    // The purge endpoint the values turn on answers only the Secret's token.
+    assert_eq!(webhook.ops_post("/cache/purge").0, 401);
+    assert_eq!(webhook.ops_post_bearer("/cache/purge", "guess").0, 403);
+    let (status, body) = webhook.ops_post_bearer("/cache/purge", PURGE_TOKEN);
+    assert_eq!((status, body.trim()), (200, "purged 3 entries"));
     let (status, _) = webhook.ops_get("/readyz");
     assert_eq!(status, 200);
     let (status, metrics) = webhook.ops_get("/metrics");

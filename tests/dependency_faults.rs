@@ -111,24 +111,32 @@ async fn a_slow_image_does_not_hold_up_other_reviews() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn scanner_errors_follow_on_error_and_are_not_cached() {
+async fn scanner_errors_follow_on_error_and_are_remembered_for_failure_ttl() {
     let scanner = Arc::new(FailingScanner::default());
-    let server = start(&policy("5s", "deny"), Parts::with_scanner(scanner.clone())).await;
-    for i in 0..2 {
-        let v = server
-            .client
-            .review(&review(&format!("u-err-{i}"), &[image(3)]))
-            .await
-            .json();
+    let config = format!("{}cache: {{failureTtl: 1s}}\n", policy("5s", "deny"));
+    let server = start(&config, Parts::with_scanner(scanner.clone())).await;
+    let images = [image(3), image(4), image(5)];
+    let deny = async |uid: String| {
+        let v = server.client.review(&review(&uid, &images)).await.json();
         assert_eq!(v["response"]["allowed"], false);
         let message = v["response"]["status"]["message"].as_str().unwrap();
         assert!(message.contains("test unavailable: HTTP 503"), "{message}");
         assert!(message.contains("onError: deny"), "{message}");
+    };
+    for i in 0..3 {
+        deny(format!("u-err-{i}")).await;
     }
     assert_eq!(
         scanner.calls.load(Ordering::SeqCst),
-        2,
-        "a failed call is asked again on the next review"
+        3,
+        "one call per failing image; the repeats within failureTtl call nothing"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    deny("u-err-after".into()).await;
+    assert_eq!(
+        scanner.calls.load(Ordering::SeqCst),
+        6,
+        "after failureTtl each image is asked again"
     );
     server.stop().await;
 
@@ -220,4 +228,31 @@ async fn namespace_source_down_or_hanging_follows_on_error() {
         assert!(text.contains("could not judge"), "{text}");
         server.stop().await;
     }
+}
+
+/// Finding 6 of issue 28: one review naming 1,000 distinct digests made hundreds of
+/// scanner calls. Above `review.maxImages` nothing is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_review_naming_more_distinct_images_than_the_cap_calls_no_scanner() {
+    let scanner = Arc::new(FailingScanner::default());
+    let server = start(&policy("5s", "deny"), Parts::with_scanner(scanner.clone())).await;
+    let images: Vec<String> = (0..1000u32)
+        .map(|i| {
+            let digest = format!("sha256:{}{}", hex::encode(i.to_be_bytes()), "0".repeat(56));
+            format!("registry.example.com/app@{digest}")
+        })
+        .collect();
+    let v = server
+        .client
+        .review(&review("u-many", &images))
+        .await
+        .json();
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let message = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("it names 1000 distinct images, more than the 100 that one review may judge (review.maxImages)"),
+        "{message}"
+    );
+    assert_eq!(scanner.calls.load(Ordering::SeqCst), 0);
+    server.stop().await;
 }

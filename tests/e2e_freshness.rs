@@ -1,7 +1,8 @@
 //! Cache freshness through the real binary: a `file` scanner whose report changes in
 //! place (as a ConfigMap volume does) is read again, the cached summary is checked
 //! against it within `cache.ttl` and replaced by the newer scan; a broken file keeps
-//! the previous summaries deciding; `POST /cache/purge` drops a digest.
+//! the previous summaries deciding; `POST /cache/purge` drops a digest. A summaries
+//! file of 100,000 digests loads within the chart's default memory limit.
 
 mod support;
 
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::webhook::{digest, object_with_pod_spec, pod_spec, review, Webhook};
 
+const PURGE_TOKEN: &str = "freshness-purge-token";
+
 fn config() -> String {
     r#"listen: 127.0.0.1:0
 opsListen: 127.0.0.1:0
@@ -17,6 +20,7 @@ tls: {generateDir: tls}
 deadline: 5s
 namespacesFile: namespaces.yaml
 cache: {ttl: 300ms}
+ops: {purge: {enabled: true, tokenFile: purge-token}}
 registries:
   - match: "*"
     scanner: {file: {path: scans, reloadInterval: 100ms}}
@@ -74,6 +78,7 @@ async fn a_newer_scan_in_a_changed_report_replaces_the_cached_summary() {
                 "kind: Namespace\nmetadata: {name: prod, annotations: {vulngate.io/max-high: \"0\"}}\n"
                     .to_string(),
             ),
+            ("purge-token", format!("{PURGE_TOKEN}\n")),
         ],
     );
     let client = webhook.client(false);
@@ -114,10 +119,67 @@ async fn a_newer_scan_in_a_changed_report_replaces_the_cached_summary() {
 
     // Fixed again, and purged by the operator: the next review asks the scanner at once.
     replace(&webhook, "scans/summaries.yaml", &summaries(0));
-    let (status, body) = webhook.ops_post(&format!("/cache/purge?digest={}", digest("other")));
+    let purge = |d: &str| webhook.ops_post_bearer(&format!("/cache/purge?digest={d}"), PURGE_TOKEN);
+    let (status, body) = purge(&digest("other"));
     assert_eq!((status, body.trim()), (200, "purged 0 entries"));
     let r = until_allowed_is(&webhook, &client, true).await;
     assert_eq!(r["allowed"], true, "{r}");
-    let (status, body) = webhook.ops_post(&format!("/cache/purge?digest={}", digest("app")));
+    let (status, body) = purge(&digest("app"));
     assert_eq!((status, body.trim()), (200, "purged 1 entries"));
+}
+
+/// The chart's default memory limit of the webhook container.
+const CHART_MEMORY_LIMIT_KIB: i64 = 256 * 1024;
+
+#[test]
+fn a_summaries_file_of_100000_digests_loads_within_the_charts_memory_limit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(dir.path().join("scans")).expect("mkdir");
+    // The benchmark's file: one flow mapping per digest.
+    let mut text = String::from("summaries:\n");
+    for i in 0..100_000 {
+        let name = format!("registry.example.com/mem/img-{i}");
+        text.push_str(&format!(
+            "  - {{digest: \"{}\", image: \"{name}:1\", status: complete, critical: 0, high: 1, medium: 3, low: 7, unknown: 0}}\n",
+            digest(&name)
+        ));
+    }
+    std::fs::write(dir.path().join("scans/summaries.yaml"), text).expect("write");
+    std::fs::write(
+        dir.path().join("namespaces.yaml"),
+        "kind: Namespace\nmetadata: {name: prod}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "namespacesFile: namespaces.yaml\nregistries:\n  - match: \"*\"\n    scanner: {file: {path: scans}}\n    registry: {resolve: false}\n",
+    )
+    .expect("write");
+    let last = "registry.example.com/mem/img-99999";
+    // Reaped by wait4 below, which also gives its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(support::webhook::BIN)
+        .current_dir(dir.path())
+        .args(["check", "--config", "config.yaml", "-n", "prod"])
+        .arg(format!("{last}:1"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn vulngate");
+    // The child's own peak RSS, from the kernel when it is reaped.
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, with pointers to live locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "the image of the last entry is found (by its tag) and denied (high 1 > 0): status {status}"
+    );
+    assert!(
+        usage.ru_maxrss < CHART_MEMORY_LIMIT_KIB,
+        "loading the file peaked at {} KiB, over the chart's 256 MiB limit",
+        usage.ru_maxrss
+    );
 }

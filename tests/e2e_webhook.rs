@@ -6,7 +6,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::webhook::{basic_config, digest, object_with_pod_spec, pod_spec, review, Webhook};
+use support::webhook::{
+    basic_config, config_with_routes, digest, object_with_pod_spec, pod_spec, review, Webhook,
+};
 
 const CLEAN: &str = "registry.example.com/app/clean:1";
 const HIGH3: &str = "registry.example.com/app/high3:1";
@@ -731,13 +733,26 @@ async fn certificate_rotated_on_disk_is_served_without_restart() {
         .contains("vulngate_tls_certificate_reloads_total 1"));
 }
 
+const PURGE_TOKEN: &str = "purge-token-4f1c9e";
+
+/// The test files plus a purge token file, served with `ops.purge` enabled.
+fn start_with_purge() -> Webhook {
+    let mut files = files();
+    files.push(("secrets/purge-token", format!("{PURGE_TOKEN}\n")));
+    Webhook::start(
+        &basic_config("ops: {purge: {enabled: true, tokenFile: secrets/purge-token}}\n"),
+        &files,
+    )
+}
+
 #[tokio::test]
-async fn operators_purge_cached_summaries() {
-    let webhook = start();
+async fn operators_purge_cached_summaries_with_the_purge_token() {
+    let webhook = start_with_purge();
     let client = webhook.client(false);
     let request = pod("strict", &[("api", HIGH3), ("db", CLEAN)]);
     webhook.review(&client, &request).await;
-    let (status, body) = webhook.ops_post(&format!("/cache/purge?digest={}", digest("high3")));
+    let path = format!("/cache/purge?digest={}", digest("high3"));
+    let (status, body) = webhook.ops_post_bearer(&path, PURGE_TOKEN);
     assert_eq!((status, body.trim()), (200, "purged 1 entries"));
     webhook.review(&client, &request).await;
     let metrics = webhook.ops_get("/metrics").1;
@@ -750,6 +765,79 @@ async fn operators_purge_cached_summaries() {
         metrics.contains("vulngate_summary_cache_hits_total 1"),
         "{metrics}"
     );
-    let (status, body) = webhook.ops_post("/cache/purge");
+    let (status, body) = webhook.ops_post_bearer("/cache/purge", PURGE_TOKEN);
     assert_eq!((status, body.trim()), (200, "purged 2 entries"));
+}
+
+#[tokio::test]
+async fn a_purge_without_the_token_is_refused_and_purges_nothing() {
+    let webhook = start_with_purge();
+    let client = webhook.client(false);
+    webhook
+        .review(&client, &pod("strict", &[("api", HIGH3), ("db", CLEAN)]))
+        .await;
+    let (status, body) = webhook.ops_post("/cache/purge");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    for wrong in ["purge-token-4f1c9", "purge-token-4f1c9e0", "x"] {
+        let (status, body) = webhook.ops_post_bearer("/cache/purge", wrong);
+        assert_eq!(status, 403, "{wrong}: {body}");
+    }
+    // Nothing was purged: the right token finds both entries still there.
+    let (status, body) = webhook.ops_post_bearer("/cache/purge", PURGE_TOKEN);
+    assert_eq!((status, body.trim()), (200, "purged 2 entries"));
+    let logs = webhook.stderr();
+    assert!(logs.contains("cache purge refused"), "{logs}");
+    assert!(!logs.contains(PURGE_TOKEN), "the token is never logged");
+}
+
+#[tokio::test]
+async fn purge_is_off_by_default() {
+    let webhook = start();
+    let client = webhook.client(false);
+    webhook
+        .review(&client, &pod("strict", &[("db", CLEAN)]))
+        .await;
+    let (status, _) = webhook.ops_post("/cache/purge");
+    assert_eq!(status, 404);
+    let (status, _) = webhook.ops_post_bearer("/cache/purge", PURGE_TOKEN);
+    assert_eq!(status, 404);
+    // Health and metrics are still served.
+    assert_eq!(webhook.ops_get("/healthz").0, 200);
+    assert!(webhook
+        .ops_get("/metrics")
+        .1
+        .contains("vulngate_summary_cache_misses_total 1"));
+}
+
+#[tokio::test]
+async fn an_allow_because_a_scanner_was_down_logs_the_image_and_why() {
+    // A loopback port nothing listens on: the harbor route's scanner is down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let harbor = format!(
+        "  - match: harbor.down.test\n    scanner: {{harbor: {{url: \"{down}\", username: robot, password: {{file: robot}}}}}}\n    registry: {{resolve: false}}\n"
+    );
+    let config = config_with_routes(&harbor, "policy:\n  defaults: {onError: allow}\n");
+    let mut files = files();
+    files.push(("robot", "secret\n".to_string()));
+    let webhook = Webhook::start(&config, &files);
+    let client = webhook.client(false);
+    let image = format!("harbor.down.test/app/api@{}", digest("api"));
+    let response = webhook
+        .review(&client, &pod("strict", &[("api", &image)]))
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let logs = webhook.stderr();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"message\":\"review\""))
+        .unwrap_or_else(|| panic!("no review line: {logs}"));
+    let fields: Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(fields["result"], "warned", "{line}");
+    let reason = fields["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&image), "names the image: {line}");
+    assert!(reason.contains("harbor"), "names the scanner: {line}");
+    assert!(reason.contains("onError: allow"), "says why: {line}");
 }

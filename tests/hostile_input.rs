@@ -271,7 +271,9 @@ async fn oversized_body_over_http2_gets_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pod_with_ten_thousand_containers_gets_a_bounded_answer() {
-    let server = ServerProcess::start("");
+    // Above the default review.maxImages (100) such a pod is denied unjudged
+    // (dependency_faults); raised here so every image is judged and listed.
+    let server = ServerProcess::start("review: {maxImages: 10000}\n");
     // Every image different and unscanned: 10,000 denials.
     let images: Vec<String> = (0..10_000)
         .map(|i| format!("registry.example.com/team/app-{i}:1"))

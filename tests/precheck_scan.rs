@@ -230,29 +230,39 @@ async fn precheck_estimates_the_scan_quota_of_the_pending_images() {
     );
 
     let prechecks = cluster.seen("PublicPreCheckImageScanTask");
-    assert_eq!(prechecks.len(), 2, "one estimate per group: {prechecks:?}");
+    assert_eq!(
+        prechecks.len(),
+        4,
+        "one request per repository: {prechecks:?}"
+    );
     // Both signed with the sas route's key: Security Center answers for the acr route too.
     assert!(
         prechecks.iter().all(|s| s.access_key_id == "LTAI-sas"),
         "{prechecks:?}"
     );
-    let shop = prechecks
-        .iter()
-        .find(|s| list(s, "RepoNamespaces") == set(&["shop"]))
-        .expect("estimate for the shop images");
-    assert_eq!(list(shop, "RegistryTypes"), set(&["acr"]));
-    assert_eq!(list(shop, "RegionIds"), set(&["cn-hangzhou"]));
-    assert_eq!(list(shop, "InstanceIds"), set(&["cri-shop"]));
-    assert_eq!(list(shop, "RepoNames"), set(&["web", "api"]));
-    assert_eq!(list(shop, "Tags"), set(&["1", "2"]));
-    assert_eq!(list(shop, "Digests"), set(&[&hex(1), &hex(2)]));
-    let lab = prechecks
-        .iter()
-        .find(|s| list(s, "RepoNamespaces") == set(&["lab"]))
-        .expect("estimate for the lab images");
-    assert_eq!(list(lab, "RegionIds"), set(&["cn-shanghai"]));
-    assert_eq!(list(lab, "InstanceIds"), set(&["cri-lab"]));
-    assert_eq!(list(lab, "Digests"), set(&[&hex(3), &hex(4)]));
+    let named = |namespace: &str, name: &str| {
+        prechecks
+            .iter()
+            .find(|s| {
+                list(s, "RepoNamespaces") == set(&[namespace])
+                    && list(s, "RepoNames") == set(&[name])
+            })
+            .unwrap_or_else(|| panic!("estimate for {namespace}/{name}: {prechecks:?}"))
+    };
+    for (name, n) in [("web", 1), ("api", 2)] {
+        let shop = named("shop", name);
+        assert_eq!(list(shop, "RegistryTypes"), set(&["acr"]));
+        assert_eq!(list(shop, "RegionIds"), set(&["cn-hangzhou"]));
+        assert_eq!(list(shop, "InstanceIds"), set(&["cri-shop"]));
+        assert_eq!(list(shop, "Digests"), set(&[&hex(n)]));
+        assert!(!shop.params.contains_key("Tags"), "{shop:?}");
+    }
+    for (name, n) in [("job", 3), ("etl", 4)] {
+        let lab = named("lab", name);
+        assert_eq!(list(lab, "RegionIds"), set(&["cn-shanghai"]));
+        assert_eq!(list(lab, "InstanceIds"), set(&["cri-lab"]));
+        assert_eq!(list(lab, "Digests"), set(&[&hex(n)]));
+    }
     // An estimate is only an estimate.
     assert_eq!(cluster.seen("CreateRepoTagScanTask").len(), 0);
     assert_eq!(cluster.seen("PublicCreateImageScanTask").len(), 0);
@@ -308,7 +318,7 @@ async fn scan_with_yes_asks_each_scanner_for_the_pending_digests() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("  asked Security Center to scan 2 image(s): task task-1, status INIT"),
+        stdout.contains("  asked Security Center to scan 1 image(s): task task-1, status INIT"),
         "{stdout}"
     );
     assert!(
@@ -338,10 +348,18 @@ async fn scan_with_yes_asks_each_scanner_for_the_pending_digests() {
         .all(|s| s.access_key_id == "LTAI-acr"));
 
     let sas = cluster.seen("PublicCreateImageScanTask");
-    assert_eq!(sas.len(), 1, "{sas:?}");
-    assert_eq!(sas[0].access_key_id, "LTAI-sas");
-    assert_eq!(list(&sas[0], "Digests"), set(&[&hex(3), &hex(4)]));
-    assert_eq!(list(&sas[0], "RepoNames"), set(&["job", "etl"]));
+    assert_eq!(sas.len(), 2, "one request per repository: {sas:?}");
+    assert!(sas.iter().all(|s| s.access_key_id == "LTAI-sas"));
+    let asked: BTreeSet<(String, String)> = sas
+        .iter()
+        .map(|s| (s.params["RepoNames"].clone(), s.params["Digests"].clone()))
+        .collect();
+    assert_eq!(
+        asked,
+        [("job".to_string(), hex(3)), ("etl".to_string(), hex(4))]
+            .into_iter()
+            .collect()
+    );
     // The servers now have the scans under way.
     cluster.server.with(|d| {
         assert_eq!(
@@ -380,7 +398,11 @@ async fn scan_on_a_terminal_asks_first_and_takes_no_for_an_answer() {
         "{transcript}"
     );
     assert_eq!(cluster.seen("CreateRepoTagScanTask").len(), 2);
-    assert_eq!(cluster.seen("PublicCreateImageScanTask").len(), 1);
+    assert_eq!(
+        cluster.seen("PublicCreateImageScanTask").len(),
+        2,
+        "one per repository"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,4 +446,78 @@ async fn images_that_cannot_be_looked_up_are_named_not_dropped() {
     // With nothing known to be pending, an incomplete check is an error.
     let out = cluster.vulngate(&["precheck", "--namespace", "shop"]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_tasks_security_center_did_not_create_are_failures_that_say_why() {
+    for (data, why) in [
+        (json!({"CanCreate": false}), "CanCreate=false"),
+        (
+            json!({"CanCreate": true, "Result": "TASK_NOT_SUPPORT_REGION"}),
+            "result TASK_NOT_SUPPORT_REGION",
+        ),
+    ] {
+        let cluster = cluster(true).await;
+        cluster.server.with(|d| d.sas_create_data = Some(data));
+        let out = cluster.vulngate(&["precheck", "--scan", "--yes"]).await;
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stdout = text(&out);
+        assert!(
+            stdout.contains("Security Center created no scan task") && stdout.contains(why),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("scan requested for 2 image(s), 2 failed"),
+            "the ACR scans still count, the refused ones do not: {stdout}"
+        );
+        cluster
+            .server
+            .with(|d| assert!(!d.sas_tasks.contains_key(&hex(3)), "no task was created"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_without_a_digest_does_not_widen_the_estimate() {
+    let cluster = cluster(true).await;
+    // lab/job:6 runs by tag alone: its digest is not known.
+    cluster
+        ._apiserver
+        .upsert(pod("lab", "tagged", &[format!("{LAB}/lab/job:6")]));
+    cluster.server.with(|d| {
+        // Security Center knows these too; none of them runs here.
+        d.sas_images
+            .push(sas_image("cn-shanghai", "cri-lab", "lab/etl", "7", 94));
+        d.sas_images
+            .push(sas_image("cn-shanghai", "cri-lab", "lab/job", "8", 95));
+    });
+    let out = cluster.vulngate(&["precheck"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out);
+    let lab_group = stdout
+        .split(&format!("{LAB} (scanner sas)"))
+        .nth(1)
+        .expect("lab group");
+    // lab/job:7 and lab/job:6 need quota, lab/etl:8 is being scanned already.
+    assert!(
+        lab_group.contains(
+            "  scan quota estimate (Security Center): 3 image(s) to scan, 2 scan quota to consume"
+        ),
+        "{stdout}"
+    );
+    // Every request names what it means: one repository, and its digests or its tags.
+    for request in cluster.seen("PublicPreCheckImageScanTask") {
+        assert_eq!(list(&request, "RepoNames").len(), 1, "{request:?}");
+        assert_eq!(list(&request, "RepoNamespaces").len(), 1, "{request:?}");
+        let by_digest = request.params.contains_key("Digests");
+        let by_tag = request.params.contains_key("Tags");
+        assert!(by_digest != by_tag, "digests or tags: {request:?}");
+    }
+    let tag_only: Vec<Seen> = cluster
+        .seen("PublicPreCheckImageScanTask")
+        .into_iter()
+        .filter(|s| s.params.contains_key("Tags"))
+        .collect();
+    assert_eq!(tag_only.len(), 1, "{tag_only:?}");
+    assert_eq!(list(&tag_only[0], "RepoNames"), set(&["job"]));
+    assert_eq!(list(&tag_only[0], "Tags"), set(&["6"]));
 }

@@ -714,3 +714,284 @@ async fn no_list_call_when_switched_off_clean_or_over_the_cap() {
     assert!(got.vulnerabilities.is_empty());
     assert_eq!(s.server.count("ListRepoTagScanResult"), 0);
 }
+
+#[tokio::test]
+async fn a_server_paging_lower_than_asked_still_gives_the_whole_list() {
+    let s = setup().await;
+    with_results(&s, fixture_results());
+    // Pages of 30 (the page size of the API page's example), whatever is asked.
+    s.server.with(|d| d.page_size_cap = Some(30));
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.vulnerabilities.len(), 196, "every page was read");
+    assert_eq!(
+        got.fixable.map(|f| (f.high, f.low)),
+        Some((Some(10), Some(5))),
+        "count: fixable stays enforceable"
+    );
+    let pages: Vec<String> = s.server.with(|d| {
+        d.seen
+            .iter()
+            .filter(|r| r.action == "ListRepoTagScanResult")
+            .map(|r| r.params["PageNo"].clone())
+            .collect()
+    });
+    assert_eq!(
+        pages,
+        ["1", "2", "3", "4", "5", "6", "7"],
+        "196 in pages of 30"
+    );
+    assert!(s.server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn a_digest_only_lookup_follows_a_server_paging_lower_than_asked() {
+    let s = setup().await;
+    s.server.with(|d| d.page_size_cap = Some(30));
+    let scanner = s.scanner("instanceId: cri-demo\n");
+    // The tag of the digest is the 150th of the repository: page 5 of 30.
+    let digest_only = format!("{HOST}/team/app@sha256:{HEX}");
+    let got = summary(&scanner, &digest_only, HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(got.counts.high, Some(22));
+    assert!(s.server.with(|d| d.rejected.is_empty()));
+}
+
+#[tokio::test]
+async fn scans_requested_on_a_miss_are_rate_limited() {
+    let s = setup().await;
+    let scanner =
+        s.scanner("instanceId: cri-demo\nscanOnMissing: true\nscanRequests: {max: 2, per: 10m}\n");
+    // Ten tags that were never scanned.
+    let mut statuses = Vec::new();
+    for i in 0..10u32 {
+        let got = summary(
+            &scanner,
+            &format!("{HOST}/team/app:v{i}"),
+            &other_hex(i + 1),
+        )
+        .await
+        .unwrap();
+        if got.status == ScanStatus::NotScanned {
+            let note = got.note.clone().unwrap_or_default();
+            assert!(
+                note.contains("limit of 2 scan request(s) per 10m"),
+                "{note}"
+            );
+        }
+        statuses.push(got.status);
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == ScanStatus::Scanning)
+            .count(),
+        2
+    );
+    assert_eq!(
+        s.server.count("CreateRepoTagScanTask"),
+        2,
+        "2 scans, not 10"
+    );
+}
+
+#[tokio::test]
+async fn alibaba_error_classes_follow_the_vendor_codes() {
+    let s = setup().await;
+    let scanner = s.scanner("instanceId: cri-demo\nvulnerabilityDetails: false\n");
+    // A server fault in an HTTP 200 body: unavailable (onError decides), not a config error.
+    for code in ["SystemError", "ServerError"] {
+        s.server.with(|d| {
+            d.errors.insert(
+                "GetRepoTagScanSummary".into(),
+                (200, json!({"RequestId": "RID-200", "Code": code, "IsSuccess": false, "Message": "Unknown error."})),
+            );
+        });
+        match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+            ScanError::Unavailable { message, .. } => {
+                assert!(
+                    message.contains(code) && message.contains("RID-200"),
+                    "{message}"
+                )
+            }
+            other => panic!("{code}: expected unavailable, got {other:?}"),
+        }
+    }
+    // Risk control is not a missing RAM permission.
+    s.server.with(|d| {
+        d.errors.insert(
+            "GetRepoTagScanSummary".into(),
+            (
+                403,
+                json!({"RequestId": "RID-RC", "Code": "Forbidden.RiskControl",
+                         "Message": "This operation is forbidden by Aliyun RiskControl system."}),
+            ),
+        );
+    });
+    match summary(&scanner, &tagged(), HEX).await.unwrap_err() {
+        ScanError::Config { message, .. } => {
+            assert!(message.contains("risk control"), "{message}");
+            assert!(!message.contains("grant the RAM permission"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    // A nonce the service saw before: asked again with a new one.
+    s.server.with(|d| {
+        d.errors.clear();
+        d.nonce_used.insert("GetRepoTagScanSummary".into(), 2);
+    });
+    let got = summary(&scanner, &tagged(), HEX).await.unwrap();
+    assert_eq!(got.counts.high, Some(22));
+    assert_eq!(s.server.count("GetRepoTagScanSummary"), 3 + 3);
+    assert!(
+        s.server.with(|d| d.rejected.is_empty()),
+        "every retry had a fresh nonce"
+    );
+}
+
+/// The in-test server checks signatures with its own code: these are the vendor's
+/// published vectors (docs and SDK unit tests, ../shared/apis/scan-apis.md A.3 and A.4),
+/// so the server cannot drift from the vendor along with the client.
+#[test]
+fn the_servers_signature_check_reproduces_the_vendors_published_vectors() {
+    use alibaba_server::{acs3_signature, v1_signature};
+    use std::collections::BTreeMap;
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let headers = |pairs: &[(&str, &str)]| -> (Vec<(String, String)>, Vec<String>) {
+        let list: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut names: Vec<String> = list.iter().map(|(k, _)| k.clone()).collect();
+        names.sort();
+        names.dedup();
+        (list, names)
+    };
+
+    // V1: the RPC signature page's example.
+    let ecs = map(&[
+        ("AccessKeyId", "testid"),
+        ("Action", "DescribeDedicatedHosts"),
+        ("Format", "JSON"),
+        ("RegionId", "cn-beijing"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", "edb2b34af0af9a6d14deaf7c1a5315eb"),
+        ("SignatureVersion", "1.0"),
+        ("Timestamp", "2023-03-13T08:34:30Z"),
+        ("Version", "2014-05-26"),
+    ]);
+    assert_eq!(
+        v1_signature("GET", &ecs, "testsecret"),
+        "9NaGiOspFP5UPcwX8Iwt2YJXXuk="
+    );
+    // V1: darabonba-openapi-util's unit tests.
+    assert_eq!(
+        v1_signature("", &map(&[("test", "ok")]), "accessKeySecret"),
+        "jHx/oHoHNrbVfhncHEvPdHXZwHU="
+    );
+    assert_eq!(
+        v1_signature(
+            "GET",
+            &map(&[("query", "test"), ("body", "test")]),
+            "secret"
+        ),
+        "XlUyV4sXjOuX5FnjUz9IF9tm5rU="
+    );
+    // V1 for cr GetRepoTagScanSummary (derived), with and without an STS token.
+    let mut cr = map(&[
+        ("AccessKeyId", "testid"),
+        ("Action", "GetRepoTagScanSummary"),
+        ("Digest", &digest(HEX)),
+        ("Format", "JSON"),
+        ("InstanceId", "cri-xkx6vujuhay0abcd"),
+        ("RepoId", "crr-xwvi3osiy4ffabcd"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", "edb2b34af0af9a6d14deaf7c1a5315eb"),
+        ("SignatureVersion", "1.0"),
+        ("Tag", "1.24"),
+        ("Timestamp", "2023-03-13T08:34:30Z"),
+        ("Version", "2018-12-01"),
+    ]);
+    assert_eq!(
+        v1_signature("POST", &cr, "testsecret"),
+        "mxtsnBXz4BrNOq2evAv/lni7DLg="
+    );
+    cr.insert("SecurityToken".into(), "CAIS-test-token/+==".into());
+    assert_eq!(
+        v1_signature("POST", &cr, "testsecret"),
+        "p/tWPIoZaok/M4bpAA1hT/imvY0="
+    );
+
+    // ACS3: the V3 signature page's example.
+    let empty_body = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let (list, names) = headers(&[
+        ("host", "ecs.cn-shanghai.aliyuncs.com"),
+        ("x-acs-action", "RunInstances"),
+        ("x-acs-content-sha256", empty_body),
+        ("x-acs-date", "2023-10-26T10:22:32Z"),
+        ("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d"),
+        ("x-acs-version", "2014-05-26"),
+    ]);
+    let query = map(&[
+        (
+            "ImageId",
+            "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+        ),
+        ("RegionId", "cn-shanghai"),
+    ]);
+    assert_eq!(
+        acs3_signature(
+            "POST",
+            &query,
+            &list,
+            &names,
+            empty_body,
+            "YourAccessKeySecret"
+        ),
+        "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
+    );
+    // ACS3: darabonba-openapi-util's Go unit test (a header given twice, an empty value).
+    let (list, names) = headers(&[("x-acs-test", "http"), ("x-acs-test", "https")]);
+    assert_eq!(
+        acs3_signature(
+            "",
+            &map(&[("test", "ok"), ("empty", "")]),
+            &list,
+            &names,
+            "55e12e91650d2fec56ec74e1d3e4ddbfce2ef3a65890c2a19ecf88a307e76a23",
+            "secret"
+        ),
+        "4ab59fffe3c5738ff8a2729f90cc04fe18b02a4b15b2102cbaf92f9ff3df2ea3"
+    );
+    // ACS3 for cr GetRepoTagScanSummary (derived).
+    let (list, names) = headers(&[
+        ("host", "cr.cn-hangzhou.aliyuncs.com"),
+        ("x-acs-action", "GetRepoTagScanSummary"),
+        ("x-acs-content-sha256", empty_body),
+        ("x-acs-date", "2023-10-26T10:22:32Z"),
+        ("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d"),
+        ("x-acs-version", "2018-12-01"),
+    ]);
+    let query = map(&[
+        ("Digest", &digest(HEX)),
+        ("InstanceId", "cri-xkx6vujuhay0abcd"),
+        ("RepoId", "crr-xwvi3osiy4ffabcd"),
+        ("Tag", "1.24"),
+    ]);
+    assert_eq!(
+        acs3_signature(
+            "POST",
+            &query,
+            &list,
+            &names,
+            empty_body,
+            "YourAccessKeySecret"
+        ),
+        "5dd62a2fd56dfdc3d6287fc56e8fe329021673e6bbb8e40112d4b5ddb3a67427"
+    );
+}

@@ -174,7 +174,6 @@ async fn scan_states_map_to_statuses() {
         ("stopped", ScanStatus::NotScanned),
         ("never", ScanStatus::NotScanned),
         ("empty", ScanStatus::NotScanned),
-        ("missing", ScanStatus::NotScanned), // 404: Harbor does not have the artifact
     ] {
         let got = summary(&s, &format!("harbor.example.com/p/{repo}:1"), D1)
             .await
@@ -182,6 +181,87 @@ async fn scan_states_map_to_statuses() {
         assert_eq!(got.status, want, "{repo}");
         assert_eq!(got.counts, SeverityCounts::default(), "{repo}");
     }
+    // 404 "artifact ... not found": the repository has no such digest, so no scan.
+    let got = summary(&s, "harbor.example.com/p/pending:2", D2)
+        .await
+        .unwrap();
+    assert_eq!(got.status, ScanStatus::NotScanned);
+}
+
+#[tokio::test]
+async fn a_404_for_a_wrong_project_repository_or_url_is_a_config_error() {
+    let server = HarborServer::start().await;
+    server.add("library", "nginx", D1, scanned(D1, "Success", None));
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    for (image, names) in [
+        (
+            "harbor.example.com/libary/nginx:1",
+            "project libary not found",
+        ),
+        (
+            "harbor.example.com/library/ngnix:1",
+            "repository library/ngnix not found",
+        ),
+    ] {
+        match summary(&s, image, D1).await {
+            Err(ScanError::Config { message, .. }) => {
+                assert!(
+                    message.contains(names) && message.contains("404"),
+                    "{message}"
+                )
+            }
+            other => panic!("{image}: a wrong name is not \"not scanned\": {other:?}"),
+        }
+    }
+    // A url that is not Harbor's API root answers 404 too.
+    let yaml = format!(
+        "url: \"{}/harbor\"\nusername: \"{ROBOT}\"\npassword: {{file: {}}}\n",
+        server.url(),
+        robot.path.display()
+    );
+    let wrong_url = HarborScanner::new(&serde_yaml::from_str(&yaml).unwrap()).unwrap();
+    match summary(&wrong_url, "harbor.example.com/library/nginx:1", D1).await {
+        Err(ScanError::Config { message, .. }) => assert!(message.contains("url"), "{message}"),
+        other => panic!("a wrong url is not \"not scanned\": {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn findings_of_severity_none_count_nowhere() {
+    // Harbor's scale starts at None ("no severity"): its summary has a None key and its
+    // total includes them; the report lists them. They are not vulnerabilities to count.
+    let server = HarborServer::start().await;
+    server.add(
+        "library",
+        "app",
+        D1,
+        scanned(
+            D1,
+            "Success",
+            Some(json!({"total": 3, "fixable": 1, "summary": {"High": 1, "None": 2}})),
+        ),
+    );
+    server.add_report(
+        "library",
+        "app",
+        D1,
+        json!([
+            finding("CVE-2024-1000", "High", "1.2.3"),
+            finding("CVE-2024-2000", "None", ""),
+            finding("CVE-2024-3000", "None", "")
+        ]),
+    );
+    let robot = robot_file(ROBOT_SECRET);
+    let s = scanner(&server, &robot, "");
+    let got = summary(&s, &format!("harbor.example.com/library/app@{D1}"), D1)
+        .await
+        .unwrap();
+    assert_eq!(got.counts.unknown, Some(0), "{got:?}");
+    assert_eq!(got.counts.total(), 1, "{got:?}");
+    // The list counts what the summary counts, so it is used (allow-cves, fixable).
+    assert_eq!(got.vulnerabilities.len(), 1, "{got:?}");
+    assert_eq!(got.fixable.and_then(|f| f.high), Some(1));
 }
 
 #[tokio::test]

@@ -224,7 +224,7 @@ async fn throttling_is_retried_within_the_budget() {
     server.set_fault(Some(Fault::Throttle {
         times: 2,
         status: 429,
-        code: "APIG.0308",
+        code: "APIGW.0308",
     }));
     let got = summary(&s, "swr.cn-north-4.myhuaweicloud.com/org/a:1", D1)
         .await
@@ -236,11 +236,11 @@ async fn throttling_is_retried_within_the_budget() {
         "two throttled tries, then the answer"
     );
 
-    // Throttled with HTTP 400 and the gateway's code is throttling too; past the budget it is Unavailable.
+    // The gateway's code is throttling whatever the status; past the budget it is Unavailable.
     server.set_fault(Some(Fault::Throttle {
         times: 10,
         status: 400,
-        code: "APIG.0308",
+        code: "APIGW.0308",
     }));
     let err = summary(&s, "swr.cn-north-4.myhuaweicloud.com/org/a:1", D1)
         .await
@@ -253,7 +253,7 @@ async fn throttling_is_retried_within_the_budget() {
     let msg = err.to_string();
     assert!(matches!(err, ScanError::Unavailable { .. }), "{msg}");
     assert!(
-        msg.contains("APIG.0308") && msg.contains("still throttled after 2 retries"),
+        msg.contains("APIGW.0308") && msg.contains("still throttled after 2 retries"),
         "{msg}"
     );
     assert!(msg.contains("request id hss-req-"), "{msg}");
@@ -264,9 +264,10 @@ async fn forbidden_names_the_missing_permission() {
     let server = HssServer::start().await;
     let creds = aksk_files(SK);
     let s = scanner(&server, &creds, "");
+    // HSS answers a missing permission with HTTP 400 and its documented code.
     server.set_fault(Some(Fault::Status {
-        status: 403,
-        body: json!({"error_code": "HSS.0004", "error_msg": "Insufficient permissions"}),
+        status: 400,
+        body: json!({"error_code": "HSS.0013", "error_msg": "Insufficient permissions."}),
     }));
     let err = summary(&s, "swr.cn-north-4.myhuaweicloud.com/org/a:1", D1)
         .await
@@ -275,7 +276,7 @@ async fn forbidden_names_the_missing_permission() {
     assert!(matches!(err, ScanError::Config { .. }), "{msg}");
     assert!(
         msg.contains("hss:image:list")
-            && msg.contains("HSS.0004")
+            && msg.contains("HSS.0013")
             && msg.contains("request id hss-req-"),
         "{msg}"
     );
@@ -312,7 +313,7 @@ async fn server_errors_and_slow_replies_are_unavailable() {
     let s = scanner(&server, &creds, "timeout: 300ms\n");
     server.set_fault(Some(Fault::Status {
         status: 500,
-        body: json!({"error_code": "HSS.1001", "error_msg": "system error"}),
+        body: json!({"error_msg": "Internal Server Error"}),
     }));
     let err = summary(&s, "swr.cn-north-4.myhuaweicloud.com/org/a:1", D1)
         .await
@@ -320,7 +321,9 @@ async fn server_errors_and_slow_replies_are_unavailable() {
     let msg = err.to_string();
     assert!(matches!(err, ScanError::Unavailable { .. }), "{msg}");
     assert!(
-        msg.contains("HTTP 500") && msg.contains("HSS.1001") && msg.contains("request id hss-req-"),
+        msg.contains("HTTP 500")
+            && msg.contains("Internal Server Error")
+            && msg.contains("request id hss-req-"),
         "{msg}"
     );
     assert_eq!(
@@ -556,4 +559,108 @@ async fn an_unreachable_iam_endpoint_is_unavailable() {
         "{msg}"
     );
     assert_no_secret(&msg);
+}
+
+#[tokio::test]
+async fn counting_can_leave_out_handled_vulnerabilities() {
+    // HSS counts handled and unhandled vulnerabilities alike unless asked by handle_status.
+    let server = HssServer::start().await;
+    server.add_image_with_handled(
+        record("org", "a", "1", D1, "success"),
+        (1, 0, 2, 0),
+        (2, 1, 0, 0),
+    );
+    let creds = aksk_files(SK);
+    let image = "swr.cn-north-4.myhuaweicloud.com/org/a:1";
+    let all = summary(&scanner(&server, &creds, ""), image, D1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (all.counts.high, all.counts.medium, all.counts.low),
+        (Some(3), Some(1), Some(2))
+    );
+    let unhandled = summary(
+        &scanner(&server, &creds, "handleStatus: unhandled\n"),
+        image,
+        D1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            unhandled.counts.high,
+            unhandled.counts.medium,
+            unhandled.counts.low
+        ),
+        (Some(1), Some(0), Some(2))
+    );
+    assert!(scanner_config("handleStatus: fixed\n").is_err());
+}
+
+fn scanner_config(extra: &str) -> Result<HssScanner, String> {
+    let config: HssConfig =
+        serde_yaml::from_str(&format!("region: {REGION}\nprojectId: {PROJECT}\n{extra}"))
+            .map_err(|e| e.to_string())?;
+    HssScanner::new(&config)
+}
+
+/// A published signing vector: method, path, query, signed headers, body, signature.
+type Vector<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    &'a [u8],
+    &'a str,
+);
+
+#[test]
+fn the_doubles_signature_check_reproduces_the_vendors_published_vectors() {
+    // ../shared/apis/scan-apis.md, D.3: the SDKs' own signer tests and the derived HSS vector.
+    let cases: &[Vector] = &[
+        ("GET", "/path", "limit=1", &[("x-sdk-date", "20060102T150405Z")], b"",
+         "5a2ce64c865e0e6046321c6f3d5a77ba8413eeaf355c3166c03d58d02ac79624"),
+        ("POST", "/path", "key=value", &[("x-sdk-date", "20060102T150405Z")], b"{\"Name\":\"test\",\"Id\":1}\n",
+         "cecc2af119b18ab70b4d094c0750f3b42c02f254903179a0fc2cc72fc9db4f59"),
+        ("GET", "/resources", "size=1",
+         &[("host", "service.endpoint.myhuaweicloud.com"), ("x-sdk-date", "20200608T023900Z")], b"",
+         "cfb4171acec81de07d50e53d57eb77edd537414d66ddb1d7d780f128e12cd842"),
+        ("POST", "/resources", "size=1",
+         &[("host", "service.endpoint.myhuaweicloud.com"), ("x-sdk-date", "20200608T023900Z")],
+         b"{\"name\":\"test\",\"id\":1}",
+         "436b1ac0a1ae03705934bb70ef2f2e09f7bfed2117d731a38235053199323a1f"),
+        ("GET", "/v5/0123456789abcdef0123456789abcdef/image/img-0001/vulnerabilities",
+         "image_name=nginx&image_type=private_image&limit=10&namespace=demo-org&offset=0&repair_necessity=immediate_repair&tag_name=1.25",
+         &[("host", "hss.cn-north-4.myhuaweicloud.com"),
+           ("x-project-id", "0123456789abcdef0123456789abcdef"),
+           ("x-sdk-date", "20200608T023900Z")], b"",
+         "51aa1961b9c582be7c8d5da8194dfc2fa00798694dff3754c3a3bce5d74bfad5"),
+    ];
+    for (method, path, query, headers, body, want) in cases {
+        let got = hss_server::sdk_signature("SecretKey", method, path, query, headers, body);
+        assert_eq!(&got, want, "{method} {path}?{query}");
+    }
+    // The canonical query of the SDKs' shared vector (escaping, sorting, repeated keys).
+    assert_eq!(
+        hss_server::canonical_query("limit=1&enable=true&test=%E4%B8%80%20%28%26%3D%3F%21%23%25.%2A%29&path=%2Ftmp%2F123&multi=3&multi=1&multi=2"),
+        "enable=true&limit=1&multi=1&multi=2&multi=3&path=%2Ftmp%2F123&test=%E4%B8%80%20%28%26%3D%3F%21%23%25.%2A%29"
+    );
+}
+
+#[test]
+fn the_doubles_records_have_the_sdk_models_types() {
+    // RegistryImagesInfo (services/hss/v5): id int64, counts int32, times int64 ms.
+    let r = record("org", "a", "1", D1, "success");
+    assert!(r["id"].is_i64(), "id is an int64: {}", r["id"]);
+    for key in [
+        "vul_num",
+        "unsafe_setting_num",
+        "malicious_file_num",
+        "image_size",
+    ] {
+        assert!(r[key].is_i64(), "{key}: {}", r[key]);
+    }
+    for key in ["latest_update_time", "latest_scan_time", "latest_sync_time"] {
+        assert!(r[key].is_i64(), "{key}: {}", r[key]);
+    }
 }

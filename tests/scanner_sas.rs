@@ -3,6 +3,7 @@
 
 #[path = "support/alibaba_server.rs"]
 mod alibaba_server;
+mod support;
 
 use std::time::Duration;
 
@@ -248,4 +249,211 @@ async fn permission_and_server_errors() {
         }
         other => panic!("expected unavailable, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_task_of_another_image_never_marks_this_one_scanned() {
+    let (server, dir) = setup().await;
+    // The answer lists finished tasks, but none for the digest asked about: one of
+    // another image, and one that names no image at all.
+    server.with(|d| {
+        d.sas_listed_tasks = vec![
+            json!({"Status": "SUCCESS", "Target": CLEAN_HEX, "FinishTime": 1669693430977u64}),
+            json!({"Status": "SUCCESS", "FinishTime": 1669693430977u64}),
+        ];
+    });
+    let scanner = scanner(&server, &dir, "");
+    let never_scanned = "e".repeat(64);
+    let got = summary(&scanner, &never_scanned).await.unwrap();
+    assert_eq!(got.status, ScanStatus::NotScanned);
+    assert_eq!(got.counts.total(), 0);
+    assert_eq!(
+        server.count("DescribeImageVulList"),
+        0,
+        "no counts are read for an image that was never scanned"
+    );
+    // The digest's own task still decides when it is listed after the others.
+    let got = summary(&scanner, HEX).await.unwrap();
+    assert_eq!(got.status, ScanStatus::Complete);
+    assert_eq!(got.counts.high, Some(7));
+}
+
+/// A never-scanned image on a `scanOnMissing` scanner, with Security Center answering
+/// PublicCreateImageScanTask with `data`.
+async fn refused_by(data: serde_json::Value, reason: &str) {
+    let (server, dir) = setup().await;
+    server.with(|d| d.sas_create_data = Some(data));
+    let scanner = scanner(&server, &dir, "scanOnMissing: true\n");
+    let unscanned = "d".repeat(64);
+    let got = summary(&scanner, &unscanned).await.unwrap();
+    assert_eq!(got.status, ScanStatus::NotScanned, "no task: not scanning");
+    let note = got.note.expect("the summary says why");
+    assert!(note.contains(reason), "{note}");
+    // Held back: the next lookups do not ask again.
+    for _ in 0..3 {
+        let again = summary(&scanner, &unscanned).await.unwrap();
+        assert_eq!(again.status, ScanStatus::NotScanned);
+        assert!(
+            again.note.as_deref().is_some_and(|n| n.contains(reason)),
+            "{:?}",
+            again.note
+        );
+    }
+    let other = summary(&scanner, &"b".repeat(64)).await.unwrap();
+    assert_eq!(other.status, ScanStatus::NotScanned);
+    assert_eq!(server.count("PublicCreateImageScanTask"), 1, "asked once");
+}
+
+#[tokio::test]
+async fn a_scan_task_security_center_did_not_create_is_not_scanning() {
+    refused_by(
+        json!({"CanCreate": false, "Result": "SUCCESS", "Status": "INIT"}),
+        "CanCreate=false",
+    )
+    .await;
+    refused_by(
+        json!({"CanCreate": true, "Result": "TASK_NOT_SUPPORT_REGION"}),
+        "TASK_NOT_SUPPORT_REGION",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scans_requested_on_a_miss_are_rate_limited() {
+    let (server, dir) = setup().await;
+    let scanner = scanner(
+        &server,
+        &dir,
+        "scanOnMissing: true\nscanRequests: {max: 3, per: 1h}\n",
+    );
+    let mut scanning = 0;
+    for n in 0..40u32 {
+        let got = summary(&scanner, &format!("{:064x}", 0xd000 + n))
+            .await
+            .unwrap();
+        match got.status {
+            ScanStatus::Scanning => scanning += 1,
+            ScanStatus::NotScanned => {
+                let note = got.note.unwrap_or_default();
+                assert!(note.contains("limit of 3 scan request(s) per 1h"), "{note}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(scanning, 3);
+    assert_eq!(
+        server.count("PublicCreateImageScanTask"),
+        3,
+        "3 paid scans, not 40"
+    );
+}
+
+#[tokio::test]
+async fn the_response_says_why_no_scan_was_requested() {
+    let (server, dir) = setup().await;
+    server.with(|d| d.sas_create_data = Some(json!({"CanCreate": false})));
+    std::fs::write(
+        dir.path().join("namespaces.yaml"),
+        "kind: List\nitems:\n- kind: Namespace\n  metadata: {name: default}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        format!(
+            "namespacesFile: namespaces.yaml\nregistries:\n  - match: \"*.cr.aliyuncs.com\"\n    \
+             scanner: {{sas: {{region: cn-hangzhou, endpoint: \"{}\", scanOnMissing: true, \
+             credentials: {{accessKeyIdFile: id, accessKeySecretFile: secret}}}}}}\n    registry: {{resolve: false}}\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let image = format!("{HOST}/team/app:1.24@sha256:{}", "d".repeat(64));
+    let mut command = std::process::Command::new(support::webhook::BIN);
+    command
+        .args(["check", "--namespace", "default", &image, "--config"])
+        .arg(dir.path().join("config.yaml"));
+    // Off the test's runtime, which serves the in-test Security Center.
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "denied: {stdout}");
+    assert!(
+        stdout.contains("sas has no scan of this image") && stdout.contains("CanCreate=false"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(SECRET));
+}
+
+#[tokio::test]
+async fn the_vul_list_needs_only_type_as_the_sdk_model_says_and_the_scanner_names_the_digest() {
+    use vulngate::cloud::alibaba::client::{Api, Method, RpcClient};
+    use vulngate::cloud::alibaba::config::{ClientSettings, CredentialsConfig, SignatureVersion};
+    static VUL_LIST: Api = Api {
+        action: "DescribeImageVulList",
+        method: Method::Post,
+        ram_action: "yundun-sas:DescribeImageVulList",
+    };
+    let (server, dir) = setup().await;
+    // Another image's findings: counted only if a request leaves the digest out.
+    server.with(|d| {
+        d.sas_vuls.insert((CLEAN_HEX.into(), "asap".into()), 100);
+    });
+    let settings = ClientSettings {
+        endpoint: server.url.clone(),
+        credentials: CredentialsConfig::default(),
+        signature_version: SignatureVersion::Acs3,
+        timeout: Duration::from_secs(2),
+        retry_budget: Duration::from_secs(2),
+    };
+    let env = |k: &str| match k {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("LTAI-sas".to_string()),
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some(SECRET.to_string()),
+        _ => None,
+    };
+    let client = RpcClient::new("Sas", "2018-12-03", &settings, &env).unwrap();
+    let answer = client
+        .call(&VUL_LIST, &[("Type", "cve".to_string())], client.deadline())
+        .await
+        .expect("Type is the only required parameter");
+    assert_eq!(
+        answer["TotalCount"],
+        7 + 12 + 30 + 100,
+        "every image's findings"
+    );
+
+    let scanner = scanner(&server, &dir, "");
+    let got = summary(&scanner, HEX).await.unwrap();
+    assert_eq!(
+        (got.counts.high, got.counts.medium, got.counts.low),
+        (Some(7), Some(12), Some(30)),
+        "only this digest's findings"
+    );
+}
+
+#[tokio::test]
+async fn handled_findings_count_only_when_asked() {
+    let (server, dir) = setup().await;
+    server.with(|d| {
+        d.sas_handled_vuls.insert((HEX.into(), "asap".into()), 4);
+        d.sas_handled_vuls.insert((HEX.into(), "nntf".into()), 2);
+    });
+    let unhandled = summary(&scanner(&server, &dir, ""), HEX).await.unwrap();
+    assert_eq!(
+        (
+            unhandled.counts.high,
+            unhandled.counts.medium,
+            unhandled.counts.low
+        ),
+        (Some(7), Some(12), Some(30)),
+        "by default only what no operator marked as handled"
+    );
+    let all = summary(&scanner(&server, &dir, "countHandled: true\n"), HEX)
+        .await
+        .unwrap();
+    assert_eq!(
+        (all.counts.high, all.counts.medium, all.counts.low),
+        (Some(7 + 4), Some(12), Some(30 + 2)),
+        "handled and unhandled, as hss counts"
+    );
 }

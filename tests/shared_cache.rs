@@ -64,6 +64,8 @@ fn scanner_calls(harbor: &HarborServer) -> usize {
 }
 
 /// `shared` is the YAML of `cache.shared` (indented under it).
+const PURGE_TOKEN: &str = "purge-token-31";
+
 fn config(harbor_url: &str, shared: &str) -> String {
     format!(
         r#"listen: 127.0.0.1:0
@@ -85,6 +87,7 @@ registries:
         vulnerabilityDetails: false
     registry: {{resolve: false}}
 log: {{format: json, level: info}}
+ops: {{purge: {{enabled: true, tokenFile: secrets/purge-token}}}}
 "#,
         robot = harbor_server::ROBOT,
     )
@@ -100,6 +103,7 @@ fn plain_shared(redis: &Redis) -> String {
 fn files(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
     let mut files = vec![
         ("namespaces.yaml", NAMESPACES.to_string()),
+        ("secrets/purge-token", format!("{PURGE_TOKEN}\n")),
         (
             "secrets/harbor-robot",
             format!("{}\n", harbor_server::ROBOT_SECRET),
@@ -262,10 +266,13 @@ async fn a_summary_learned_by_one_replica_answers_the_others_and_a_purge_reaches
     assert_eq!(redis.keys("vulngate:summary:*").len(), 1);
 
     // A purge on one replica empties Redis too: the next replica asks the scanner.
-    assert_eq!(webhooks[0].ops_post("/cache/purge").0, 200);
+    assert_eq!(
+        webhooks[0].ops_post_bearer("/cache/purge", PURGE_TOKEN).0,
+        200
+    );
     assert!(redis.keys("vulngate:summary:*").is_empty());
     let (fresh, client) = (&webhooks[1], webhooks[1].client(true));
-    assert_eq!(fresh.ops_post("/cache/purge").0, 200);
+    assert_eq!(fresh.ops_post_bearer("/cache/purge", PURGE_TOKEN).0, 200);
     assert_eq!(decide(fresh, &client, "c", "learned").await, Ok(true));
     assert_eq!(scanner_calls(&harbor), 2);
 }

@@ -1,6 +1,6 @@
 //! AdmissionReview bodies as the apiserver (or anyone reaching the port) sends them:
 //! decode, find the pod spec of every kind, list images, encode the answer. The
-//! decoder's fast path must answer what serde_json alone answers.
+//! decoder's fast path must answer what serde_json alone answers (image volumes included).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vulngate::image::{oci_spec_oracle, ImageRef};
+use vulngate::image::{canonical_registry, oci_spec_oracle, ImageRef};
 use vulngate::pattern::{wildcard_match, ImagePattern};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +21,22 @@ fuzz_target!(|data: &[u8]| {
         });
         assert_eq!(again, image, "{text:?} -> {normalized:?} is not stable");
         assert!(image.registry.starts_with(image.host()));
+        // One name per registry: the normalization is idempotent and leaves no alias.
+        assert_eq!(canonical_registry(&image.registry), image.registry, "{text:?}");
+        assert!(
+            !matches!(image.host(), "index.docker.io" | "registry-1.docker.io")
+                && !image.registry.ends_with(":443")
+                && !image.registry.bytes().any(|b| b.is_ascii_uppercase()),
+            "{text:?} kept an alias: {}",
+            image.registry
+        );
+        // Any spelling of the same registry names the same image.
+        if let Some(rest) = normalized.strip_prefix("docker.io/") {
+            for alias in ["index.docker.io", "Registry-1.Docker.IO:443"] {
+                let aliased = ImageRef::parse(&format!("{alias}/{rest}"));
+                assert_eq!(aliased.as_ref().ok(), Some(&image), "{alias}/{rest}");
+            }
+        }
         let _ = image.name();
     }
     // A pattern and a text from one input: `pattern\ntext`.

@@ -3,7 +3,10 @@
 //! the hand-written grammar is compared with, by a unit test and by the `image_ref`
 //! fuzz target (feature `fuzz-oracle`); never on the admission path.
 
-use super::{check_digest, refuse_blank, DigestKey, ImageRef, InvalidImage};
+use super::{
+    canonical_name, check_digest, refuse_blank, DigestKey, ImageRef, InvalidImage,
+    NAME_TOTAL_LENGTH_MAX,
+};
 
 /// What `parse` answered when it read references with oci-spec's regular expression.
 fn parse_with_oci_spec(written: &str) -> Result<ImageRef, InvalidImage> {
@@ -11,8 +14,12 @@ fn parse_with_oci_spec(written: &str) -> Result<ImageRef, InvalidImage> {
     let invalid = |reason: String| InvalidImage::new(written, reason);
     refuse_blank(written)?;
     let parsed = oci_client::Reference::from_str(written).map_err(|e| invalid(e.to_string()))?;
-    if let Some(c) = parsed
-        .repository()
+    // The registry's one name is vulngate's, not the grammar's: applied to both sides.
+    let (registry, repository) = canonical_name(parsed.registry(), parsed.repository());
+    if repository.len() > NAME_TOTAL_LENGTH_MAX {
+        return Err(invalid(oci_client::ParseError::NameTooLong.to_string()));
+    }
+    if let Some(c) = repository
         .chars()
         .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '-' | '/'))
     {
@@ -28,8 +35,8 @@ fn parse_with_oci_spec(written: &str) -> Result<ImageRef, InvalidImage> {
         (None, Some(_)) => None,
     };
     Ok(ImageRef {
-        registry: parsed.registry().to_string(),
-        repository: parsed.repository().to_string(),
+        registry,
+        repository,
         tag,
         digest_key: digest.as_deref().map(DigestKey::new),
         digest,

@@ -2,7 +2,8 @@
 //! `acr` or `sas` scanner:
 //!
 //! - the estimate: Security Center `PublicPreCheckImageScanTask` (Sas 2018-12-03) with
-//!   the images as filters answers how many images a scan task would cover
+//!   the images as filters (one repository and its digests, or its tags, per request)
+//!   answers how many images a scan task would cover
 //!   (`NeedAuthCount`) and how much scan quota it would consume (`ScanImageCount`);
 //! - `--scan`: ACR `CreateRepoTagScanTask` per image for `acr` routes, Security Center
 //!   `PublicCreateImageScanTask` for `sas` routes.
@@ -13,6 +14,7 @@
 use serde_json::Value;
 
 use crate::cloud::alibaba::client::{Api, Method, RpcClient};
+use crate::cloud::alibaba::scan_requests::sas_task_refusal;
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
 use crate::config::{Config, ScannerConfig};
 use crate::scan::acr::{AcrConfig, AcrScanner};
@@ -49,6 +51,8 @@ pub struct Estimate {
     pub images: u64,
     /// `ScanImageCount`: scan quota the task would consume.
     pub quota: u64,
+    /// Images no request could name (neither digest nor tag known): not estimated.
+    pub unnamed: u64,
 }
 
 /// The scan requests made for one group.
@@ -107,11 +111,14 @@ impl<'a> Alibaba<'a> {
     /// Security Center's estimate for the images of one route.
     pub async fn estimate(&self, route: usize, images: &[Pending]) -> Result<Estimate, String> {
         let (sas, client) = self.security_center(route)?;
-        let mut total = Estimate::default();
-        for chunk in images.chunks(CHUNK) {
-            let params = filters(self.scanner(route), sas, chunk);
+        let (requests, unnamed) = named_requests(self.scanner(route), sas, images, true);
+        let mut total = Estimate {
+            unnamed: unnamed.len() as u64,
+            ..Estimate::default()
+        };
+        for request in &requests {
             let answer = client
-                .call(&PRE_CHECK, &params, client.deadline())
+                .call(&PRE_CHECK, &request.params, client.deadline())
                 .await
                 .map_err(|e| e.to_string())?;
             let data = answer.get("Data").unwrap_or(&Value::Null);
@@ -222,17 +229,16 @@ impl<'a> Alibaba<'a> {
             }
         };
         // A task is named by its images' digests: one without a known digest cannot be asked for.
-        let (known, unknown): (Vec<Pending>, Vec<Pending>) =
-            images.iter().cloned().partition(|p| p.digest.is_some());
+        let (requests, unknown) = named_requests(self.scanner(route), sas, images, false);
         for p in &unknown {
             outcome
                 .lines
                 .push(format!("  skipped {}: its digest is not known", p.image));
         }
-        for chunk in known.chunks(CHUNK) {
-            let params = filters(self.scanner(route), sas, chunk);
+        for request in &requests {
+            let chunk = &request.images;
             let answer = match client
-                .call(&CREATE_IMAGE_SCAN_TASK, &params, client.deadline())
+                .call(&CREATE_IMAGE_SCAN_TASK, &request.params, client.deadline())
                 .await
             {
                 Ok(a) => a,
@@ -246,39 +252,48 @@ impl<'a> Alibaba<'a> {
                 }
             };
             let data = answer.get("Data").unwrap_or(&Value::Null);
-            let created = data.get("CanCreate").and_then(Value::as_bool) != Some(false)
-                && json_str(data, "Result").is_none_or(|r| r.eq_ignore_ascii_case("SUCCESS"));
             let field = |k: &str| json_str(data, k).unwrap_or("-").to_string();
-            if created {
-                outcome.requested += chunk.len();
-                outcome.lines.push(format!(
-                    "  asked Security Center to scan {} image(s): task {}, status {}",
-                    chunk.len(),
-                    field("TaskId"),
-                    field("Status")
-                ));
-            } else {
-                outcome.failed += chunk.len();
-                outcome.lines.push(format!(
-                    "  Security Center did not create a scan task for {} image(s): result {} (RequestId {})",
-                    chunk.len(),
-                    field("Result"),
-                    json_str(&answer, "RequestId").unwrap_or("none")
-                ));
+            match sas_task_refusal(&answer) {
+                None => {
+                    outcome.requested += chunk.len();
+                    outcome.lines.push(format!(
+                        "  asked Security Center to scan {} image(s): task {}, status {}",
+                        chunk.len(),
+                        field("TaskId"),
+                        field("Status")
+                    ));
+                }
+                Some((why, _)) => {
+                    outcome.failed += chunk.len();
+                    outcome.lines.push(format!(
+                        "  no scan task for {} image(s): {why}",
+                        chunk.len()
+                    ));
+                }
             }
         }
         outcome
     }
 }
 
-/// The Security Center filters naming `images` (comma-separated lists, as the API takes
-/// them). A filter is sent only when every image has a value for it, so no image of
-/// the chunk is filtered out; digests go as bare hex.
-fn filters(
+/// One Security Center request and the images it names.
+struct Named<'p> {
+    params: Vec<(&'static str, String)>,
+    images: Vec<&'p Pending>,
+}
+
+/// Security Center requests that name exactly `images`. The service combines its
+/// filters (comma-separated lists) field by field, so a request names one repository
+/// (its region, instance, namespace and name) and either digests or, for images whose
+/// digest is not known, tags: never a cross product of several repositories and tags.
+/// With `by_tag: false` images without a digest are left out. Returns the requests
+/// and the images no request can name (no reference, or neither digest nor tag).
+fn named_requests<'p>(
     route: Option<&ScannerConfig>,
     sas: &SasConfig,
-    images: &[Pending],
-) -> Vec<(&'static str, String)> {
+    images: &'p [Pending],
+    by_tag: bool,
+) -> (Vec<Named<'p>>, Vec<&'p Pending>) {
     // The images' registry region: as configured on a sas route, else from an ACR EE
     // host name, else an acr route's own region. The instance: as configured.
     let (configured_region, fallback_region, instance) = match route {
@@ -288,59 +303,67 @@ fn filters(
         Some(ScannerConfig::Sas(s)) => (s.repo_region.as_deref(), None, s.instance_id.as_deref()),
         _ => (None, None, sas.instance_id.as_deref()),
     };
-    let refs: Vec<_> = images.iter().filter_map(|p| p.reference.as_ref()).collect();
-    let all = refs.len() == images.len();
-    let mut params = vec![("RegistryTypes", "acr".to_string())];
-    let mut add = |key: &'static str, values: Option<Vec<String>>| {
-        if let Some(values) = values.filter(|v| !v.is_empty()) {
+    let instance = instance.map(str::trim).filter(|i| !i.is_empty());
+    // (region, namespace, name, by digest) -> the images, in order of appearance.
+    type Key = (Option<String>, Option<String>, Option<String>, bool);
+    let mut groups: Vec<(Key, Vec<&'p Pending>)> = Vec::new();
+    let mut unnamed = Vec::new();
+    for p in images {
+        let Some(reference) = &p.reference else {
+            unnamed.push(p);
+            continue;
+        };
+        let by_digest = p.digest.is_some();
+        if !by_digest && (!by_tag || reference.tag.is_none()) {
+            unnamed.push(p);
+            continue;
+        }
+        let region = configured_region
+            .map(str::to_string)
+            .or_else(|| region_of_acr_host(reference.host()))
+            .or_else(|| fallback_region.map(str::to_string));
+        let (namespace, name) = match reference.repository.split_once('/') {
+            Some((ns, n)) => (Some(ns.to_string()), Some(n.to_string())),
+            None => (None, None),
+        };
+        let key = (region, namespace, name, by_digest);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(p),
+            None => groups.push((key, vec![p])),
+        }
+    }
+    let mut requests = Vec::new();
+    for ((region, namespace, name, by_digest), members) in groups {
+        for chunk in members.chunks(CHUNK) {
+            let mut params = vec![("RegistryTypes", "acr".to_string())];
+            params.extend(region.clone().map(|r| ("RegionIds", r)));
+            params.extend(instance.map(|i| ("InstanceIds", i.to_string())));
+            params.extend(namespace.clone().map(|n| ("RepoNamespaces", n)));
+            params.extend(name.clone().map(|n| ("RepoNames", n)));
+            let values: Vec<String> = chunk
+                .iter()
+                .filter_map(|p| match by_digest {
+                    true => p.digest.as_deref().map(|d| digest_hex(d).to_string()),
+                    false => p.reference.as_ref().and_then(|r| r.tag.clone()),
+                })
+                .collect();
             let mut distinct: Vec<String> = Vec::new();
             for v in values {
                 if !distinct.contains(&v) {
                     distinct.push(v);
                 }
             }
-            params.push((key, distinct.join(",")));
+            params.push((
+                if by_digest { "Digests" } else { "Tags" },
+                distinct.join(","),
+            ));
+            requests.push(Named {
+                params,
+                images: chunk.to_vec(),
+            });
         }
-    };
-    let each = |f: &dyn Fn(&crate::image::ImageRef) -> Option<String>| -> Option<Vec<String>> {
-        if !all {
-            return None;
-        }
-        refs.iter().map(|r| f(r)).collect()
-    };
-    add(
-        "RegionIds",
-        each(&|r| {
-            configured_region
-                .map(str::to_string)
-                .or_else(|| region_of_acr_host(r.host()))
-                .or_else(|| fallback_region.map(str::to_string))
-        }),
-    );
-    add(
-        "InstanceIds",
-        instance
-            .map(str::trim)
-            .filter(|i| !i.is_empty())
-            .map(|i| vec![i.to_string()]),
-    );
-    add(
-        "RepoNamespaces",
-        each(&|r| r.repository.split_once('/').map(|(ns, _)| ns.to_string())),
-    );
-    add(
-        "RepoNames",
-        each(&|r| r.repository.split_once('/').map(|(_, n)| n.to_string())),
-    );
-    add("Tags", each(&|r| r.tag.clone()));
-    add(
-        "Digests",
-        images
-            .iter()
-            .map(|p| p.digest.as_deref().map(|d| digest_hex(d).to_string()))
-            .collect(),
-    );
-    params
+    }
+    (requests, unnamed)
 }
 
 #[cfg(test)]
@@ -371,33 +394,60 @@ mod tests {
     }
 
     #[test]
-    fn filters_name_every_image_and_leave_out_what_some_lack() {
+    fn every_request_names_one_repository_and_its_digests_or_tags() {
         let host = "demo-registry.cn-hangzhou.cr.aliyuncs.com";
         let images = [
             pending(&format!("{host}/shop/web:1"), Some("sha256:aaaa")),
             pending(&format!("{host}/shop/api:2"), Some("sha256:bbbb")),
-            pending(&format!("{host}/lab/web:1"), Some("sha256:cccc")),
+            pending(&format!("{host}/shop/web:3"), Some("sha256:cccc")),
+            pending(&format!("{host}/shop/api:4"), None),
+            pending(&format!("{host}/shop/api@sha256:{}", "d".repeat(64)), None),
         ];
         let sas = sas();
         let route = ScannerConfig::Sas(sas.clone());
-        let params = filters(Some(&route), &sas, &images);
-        let get = |k: &str| param(&params, k);
-        assert_eq!(get("RegistryTypes"), Some("acr"));
-        assert_eq!(get("RegionIds"), Some("cn-hangzhou"));
-        assert_eq!(get("InstanceIds"), Some("cri-sas"));
-        assert_eq!(get("RepoNamespaces"), Some("shop,lab"));
-        assert_eq!(get("RepoNames"), Some("web,api"));
-        assert_eq!(get("Tags"), Some("1,2"));
-        assert_eq!(get("Digests"), Some("aaaa,bbbb,cccc"));
+        let (requests, unnamed) = named_requests(Some(&route), &sas, &images, true);
+        let got: Vec<Vec<Option<&str>>> = requests
+            .iter()
+            .map(|r| {
+                [
+                    "RegistryTypes",
+                    "RegionIds",
+                    "InstanceIds",
+                    "RepoNamespaces",
+                    "RepoNames",
+                    "Tags",
+                    "Digests",
+                ]
+                .iter()
+                .map(|k| param(&r.params, k))
+                .collect()
+            })
+            .collect();
+        let r = |name, tags, digests| {
+            vec![
+                Some("acr"),
+                Some("cn-hangzhou"),
+                Some("cri-sas"),
+                Some("shop"),
+                Some(name),
+                tags,
+                digests,
+            ]
+        };
+        assert_eq!(
+            got,
+            [
+                r("web", None, Some("aaaa,cccc")),
+                r("api", None, Some("bbbb")),
+                r("api", Some("4"), None),
+            ]
+        );
+        assert_eq!(requests[0].images.len(), 2);
+        assert_eq!(unnamed.len(), 1, "neither digest nor tag");
 
-        // One image known only by digest: no Tags filter, or it would drop that image.
-        let images = [
-            pending(&format!("{host}/shop/web:1"), Some("sha256:aaaa")),
-            pending(&format!("{host}/shop/api@sha256:{}", "b".repeat(64)), None),
-        ];
-        let params = filters(Some(&route), &sas, &images);
-        let get = |k: &str| param(&params, k);
-        assert_eq!(get("Digests"), None);
-        assert_eq!(get("RepoNames"), Some("web,api"));
+        // Scan requests name digests only.
+        let (requests, unnamed) = named_requests(Some(&route), &sas, &images, false);
+        assert_eq!(requests.len(), 2);
+        assert_eq!(unnamed.len(), 2);
     }
 }

@@ -127,9 +127,14 @@ pub fn render(
                 estimated_groups += 1;
                 quota.images += e.images;
                 quota.quota += e.quota;
+                quota.unnamed += e.unnamed;
+                let unnamed = match e.unnamed {
+                    0 => String::new(),
+                    n => format!(" ({n} image(s) with neither digest nor tag not included)"),
+                };
                 let _ = writeln!(
                     out,
-                    "  scan quota estimate (Security Center): {} image(s) to scan, {} scan quota to consume",
+                    "  scan quota estimate (Security Center): {} image(s) to scan, {} scan quota to consume{unnamed}",
                     e.images, e.quota
                 );
             }

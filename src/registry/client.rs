@@ -303,6 +303,9 @@ mod tests {
             "nginx",
             "docker.io/library/nginx",
             "index.docker.io/library/nginx:latest",
+            "registry-1.docker.io/library/nginx",
+            "DOCKER.IO/library/nginx",
+            "index.docker.io:443/nginx",
         ] {
             assert_eq!(
                 host_and_repo(written),
@@ -313,11 +316,6 @@ mod tests {
         assert_eq!(
             host_and_repo("jmalloc/echo-server:v1"),
             ("registry-1.docker.io".into(), "jmalloc/echo-server".into())
-        );
-        // Written explicitly, registry-1.docker.io is its own host (no library/ added).
-        assert_eq!(
-            host_and_repo("registry-1.docker.io/library/nginx"),
-            ("registry-1.docker.io".into(), "library/nginx".into())
         );
     }
 

@@ -72,7 +72,8 @@ pub struct SourcedCredential {
 }
 
 /// Normalizes a registry key the way docker does (`ConvertToHostname`): drops the
-/// scheme and any path, lower-cases, and folds Docker Hub's names into `docker.io`.
+/// scheme and any path, then names the registry as image references do
+/// ([`crate::image::canonical_registry`]: lower case, no `:443`, Docker Hub is `docker.io`).
 ///
 /// `https://index.docker.io/v1/` -> `docker.io`; `http://localhost:5000/v2/` ->
 /// `localhost:5000`; `registry-1.docker.io` -> `docker.io`.
@@ -82,15 +83,8 @@ pub fn normalize_host(key: &str) -> String {
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
-    let host = without_scheme
-        .split('/')
-        .next()
-        .unwrap_or(without_scheme)
-        .to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_string(),
-        _ => host,
-    }
+    let host = without_scheme.split('/').next().unwrap_or(without_scheme);
+    crate::image::canonical_registry(host)
 }
 
 /// The credentials of one docker config, by normalized host.
@@ -288,6 +282,12 @@ mod tests {
         );
         assert_eq!(normalize_host("localhost:5000"), "localhost:5000");
         assert_eq!(normalize_host("https://Quay.IO"), "quay.io");
+        // The default port of https is the registry without a port, as in references.
+        assert_eq!(
+            normalize_host("https://reg.example.com:443/v2/"),
+            "reg.example.com"
+        );
+        assert_eq!(normalize_host("DOCKER.IO:443"), "docker.io");
         assert_eq!(
             normalize_host("reg.example.com:8443/path"),
             "reg.example.com:8443"

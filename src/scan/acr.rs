@@ -8,14 +8,14 @@
 //! 3. the tag that points at the digest: the pod's tag checked with `GetRepoTag`, or,
 //!    for a digest-only reference or a tag that moved, a search with `ListRepoTag`;
 //! 4. `GetRepoTagScanStatus`: `SCANNING`/`RETRYING` -> scanning, `FAILED` -> failed,
-//!    no scan -> not scanned (or, with `scanOnMissing`, `CreateRepoTagScanTask` and
-//!    scanning);
+//!    no scan -> not scanned (or, with `scanOnMissing` and within its `scanRequests`
+//!    limit, `CreateRepoTagScanTask` and scanning);
 //! 5. `GetRepoTagScanSummary`: High/Medium/Low/Unknown counts. ACR has no critical
 //!    level, so `counts.critical` is `None` (a `max-critical` limit is reported as
 //!    unenforceable rather than met by a zero).
 //! 6. `ListRepoTagScanResult` (unless `vulnerabilityDetails: false`, and only when
-//!    there are findings): the vulnerability list, paged (at most `MAX_PAGES` pages
-//!    of `PAGE_SIZE`), for `count: fixable` and `allow-cves`. If it fails, the counts
+//!    there are findings): the vulnerability list, paged as the server pages it (at
+//!    most `MAX_ENTRIES` entries), for `count: fixable` and `allow-cves`. If it fails, the counts
 //!    of step 5 stand alone and those rules report that they could not be applied.
 
 use std::path::Path;
@@ -36,16 +36,18 @@ use crate::cloud::alibaba::config::{
     default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
     SignatureVersion,
 };
+use crate::cloud::alibaba::scan_requests::{ScanRequestGate, ScanRequestLimit};
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64, same_digest};
 
 pub const KIND: &str = "acr";
 const VERSION: &str = "2018-12-01";
 /// How long host -> instance and name -> repository ids are kept.
 const ID_CACHE_TTL: Duration = Duration::from_secs(3600);
-/// ListRepoTagScanResult page size (ListRepoTag, of the same API, takes at most 100).
+/// The page size asked of ListRepoTag (which takes at most 100) and ListRepoTagScanResult.
+/// The server may answer with shorter pages.
 const PAGE_SIZE: usize = 100;
-/// Pages read at most: `MAX_ENTRIES` vulnerabilities.
-const MAX_PAGES: usize = MAX_ENTRIES / PAGE_SIZE;
+/// Tags searched at most for a digest-only reference (or a moved tag).
+const MAX_TAGS_SEARCHED: usize = 1000;
 /// Longest vulnerability id accepted (CVE and distro ids are short).
 const MAX_ID_LEN: usize = 128;
 
@@ -69,6 +71,9 @@ pub struct AcrConfig {
     /// Ask ACR to scan a tag that was never scanned (needs the scan-task permission).
     #[serde(default)]
     pub scan_on_missing: bool,
+    /// How many scans `scanOnMissing` asks for at most.
+    #[serde(default)]
+    pub scan_requests: ScanRequestLimit,
     /// Time limit of one HTTP request.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -89,7 +94,8 @@ impl AcrConfig {
             self.endpoint.as_deref(),
             self.timeout,
             &self.credentials,
-        )
+        )?;
+        self.scan_requests.validate(at)
     }
 
     pub fn rebase_paths(&mut self, base: &Path) {
@@ -165,6 +171,7 @@ pub struct AcrScanner {
     region: String,
     instance_id: Option<String>,
     scan_on_missing: bool,
+    scan_requests: ScanRequestGate,
     vulnerability_details: bool,
     /// Time limit of the whole vulnerability-list read (one request's `timeout`).
     details_timeout: Duration,
@@ -210,6 +217,7 @@ impl AcrScanner {
             region: config.region.trim().to_string(),
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
+            scan_requests: ScanRequestGate::new(config.scan_requests),
             vulnerability_details: config.vulnerability_details,
             details_timeout: config.timeout,
             instances: moka::future::Cache::builder()
@@ -373,7 +381,8 @@ impl AcrScanner {
             }
             // The tag moved since it was resolved: look for another tag of the digest.
         }
-        for page in 1..=10u64 {
+        let mut seen = 0usize;
+        for page in 1u64.. {
             let answer = self
                 .call(
                     &LIST_REPO_TAG,
@@ -381,7 +390,7 @@ impl AcrScanner {
                         ("InstanceId", instance.to_string()),
                         ("RepoId", repo_id.to_string()),
                         ("PageNo", page.to_string()),
-                        ("PageSize", "100".to_string()),
+                        ("PageSize", PAGE_SIZE.to_string()),
                     ],
                     deadline,
                 )
@@ -389,31 +398,33 @@ impl AcrScanner {
             let images = answer
                 .get("Images")
                 .and_then(Value::as_array)
-                .cloned()
+                .map(Vec::as_slice)
                 .unwrap_or_default();
-            for image in &images {
+            for image in images {
                 if let (Some(t), Some(d)) = (json_str(image, "Tag"), json_str(image, "Digest")) {
                     if same_digest(d, digest) {
                         return Ok(Some((t.to_string(), d.to_string())));
                     }
                 }
             }
-            let total = json_u64(&answer, "TotalCount").unwrap_or(0);
-            if images.len() < 100 || page * 100 >= total {
+            seen += images.len();
+            if list_done(seen, images.len(), &answer) || seen >= MAX_TAGS_SEARCHED {
                 break;
             }
         }
         Ok(None)
     }
 
-    /// Every page of ListRepoTagScanResult, up to `MAX_PAGES`.
+    /// Every page of ListRepoTagScanResult, up to `MAX_ENTRIES` vulnerabilities. The
+    /// server may serve shorter pages than asked: pages follow until `TotalCount`
+    /// entries are read (or, without it, until a short or empty page).
     async fn scan_results(
         &self,
         params: &[(&str, String)],
         deadline: Instant,
     ) -> Result<Vec<Vulnerability>, String> {
         let mut out: Vec<Vulnerability> = Vec::new();
-        for page in 1..=MAX_PAGES {
+        for page in 1u64.. {
             let mut paged = params.to_vec();
             paged.push(("PageNo", page.to_string()));
             paged.push(("PageSize", PAGE_SIZE.to_string()));
@@ -428,26 +439,25 @@ impl AcrScanner {
                     total.unwrap_or(0)
                 ));
             }
-            let short = entries.len() < PAGE_SIZE;
+            let page_len = entries.len();
             out.extend(entries);
-            let done = match total {
-                Some(t) => out.len() as u64 >= t,
-                None => short,
-            };
-            if done {
-                return Ok(out);
+            if out.len() > MAX_ENTRIES {
+                return Err(format!(
+                    "more than the {MAX_ENTRIES} vulnerabilities kept per image"
+                ));
             }
-            if short {
+            if page_len == 0 && total.is_some_and(|t| (out.len() as u64) < t) {
                 return Err(format!(
                     "the list ended after {} of {} vulnerabilities",
                     out.len(),
                     total.unwrap_or(0)
                 ));
             }
+            if list_done(out.len(), page_len, &answer) {
+                break;
+            }
         }
-        Err(format!(
-            "more than {MAX_PAGES} pages of {PAGE_SIZE} vulnerabilities"
-        ))
+        Ok(out)
     }
 
     /// Adds the vulnerability list of a finished scan. Any failure keeps the
@@ -509,6 +519,19 @@ fn endpoint_domains(answer: &Value) -> Vec<&str> {
         .flatten()
         .filter_map(|d| json_str(d, "Domain"))
         .collect()
+}
+
+/// Whether a paged list is complete after a page of `page_len` entries (`seen` read in
+/// all): by the answer's `TotalCount` when it has one, else by an empty page or one
+/// shorter than the answer's own `PageSize`. What was asked for decides nothing: the
+/// server may page lower.
+fn list_done(seen: usize, page_len: usize, answer: &Value) -> bool {
+    match json_u64(answer, "TotalCount") {
+        Some(total) => seen as u64 >= total || page_len == 0,
+        None => {
+            page_len == 0 || json_u64(answer, "PageSize").is_some_and(|s| (page_len as u64) < s)
+        }
+    }
 }
 
 /// GetRepoTagScanSummary counts. Critical stays `None`: ACR has no such level.
@@ -619,6 +642,14 @@ impl Scanner for AcrScanner {
                     );
                 }
                 if self.scan_on_missing {
+                    if let Err(why) = self.scan_requests.permit() {
+                        tracing::info!(image = %target.image, digest = target.digest, reason = %why, "ACR scan not requested");
+                        return Ok(ScanSummary::status_with_note(
+                            KIND,
+                            ScanStatus::NotScanned,
+                            why,
+                        ));
+                    }
                     self.call(&CREATE_REPO_TAG_SCAN_TASK, &params, deadline)
                         .await?;
                     tracing::info!(image = %target.image, digest = target.digest, "asked ACR to scan");

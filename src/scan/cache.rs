@@ -4,7 +4,9 @@
 //! not turn known images into errors. The check runs in the background, so no review
 //! waits for it. Unfinished scans expire after `pendingTtl`. Concurrent misses for
 //! one key make one scanner call, and every review waiting for it wakes at once when
-//! it ends; errors are not cached. Each thread reads finished entries from copies of
+//! it ends. A failed call is remembered for `failureTtl` (its own short timer), so a
+//! review repeated at once does not call a failing scanner again for each image; a
+//! success or a purge forgets it. Each thread reads finished entries from copies of
 //! its own for as long as nothing in the cache has changed since it read them.
 
 use std::collections::{HashMap, HashSet};
@@ -89,6 +91,8 @@ pub struct SummaryCache {
     /// wake one after another (each woken one wakes the next), so a thousand reviews
     /// waiting for one digest were answered as a chain; a `Shared` wakes them all.
     fetching: Arc<Mutex<HashMap<CacheKey, Fetching>>>,
+    /// Failed scanner calls, answered again until `failureTtl` ends; `None` when it is 0.
+    failures: Option<Cache<CacheKey, Arc<ScanError>, crate::FastHashState>>,
     metrics: Arc<Metrics>,
     /// Redis shared by the replicas, asked before the scanner (`cache.shared`).
     shared: Option<Arc<SharedTier>>,
@@ -156,6 +160,12 @@ impl SummaryCache {
             ttl: config.ttl,
             checking: Arc::default(),
             fetching: Arc::default(),
+            failures: (!config.failure_ttl.is_zero()).then(|| {
+                Cache::builder()
+                    .max_capacity(config.max_entries)
+                    .time_to_live(config.failure_ttl)
+                    .build_with_hasher(crate::FastHashState::new())
+            }),
             metrics,
             shared: None,
         }
@@ -254,6 +264,10 @@ impl SummaryCache {
         if let Some(under_way) = fetching.get(key) {
             return Some(under_way.clone());
         }
+        // Checked under the lock: a fetch records its failure before leaving the map.
+        if let Some(failed) = self.failures.as_ref().and_then(|f| f.get(key)) {
+            return Some(futures::future::ready(Err(failed)).boxed().shared());
+        }
         // A fetch inserts its entry before it leaves the map: a key in neither is
         // being fetched by nobody.
         if unless_cached && self.cache.contains_key(key) {
@@ -273,16 +287,29 @@ impl SummaryCache {
             let result = this
                 .fetch(done.key.route, scanner.as_ref(), &owned.target())
                 .await;
-            if let Ok(summary) = &result {
-                let entry = Entry {
-                    summary: Arc::clone(summary),
-                    checked: Instant::now(),
-                };
-                this.cache.insert(done.key.clone(), entry);
-                this.changed();
-            }
+            let result = match result {
+                Ok(summary) => {
+                    let entry = Entry {
+                        summary: Arc::clone(&summary),
+                        checked: Instant::now(),
+                    };
+                    this.cache.insert(done.key.clone(), entry);
+                    this.changed();
+                    if let Some(failures) = &this.failures {
+                        failures.invalidate(&done.key);
+                    }
+                    Ok(summary)
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    if let Some(failures) = &this.failures {
+                        failures.insert(done.key.clone(), Arc::clone(&e));
+                    }
+                    Err(e)
+                }
+            };
             drop(done);
-            result.map_err(Arc::new)
+            result
         });
         let shared = async move {
             task.await.unwrap_or_else(|e| {
@@ -369,6 +396,21 @@ impl SummaryCache {
             .collect();
         for key in &keys {
             self.cache.invalidate(key.as_ref());
+        }
+        if let Some(failures) = &self.failures {
+            match digest {
+                None => failures.invalidate_all(),
+                Some(d) => {
+                    let failed: Vec<Arc<CacheKey>> = failures
+                        .iter()
+                        .filter(|(k, _)| k.digest.is(d))
+                        .map(|(k, _)| k)
+                        .collect();
+                    for key in failed {
+                        failures.invalidate(key.as_ref());
+                    }
+                }
+            }
         }
         self.changed();
         if let Some(shared) = &self.shared {
@@ -523,17 +565,62 @@ mod tests {
         assert_eq!(changing.calls.load(Ordering::SeqCst), 1);
     }
 
+    fn cache_with_failure_ttl(failure_ttl: Duration) -> SummaryCache {
+        let config = CacheConfig {
+            ttl: Duration::from_secs(3600),
+            failure_ttl,
+            ..CacheConfig::default()
+        };
+        SummaryCache::new(&config, Arc::new(Metrics::new()))
+    }
+
     #[tokio::test]
-    async fn a_failed_call_is_not_cached() {
-        let (cache, _) = cache(Duration::from_secs(3600));
+    async fn a_failed_call_is_answered_again_until_failure_ttl_ends() {
+        let cache = cache_with_failure_ttl(Duration::from_millis(300));
         let changing = Arc::new(Changing::default());
         changing.down.store(true, Ordering::SeqCst);
         let scanner: Arc<dyn Scanner> = changing.clone();
-        let failed = lookup(&cache, &scanner).await;
-        assert!(failed.is_err_and(|e| e.to_string().contains("test unavailable: down")));
+        for _ in 0..5 {
+            let failed = lookup(&cache, &scanner).await;
+            assert!(failed.is_err_and(|e| e.to_string().contains("test unavailable: down")));
+        }
+        assert_eq!(
+            changing.calls.load(Ordering::SeqCst),
+            1,
+            "one call, then remembered"
+        );
         changing.down.store(false, Ordering::SeqCst);
         changing.high.store(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(highs(&cache, &scanner).await, Some(1));
+        assert_eq!(changing.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_zero_failure_ttl_remembers_no_failure() {
+        let cache = cache_with_failure_ttl(Duration::ZERO);
+        let changing = Arc::new(Changing::default());
+        changing.down.store(true, Ordering::SeqCst);
+        let scanner: Arc<dyn Scanner> = changing.clone();
+        assert!(lookup(&cache, &scanner).await.is_err());
+        changing.down.store(false, Ordering::SeqCst);
+        assert_eq!(highs(&cache, &scanner).await, Some(0));
+        assert_eq!(changing.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_purge_forgets_remembered_failures() {
+        let cache = cache_with_failure_ttl(Duration::from_secs(3600));
+        let changing = Arc::new(Changing::default());
+        changing.down.store(true, Ordering::SeqCst);
+        let scanner: Arc<dyn Scanner> = changing.clone();
+        assert!(lookup(&cache, &scanner).await.is_err());
+        changing.down.store(false, Ordering::SeqCst);
+        assert!(lookup(&cache, &scanner).await.is_err(), "still remembered");
+        cache
+            .purge(Some(&format!("sha256:{}", "a".repeat(64))))
+            .await;
+        assert_eq!(highs(&cache, &scanner).await, Some(0));
         assert_eq!(changing.calls.load(Ordering::SeqCst), 2);
     }
 

@@ -143,18 +143,23 @@ struct VulnerabilitySummary {
     summary: Option<BTreeMap<String, u64>>,
 }
 
-/// `{"errors":[{"code":"UNAUTHORIZED","message":"..."}]}`
-fn harbor_error_message(body: &[u8]) -> Option<String> {
+/// `{"errors":[{"code":"UNAUTHORIZED","message":"..."}]}` -> (code, message).
+fn harbor_error(body: &[u8]) -> Option<(String, String)> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let first = v.get("errors")?.get(0)?;
     let code = first.get("code").and_then(|c| c.as_str()).unwrap_or("");
     let message = first.get("message").and_then(|m| m.as_str()).unwrap_or("");
-    let message: String = message.chars().take(200).collect();
-    Some(
-        format!("{code}: {message}")
-            .trim_matches([' ', ':'])
-            .to_string(),
-    )
+    Some((code.to_string(), message.chars().take(200).collect()))
+}
+
+/// Harbor looks up the project, the repository, then the artifact, and its 404 says
+/// which it did not find (`artifact <repository>@<digest> not found`). Only a missing
+/// artifact means "not scanned"; a missing project or repository, or a 404 that is not
+/// Harbor's (a url that is not Harbor's API root), is a configuration to fix.
+fn is_missing_artifact(body: &[u8]) -> bool {
+    harbor_error(body).is_some_and(|(code, message)| {
+        code == "NOT_FOUND" && message.starts_with("artifact ") && message.ends_with("not found")
+    })
 }
 
 /// The report of the most preferred accepted type, or any report Harbor gave.
@@ -170,19 +175,25 @@ fn pick_report<T>(overview: BTreeMap<String, T>) -> Option<T> {
 }
 
 /// Harbor's severity summary -> counts. Harbor omits severities with no
-/// findings, so an absent key is zero; a total above the keys' sum (a severity
+/// findings, so an absent key is zero. Findings of severity `None` (the bottom of
+/// Harbor's scale: no severity at all) are not counted, here as in the report's list,
+/// though Harbor's total includes them. A total above the keys' sum (a severity
 /// vulngate does not know) is counted as unknown rather than dropped.
 fn counts_from(summary: &VulnerabilitySummary) -> SeverityCounts {
     let mut counts = SeverityCounts::zero();
+    let mut severity_none = 0u64;
     for (key, n) in summary.summary.iter().flatten() {
         if key.eq_ignore_ascii_case("none") {
+            severity_none = severity_none.saturating_add(*n);
             continue;
         }
         let slot = counts.slot(Severity::parse_loose(key));
         *slot = Some(slot.unwrap_or(0).saturating_add(*n));
     }
     if let Some(total) = summary.total {
-        let missing = total.saturating_sub(counts.total());
+        let missing = total
+            .saturating_sub(severity_none)
+            .saturating_sub(counts.total());
         if missing > 0 {
             let slot = counts.slot(Severity::Unknown);
             *slot = Some(slot.unwrap_or(0).saturating_add(missing));
@@ -407,10 +418,11 @@ impl HarborScanner {
         let body = self.read_limited(resp).await?;
         let detail = {
             let mut d = format!("HTTP {status}");
-            if let Some(m) = harbor_error_message(&body) {
+            if let Some((code, message)) = harbor_error(&body) {
+                let m = format!("{code}: {message}");
                 d.push_str(&format!(
                     " ({})",
-                    crate::httputil::scrub(&m, &[password.expose()])
+                    crate::httputil::scrub(m.trim_matches([' ', ':']), &[password.expose()])
                 ));
             }
             if let Some(id) = &request_id {
@@ -421,8 +433,13 @@ impl HarborScanner {
         let user = &self.config.username;
         Ok(match status {
             200..=299 => Attempt::Done(Ok(Some(body))),
-            // Unknown project, repository or artifact: Harbor has no scan of it.
-            404 => Attempt::Done(Ok(None)),
+            // The repository has no such artifact: Harbor has no scan of it.
+            404 if is_missing_artifact(&body) => Attempt::Done(Ok(None)),
+            404 => Attempt::Done(Err(self.config_error(format!(
+                "Harbor found no project {project:?} or no repository of the image there, {detail}; \
+                 check the image name and that url {:?} is Harbor's address",
+                self.base
+            )))),
             429 => Attempt::Throttled {
                 error: self.unavailable(format!("throttled, {detail}")),
                 retry_after,

@@ -10,7 +10,9 @@
 //!    once per `repair_necessity` and once unfiltered, reading `total_num`:
 //!    `immediate_repair` -> high, `delay_repair` -> medium, `not_needed_repair` -> low,
 //!    the rest of the unfiltered total -> unknown. HSS has no critical level: critical
-//!    stays `None` (not reported), never a made-up zero.
+//!    stays `None` (not reported), never a made-up zero. HSS counts handled and
+//!    unhandled vulnerabilities alike; `handleStatus: unhandled` asks for the
+//!    unhandled ones only (`handle_status=unhandled`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -49,7 +51,7 @@ pub struct HssConfig {
     pub region: String,
     /// The IAM project id of that region.
     pub project_id: String,
-    /// Default `https://hss.<region>.myhuaweicloud.com`.
+    /// Default `https://hss.<region>.myhuaweicloud.com` (`.eu` for eu-west-101).
     #[serde(default)]
     pub endpoint: Option<String>,
     /// `all_granted_eps`, `0` (default project) or an id; omitted when absent.
@@ -68,6 +70,20 @@ pub struct HssConfig {
     pub timeout: Duration,
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Which vulnerabilities count: `any` (HSS's own count, handled and unhandled
+    /// alike) or `unhandled` (those an operator has not handled yet, as Alibaba Cloud
+    /// Security Center counts).
+    #[serde(default)]
+    pub handle_status: HandleStatus,
+}
+
+/// ListImageVulnerabilities' `handle_status` filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandleStatus {
+    #[default]
+    Any,
+    Unhandled,
 }
 
 fn default_image_type() -> String {
@@ -85,7 +101,7 @@ impl HssConfig {
     fn endpoint(&self) -> String {
         self.endpoint
             .clone()
-            .unwrap_or_else(|| format!("https://hss.{}.myhuaweicloud.com", self.region))
+            .unwrap_or_else(|| crate::cloud::huawei::default_endpoint("hss", &self.region))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -478,6 +494,12 @@ impl HssScanner {
                 retry_after,
             };
         }
+        if err.is_permission_denied() {
+            return config(format!(
+                "{}: permission denied, {described}; the IAM user needs {} (HSS) in project {}",
+                op.name, op.permission, self.config.project_id
+            ));
+        }
         match status {
             401 if self.auth.is_token() => config(format!(
                 "{}: IAM token rejected, {described}; check the IAM user and its password",
@@ -486,10 +508,6 @@ impl HssScanner {
             401 => config(format!(
                 "{}: AK/SK authentication failed, {described}; check the access key and secret key",
                 op.name
-            )),
-            403 => config(format!(
-                "{}: permission denied, {described}; the IAM user needs {} (HSS) in project {}",
-                op.name, op.permission, self.config.project_id
             )),
             404 => config(format!(
                 "{}: not found, {described}; check endpoint {} and projectId {}",
@@ -593,6 +611,9 @@ impl HssScanner {
         if let Some(n) = necessity {
             query.push(("repair_necessity".into(), n.into()));
         }
+        if self.config.handle_status == HandleStatus::Unhandled {
+            query.push(("handle_status".into(), "unhandled".into()));
+        }
         let project = self.config.project_id.clone();
         let resp: VulListResponse = self
             .get(
@@ -686,6 +707,7 @@ impl Scanner for HssScanner {
                 OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
             }),
             vulnerabilities: Vec::new(),
+            note: None,
         })
     }
 }
@@ -724,6 +746,9 @@ mod tests {
         let c = config("region: cn-north-4\nprojectId: abc123\n").unwrap();
         assert_eq!(c.image_type, "private_image");
         assert_eq!(c.endpoint(), "https://hss.cn-north-4.myhuaweicloud.com");
+        // Huawei Cloud Europe is served under its own domain (the SDK's region table).
+        let eu = config("region: eu-west-101\nprojectId: abc123\n").unwrap();
+        assert_eq!(eu.endpoint(), "https://hss.eu-west-101.myhuaweicloud.eu");
         assert_eq!(c.auth, HuaweiAuthConfig::default());
         assert_eq!(c.retry.max_retries, 3);
         assert!(config("region: r\nprojectId: p\nsecretKey: x\n")

@@ -210,6 +210,9 @@ pub struct ScanSummary {
     pub finished_at: Option<OffsetDateTime>,
     /// Vulnerability list where the scanner has one (empty otherwise).
     pub vulnerabilities: Vec<Vulnerability>,
+    /// For an unfinished scan, what the response should add to its status (a scan
+    /// that was not asked for, and why).
+    pub note: Option<String>,
 }
 
 impl ScanSummary {
@@ -223,6 +226,15 @@ impl ScanSummary {
             extra: BTreeMap::new(),
             finished_at: None,
             vulnerabilities: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// A status with what the response should add to it.
+    pub fn status_with_note(scanner: &'static str, status: ScanStatus, note: String) -> Self {
+        ScanSummary {
+            note: Some(note),
+            ..ScanSummary::status_only(scanner, status)
         }
     }
 }

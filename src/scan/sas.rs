@@ -12,17 +12,19 @@
 //!
 //! There is no critical and no unknown level, so `counts.critical` and
 //! `counts.unknown` are `None` (limits on them are reported as unenforceable).
-//! Counted are the unhandled system (`cve`) vulnerabilities of the image digest,
-//! one `DescribeImageVulList` call per level (its `TotalCount`).
+//! Counted are the unhandled system (`cve`) vulnerabilities of the image digest
+//! (with `countHandled`, the handled ones too), one `DescribeImageVulList` call per
+//! level (its `TotalCount`).
 //!
 //! `DescribeImageSecurityScanCount` adds the extra counts: application (SCA)
 //! vulnerabilities, malicious files and baseline risks (`vulngate.io/max-app-vulnerabilities`,
 //! `max-malicious-files`, `max-baseline-risks`).
 //!
 //! The scan status comes from `DescribeImageLatestScanTask` for the digest: no task
-//! means not scanned (with `scanOnMissing`, `PublicCreateImageScanTask` is asked for
-//! and the image reported as scanning), `SUCCESS` complete, `FAIL`/`TIMOUT` failed,
-//! anything else scanning.
+//! whose `Target` is the digest means not scanned (with `scanOnMissing`,
+//! `PublicCreateImageScanTask` is asked for within the `scanRequests` limit, and the
+//! image reported as scanning once a task was created), `SUCCESS` complete,
+//! `FAIL`/`TIMOUT` failed, anything else scanning.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,6 +43,7 @@ use crate::cloud::alibaba::config::{
     default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
     SignatureVersion,
 };
+use crate::cloud::alibaba::scan_requests::{sas_task_refusal, ScanRequestGate, ScanRequestLimit};
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
 
 pub const KIND: &str = "sas";
@@ -71,6 +74,13 @@ pub struct SasConfig {
     /// Ask Security Center to scan an image it has no scan task for (uses scan quota).
     #[serde(default)]
     pub scan_on_missing: bool,
+    /// How many scans `scanOnMissing` asks for at most.
+    #[serde(default)]
+    pub scan_requests: ScanRequestLimit,
+    /// Count the system vulnerabilities an operator marked as handled too (as `hss`
+    /// counts), not only the unhandled ones.
+    #[serde(default)]
+    pub count_handled: bool,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_retry_budget", with = "humantime_serde")]
@@ -85,7 +95,8 @@ impl SasConfig {
             self.endpoint.as_deref(),
             self.timeout,
             &self.credentials,
-        )
+        )?;
+        self.scan_requests.validate(at)
     }
 
     pub fn rebase_paths(&mut self, base: &Path) {
@@ -145,6 +156,8 @@ pub struct SasScanner {
     instance_id: Option<String>,
     repo_region: Option<String>,
     scan_on_missing: bool,
+    scan_requests: ScanRequestGate,
+    count_handled: bool,
 }
 
 impl SasScanner {
@@ -162,6 +175,8 @@ impl SasScanner {
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
             repo_region: config.repo_region.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
+            scan_requests: ScanRequestGate::new(config.scan_requests),
+            count_handled: config.count_handled,
         })
     }
 
@@ -193,10 +208,13 @@ impl SasScanner {
         params.extend([
             ("Type", "cve".to_string()),
             ("Necessity", necessity.to_string()),
-            ("Dealed", "n".to_string()),
             ("CurrentPage", "1".to_string()),
             ("PageSize", "1".to_string()),
         ]);
+        // Without the handling filter the list holds handled and unhandled findings.
+        if !self.count_handled {
+            params.push(("Dealed", "n".to_string()));
+        }
         let answer = self
             .call(&DESCRIBE_IMAGE_VUL_LIST, &params, deadline)
             .await?;
@@ -210,6 +228,41 @@ impl SasScanner {
     }
 }
 
+impl SasScanner {
+    /// Asks for a scan of an image Security Center has no task for: scanning when a
+    /// task was created, else not scanned with the reason (the request limit, or the
+    /// service's refusal, which holds the next requests back).
+    async fn request_scan(
+        &self,
+        target: &ScanTarget<'_>,
+        params: &[(&str, String)],
+        deadline: Instant,
+    ) -> Result<ScanSummary, ScanError> {
+        if let Err(why) = self.scan_requests.permit() {
+            tracing::info!(image = %target.image, digest = target.digest, reason = %why, "Security Center scan not requested");
+            return Ok(ScanSummary::status_with_note(
+                KIND,
+                ScanStatus::NotScanned,
+                why,
+            ));
+        }
+        let answer = self
+            .call(&PUBLIC_CREATE_IMAGE_SCAN_TASK, params, deadline)
+            .await?;
+        if let Some((why, hold)) = sas_task_refusal(&answer) {
+            self.scan_requests.refused(&why, hold);
+            tracing::warn!(image = %target.image, digest = target.digest, reason = %why, "Security Center refused a scan task");
+            return Ok(ScanSummary::status_with_note(
+                KIND,
+                ScanStatus::NotScanned,
+                format!("a scan was asked for, but {why}"),
+            ));
+        }
+        tracing::info!(image = %target.image, digest = target.digest, "asked Security Center to scan");
+        Ok(ScanSummary::status_only(KIND, ScanStatus::Scanning))
+    }
+}
+
 /// `name-registry[-vpc].cn-hangzhou.cr.aliyuncs.com` -> `cn-hangzhou`.
 pub fn region_of_acr_host(host: &str) -> Option<String> {
     let rest = host.to_ascii_lowercase();
@@ -218,13 +271,14 @@ pub fn region_of_acr_host(host: &str) -> Option<String> {
     (!region.is_empty() && region != rest).then(|| region.to_string())
 }
 
-/// The latest scan task of the digest: its status and finish time.
+/// The latest scan task of the digest: its status and finish time. Only a task whose
+/// `Target` names the digest counts: a finished task of another image (or one naming
+/// none) would otherwise mark a never-scanned image complete with zero counts.
 pub fn task_status(answer: &Value, hex: &str) -> Option<(ScanStatus, Option<OffsetDateTime>)> {
     let tasks = answer.get("Task").and_then(Value::as_array)?;
     let task = tasks
         .iter()
-        .find(|t| json_str(t, "Target").is_some_and(|d| digest_hex(d).eq_ignore_ascii_case(hex)))
-        .or_else(|| tasks.first())?;
+        .find(|t| json_str(t, "Target").is_some_and(|d| digest_hex(d).eq_ignore_ascii_case(hex)))?;
     let status = match json_str(task, "Status")
         .unwrap_or("")
         .to_ascii_uppercase()
@@ -289,10 +343,7 @@ impl Scanner for SasScanner {
                 params.extend(namespace.clone().map(|n| ("RepoNamespaces", n)));
                 params.extend(name.clone().map(|n| ("RepoNames", n)));
                 params.extend(target.image.tag.clone().map(|t| ("Tags", t)));
-                self.call(&PUBLIC_CREATE_IMAGE_SCAN_TASK, &params, deadline)
-                    .await?;
-                tracing::info!(image = %target.image, digest = target.digest, "asked Security Center to scan");
-                return Ok(ScanSummary::status_only(KIND, ScanStatus::Scanning));
+                return self.request_scan(target, &params, deadline).await;
             }
             None => return Ok(ScanSummary::status_only(KIND, ScanStatus::NotScanned)),
         };
@@ -383,6 +434,11 @@ mod tests {
             ScanStatus::Scanning
         );
         assert!(task_status(&serde_json::json!({"Task": []}), "ab").is_none());
+        let others = serde_json::json!({"Task": [{"Status": "SUCCESS", "Target": "cd"}, {"Status": "SUCCESS"}]});
+        assert!(
+            task_status(&others, "ab").is_none(),
+            "no task of this digest"
+        );
         let finished = task_status(&t("SUCCESS"), "ab").unwrap().1.unwrap();
         assert_eq!(finished.unix_timestamp(), 1669693430);
     }

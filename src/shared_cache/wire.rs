@@ -26,6 +26,9 @@ struct SummaryWire {
     finished_at: Option<String>,
     #[serde(default)]
     vulnerabilities: Vec<VulnWire>,
+    /// What an unfinished scan's response adds to its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +97,7 @@ pub fn encode_summary(summary: &ScanSummary) -> String {
                 published: v.published.map(rfc3339),
             })
             .collect(),
+        note: summary.note.clone(),
     };
     // Plain structs of strings and numbers: serializing cannot fail.
     serde_json::to_string(&wire).unwrap_or_default()
@@ -137,6 +141,7 @@ pub fn decode_summary(text: &str, kind: &'static str) -> Option<Arc<ScanSummary>
         extra,
         finished_at: parse_time(wire.finished_at)?,
         vulnerabilities,
+        note: wire.note,
     }))
 }
 
@@ -233,6 +238,14 @@ mod tests {
         });
         let back = decode_summary(&encode_summary(&s), "harbor").expect("decodes");
         assert_eq!(*back, s);
+    }
+
+    #[test]
+    fn an_unfinished_scan_keeps_its_note() {
+        let mut s = ScanSummary::status_only("sas", ScanStatus::NotScanned);
+        s.note = Some("no scan was asked for: the limit of scans per hour is reached".into());
+        let back = decode_summary(&encode_summary(&s), "sas").expect("decodes");
+        assert_eq!(back.note, s.note);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! It checks every request's signature with its own implementation of the vendor's
 //! description (canonicalization, percent-encoding, HMAC), written here and not
-//! shared with the client, and answers with the documented JSON shapes: the seeds'
-//! example bodies come from tests/fixtures/alibaba/. Faults (throttling, errors,
+//! shared with the client (`v1_signature`, `acs3_signature`: tests/scanner_acr.rs runs
+//! them against the vendor's published vectors), and answers with the documented JSON
+//! shapes and the field types of the alibabacloud-go-sdk models: the seeds' example
+//! bodies come from tests/fixtures/alibaba/. Faults (throttling, errors,
 //! slow replies) are injected per action.
 #![allow(dead_code)]
 // A test server: its early-return error answers are full responses.
@@ -59,18 +61,34 @@ pub struct Data {
     pub summaries: HashMap<(String, String), Value>,
     /// (RepoId, tag) -> ListRepoTagScanResult entries, served in pages.
     pub scan_results: HashMap<(String, String), Vec<Value>>,
+    /// The largest page `ListRepoTag` and `ListRepoTagScanResult` serve: a larger
+    /// `PageSize` is answered with a page of this length (and this `PageSize`).
+    /// The model documents no maximum; `None` serves what is asked, up to 100.
+    pub page_size_cap: Option<usize>,
     // Sas: by bare hex digest
     pub sas_tasks: HashMap<String, Value>,
+    /// Tasks every DescribeImageLatestScanTask answer lists besides the digest's own:
+    /// the model's `Task` is a list, and nothing in it says that list holds only
+    /// tasks of the digest asked about.
+    pub sas_listed_tasks: Vec<Value>,
+    /// Unhandled findings by (digest, necessity).
     pub sas_vuls: HashMap<(String, String), u64>,
+    /// Findings an operator marked as handled, by (digest, necessity).
+    pub sas_handled_vuls: HashMap<(String, String), u64>,
     pub sas_counts: HashMap<String, Value>,
     /// The images Security Center protects (PublicPreCheckImageScanTask counts them).
     pub sas_images: Vec<SasImage>,
+    /// `Data` of every PublicCreateImageScanTask answer; a task is created only when it
+    /// says `CanCreate: true` and `Result: SUCCESS` (the default answer).
+    pub sas_create_data: Option<Value>,
     // STS
     pub sts_tokens: Vec<String>,
     pub sts_expires_in: i64,
     // faults, by action
     pub throttle: HashMap<String, u32>,
     pub unavailable: HashMap<String, u32>,
+    /// Answers `SignatureNonceUsed` this many times (a nonce the service saw before).
+    pub nonce_used: HashMap<String, u32>,
     pub errors: HashMap<String, (u16, Value)>,
     pub delay: HashMap<String, Duration>,
 }
@@ -196,6 +214,53 @@ fn sorted_query(params: &BTreeMap<String, String>) -> String {
     pairs.join("&")
 }
 
+/// The V1 (HMAC-SHA1, `SignatureVersion=1.0`) signature of `params` (every parameter
+/// but `Signature`): `Base64(HMAC-SHA1(secret + "&", METHOD&%2F&enc(sorted query)))`.
+pub fn v1_signature(method: &str, params: &BTreeMap<String, String>, secret: &str) -> String {
+    let to_sign = format!("{method}&{}&{}", enc("/"), enc(&sorted_query(params)));
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(format!("{secret}&").as_bytes()).unwrap();
+    mac.update(to_sign.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The ACS3-HMAC-SHA256 signature (hex) of an RPC-style request (path `/`): `headers`
+/// are the signed headers' (lower-case name, value) pairs, a name given twice has its
+/// values joined with `,`; `signed` the signed names in order.
+pub fn acs3_signature(
+    method: &str,
+    query: &BTreeMap<String, String>,
+    headers: &[(String, String)],
+    signed: &[String],
+    payload_hash: &str,
+    secret: &str,
+) -> String {
+    let mut canonical_headers = String::new();
+    for name in signed {
+        let values: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .collect();
+        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    let canonical = [
+        method.to_string(),
+        "/".into(),
+        sorted_query(query),
+        canonical_headers,
+        signed.join(";"),
+        payload_hash.to_string(),
+    ]
+    .join("\n");
+    let to_sign = format!(
+        "ACS3-HMAC-SHA256\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(to_sign.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 type Reject = (u16, &'static str, String);
 
 fn check_timestamp(ts: &str) -> Result<(), Reject> {
@@ -298,31 +363,20 @@ fn verify_acs3(
             ));
         }
     }
-    let mut canonical_headers = String::new();
+    let mut header_values: Vec<(String, String)> = Vec::new();
     for name in &signed {
-        let values: Vec<String> = headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| v.to_str().unwrap().trim().to_string())
-            .collect();
-        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+        for v in headers.get_all(name.as_str()) {
+            header_values.push((name.clone(), v.to_str().unwrap().to_string()));
+        }
     }
-    let canonical = [
-        method.as_str().to_string(),
-        "/".into(),
-        sorted_query(query),
-        canonical_headers,
-        signed.join(";"),
-        payload,
-    ]
-    .join("\n");
-    let to_sign = format!(
-        "ACS3-HMAC-SHA256\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
+    let expected = acs3_signature(
+        method.as_str(),
+        query,
+        &header_values,
+        &signed,
+        &payload,
+        &secret,
     );
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(to_sign.as_bytes());
-    let expected = hex::encode(mac.finalize().into_bytes());
     if fields.get("Signature") != Some(&expected) {
         return Err((
             400,
@@ -366,15 +420,7 @@ fn verify_v1(
     }
     let mut signed = query.clone();
     let given = signed.remove("Signature").unwrap_or_default();
-    let to_sign = format!(
-        "{}&{}&{}",
-        method.as_str(),
-        enc("/"),
-        enc(&sorted_query(&signed))
-    );
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(format!("{secret}&").as_bytes()).unwrap();
-    mac.update(to_sign.as_bytes());
-    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let expected = v1_signature(method.as_str(), &signed, &secret);
     if given != expected {
         return Err((
             400,
@@ -511,6 +557,14 @@ async fn handle(
             "The request has failed due to a temporary failure of the server.",
         );
     }
+    if let Some(n) = data.nonce_used.get_mut(&action).filter(|n| **n > 0) {
+        *n -= 1;
+        return error(
+            400,
+            "SignatureNonceUsed",
+            "Specified signature nonce was used already.",
+        );
+    }
     if let Some((status, body)) = data.errors.get(&action).cloned() {
         return reply(status, body);
     }
@@ -633,6 +687,7 @@ fn cr(
                 Err(r) => return r,
             };
             let (page, size): (usize, usize) = (v[2].parse().unwrap(), v[3].parse().unwrap());
+            let size = data.page_size_cap.map_or(size, |cap| size.min(cap));
             let tags = data.tags.get(v[1]).cloned().unwrap_or_default();
             let images: Vec<Value> = tags
                 .iter()
@@ -694,6 +749,7 @@ fn cr(
                     if page == 0 || size == 0 || size > 100 {
                         return error(400, "InvalidParameter", "PageNo/PageSize");
                     }
+                    let size = data.page_size_cap.map_or(size, |cap| size.min(cap));
                     let Some(all) = data.scan_results.get(&key) else {
                         return acr_not_exist("SCAN_RESULT_NOT_EXIST");
                     };
@@ -732,7 +788,8 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            let tasks: Vec<Value> = data.sas_tasks.get(v[0]).cloned().into_iter().collect();
+            let mut tasks = data.sas_listed_tasks.clone();
+            tasks.extend(data.sas_tasks.get(v[0]).cloned());
             reply(200, json!({"Task": tasks}))
         }
         "PublicPreCheckImageScanTask" => {
@@ -757,36 +814,66 @@ fn sas(data: &mut Data, action: &str, params: &BTreeMap<String, String>) -> Resp
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            for digest in v[0].split(',') {
-                data.sas_tasks.insert(
-                    digest.to_string(),
-                    json!({"Status": "PROCESSING", "Target": digest, "TaskType": "IMAGE_SCAN"}),
-                );
+            let answer = data.sas_create_data.clone().unwrap_or_else(|| {
+                json!({"CanCreate": true, "TaskId": "task-1", "Status": "INIT", "Result": "SUCCESS",
+                       "Progress": 0, "TotalCount": 1, "FinishCount": 0})
+            });
+            let created =
+                answer["CanCreate"] == json!(true) && answer["Result"] == json!("SUCCESS");
+            if created {
+                for digest in v[0].split(',') {
+                    data.sas_tasks.insert(
+                        digest.to_string(),
+                        json!({"Status": "PROCESSING", "Target": digest, "TargetType": "IMAGE",
+                               "TaskType": "IMAGE_SCAN", "Source": "openapi", "TaskId": "task-1",
+                               "StartTime": 1669693400000i64}),
+                    );
+                }
             }
-            reply(
-                200,
-                json!({"Data": {"CanCreate": true, "TaskId": "task-1", "Status": "INIT", "Result": "SUCCESS"}}),
-            )
+            reply(200, json!({ "Data": answer }))
         }
         "DescribeImageVulList" => {
-            let v = match require(params, &["Type", "Necessity", "Digest", "PageSize"]) {
+            // The model requires only `Type`; every other filter narrows the list.
+            let v = match require(params, &["Type"]) {
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            if v[0] != "cve" || !["asap", "later", "nntf"].contains(&v[1]) {
+            let necessity = params.get("Necessity").map(String::as_str);
+            if v[0] != "cve" || necessity.is_some_and(|n| !["asap", "later", "nntf"].contains(&n)) {
                 return error(400, "InvalidParameter", "Type/Necessity");
             }
-            let n = data
+            let digest = params.get("Digest").map(String::as_str);
+            let size: u64 = match params.get("PageSize").map(|p| p.parse::<u64>()) {
+                None => 10,
+                Some(Ok(n)) if n > 0 => n,
+                Some(_) => return error(400, "InvalidParameter", "PageSize"),
+            };
+            let dealed = params.get("Dealed").map(|d| d.to_ascii_lowercase());
+            let unhandled = data
                 .sas_vuls
-                .get(&(v[2].to_string(), v[1].to_string()))
-                .copied()
-                .unwrap_or(0);
-            let records: Vec<Value> = (0..n.min(v[3].parse().unwrap()))
-                .map(|i| json!({"Name": format!("alinux3:2:2024:{i}"), "Necessity": v[1], "Status": 1, "ImageDigest": v[2]}))
+                .iter()
+                .filter(|_| dealed.as_deref() != Some("y"));
+            let handled = data
+                .sas_handled_vuls
+                .iter()
+                .filter(|_| dealed.as_deref() != Some("n"));
+            let matching: Vec<(&(String, String), u64)> = unhandled
+                .chain(handled)
+                .filter(|((d, n), _)| {
+                    digest.is_none_or(|want| want == d) && necessity.is_none_or(|want| want == n)
+                })
+                .map(|(k, n)| (k, *n))
+                .collect();
+            let total: u64 = matching.iter().map(|(_, n)| n).sum();
+            let records: Vec<Value> = matching
+                .iter()
+                .flat_map(|((d, n), count)| (0..*count).map(move |i| (d, n, i)))
+                .take(size as usize)
+                .map(|(d, n, i)| json!({"Name": format!("alinux3:2:2024:{i}"), "Necessity": n, "Status": 1, "ImageDigest": d}))
                 .collect();
             reply(
                 200,
-                json!({"TotalCount": n, "PageSize": v[3].parse::<u64>().unwrap(), "CurrentPage": 1, "VulRecords": records}),
+                json!({"TotalCount": total, "PageSize": size, "CurrentPage": 1, "VulRecords": records}),
             )
         }
         "DescribeImageSecurityScanCount" => {

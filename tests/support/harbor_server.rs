@@ -280,11 +280,22 @@ async fn handle(State(state): State<Arc<HarborState>>, uri: Uri, headers: Header
             artifact.to_string(),
         )
             .into_response(),
-        None => error(
-            404,
-            "NOT_FOUND",
-            &format!("artifact {}@{} not found", key.1, key.2),
-            &request_id,
-        ),
+        // Harbor looks up the project, then the repository, then the artifact, and
+        // says which one it did not find.
+        None => {
+            let (project, repository, reference) = &key;
+            let artifacts = state.artifacts.lock().unwrap();
+            let message = if !artifacts.keys().any(|(p, _, _)| p == project) {
+                format!("project {project} not found")
+            } else if !artifacts
+                .keys()
+                .any(|(p, r, _)| p == project && r == repository)
+            {
+                format!("repository {project}/{repository} not found")
+            } else {
+                format!("artifact {project}/{repository}@{reference} not found")
+            };
+            error(404, "NOT_FOUND", &message, &request_id)
+        }
     }
 }

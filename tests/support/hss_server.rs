@@ -50,8 +50,10 @@ pub enum Fault {
 #[derive(Debug, Clone)]
 pub struct Image {
     pub record: Value,
-    /// (immediate_repair, delay_repair, not_needed_repair, without a necessity)
+    /// Unhandled: (immediate_repair, delay_repair, not_needed_repair, without a necessity)
     pub vuls: (u64, u64, u64, u64),
+    /// Handled (HSS's `handle_status=handled`), the same way.
+    pub handled: (u64, u64, u64, u64),
 }
 
 #[derive(Default)]
@@ -96,11 +98,20 @@ impl HssServer {
     }
 
     pub fn add_image(&self, record: Value, vuls: (u64, u64, u64, u64)) {
-        self.state
-            .images
-            .lock()
-            .unwrap()
-            .push(Image { record, vuls });
+        self.add_image_with_handled(record, vuls, (0, 0, 0, 0));
+    }
+
+    pub fn add_image_with_handled(
+        &self,
+        record: Value,
+        unhandled: (u64, u64, u64, u64),
+        handled: (u64, u64, u64, u64),
+    ) {
+        self.state.images.lock().unwrap().push(Image {
+            record,
+            vuls: unhandled,
+            handled,
+        });
     }
 
     pub fn set_fault(&self, fault: Option<Fault>) {
@@ -129,7 +140,8 @@ impl HssServer {
 /// A ListRegistryImages record in the documented shape.
 pub fn record(namespace: &str, name: &str, version: &str, digest: &str, status: &str) -> Value {
     json!({
-        "id": format!("{namespace}-{name}-{version}"),
+        // RegistryImagesInfo.id is an int64 in the SDK model.
+        "id": record_id(namespace, name, version),
         "namespace": namespace,
         "image_name": name,
         "image_id": format!("img-{namespace}-{name}-{version}").replace('/', "-"),
@@ -160,6 +172,21 @@ pub fn record(namespace: &str, name: &str, version: &str, digest: &str, status: 
         "severity_level": "High",
         "association_images": []
     })
+}
+
+/// A stable int64 record id per image version.
+fn record_id(namespace: &str, name: &str, version: &str) -> i64 {
+    let digest = Sha256::digest(format!("{namespace}/{name}:{version}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().unwrap()) & i64::MAX
+}
+
+/// HSS's documented error answer (HTTP 400, `HSS.0001` "Invalid parameter.").
+fn invalid_parameter(request_id: &str, what: &str) -> Response {
+    json_response(
+        400,
+        request_id,
+        json!({"error_code": "HSS.0001", "error_msg": format!("Invalid parameter. {what}")}),
+    )
 }
 
 fn json_response(status: u16, request_id: &str, body: Value) -> Response {
@@ -261,11 +288,7 @@ async fn handle(
         .unwrap();
         let got: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if got != want || get("security_report_type").as_deref() != Some("vulnerability") {
-            return json_response(
-                400,
-                &request_id,
-                json!({"error_code": "HSS.0003", "error_msg": "bad request"}),
-            );
+            return invalid_parameter(&request_id, "unexpected statistic request");
         }
         return (
             StatusCode::OK,
@@ -276,13 +299,6 @@ async fn handle(
             include_str!("../fixtures/hss/show-image-security-report-statistic.response.json"),
         )
             .into_response();
-    }
-    if get("image_type").is_none() {
-        return json_response(
-            400,
-            &request_id,
-            json!({"error_code": "HSS.0003", "error_msg": "image_type is required"}),
-        );
     }
     let images = state.images.lock().unwrap().clone();
     match op {
@@ -308,11 +324,7 @@ async fn handle(
             let offset: usize = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
             let limit: usize = get("limit").and_then(|v| v.parse().ok()).unwrap_or(10);
             if !(1..=200).contains(&limit) {
-                return json_response(
-                    400,
-                    &request_id,
-                    json!({"error_code": "HSS.0003", "error_msg": "limit out of range"}),
-                );
+                return invalid_parameter(&request_id, "limit out of range");
             }
             let page: Vec<Value> = matching.iter().skip(offset).take(limit).cloned().collect();
             json_response(
@@ -322,14 +334,15 @@ async fn handle(
             )
         }
         _ => {
-            for required in ["namespace", "image_name", "tag_name"] {
+            // What the SDK model (ListImageVulnerabilitiesRequest) requires, no more.
+            for required in ["image_type", "namespace", "image_name", "tag_name"] {
                 if get(required).is_none() {
-                    return json_response(
-                        400,
-                        &request_id,
-                        json!({"error_code": "HSS.0003", "error_msg": format!("{required} is required")}),
-                    );
+                    return invalid_parameter(&request_id, &format!("{required} is required"));
                 }
+            }
+            let limit: u64 = get("limit").and_then(|v| v.parse().ok()).unwrap_or(10);
+            if !(10..=200).contains(&limit) {
+                return invalid_parameter(&request_id, "limit out of range");
             }
             let image_id = &segments[4];
             let Some(img) = images
@@ -337,27 +350,29 @@ async fn handle(
                 .find(|i| i.record["image_id"].as_str() == Some(image_id.as_str()))
             else {
                 return json_response(
-                    404,
+                    400,
                     &request_id,
-                    json!({"error_code": "HSS.0404", "error_msg": "image not found"}),
+                    json!({"error_code": "HSS.0011", "error_msg": "Requested resource not found."}),
                 );
             };
             if get("tag_name").as_deref() != img.record["image_version"].as_str() {
                 return json_response(200, &request_id, json!({"total_num": 0, "data_list": []}));
             }
-            let (h, m, l, other) = img.vuls;
+            let add = |a: (u64, u64, u64, u64), b: (u64, u64, u64, u64)| {
+                (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3)
+            };
+            let (h, m, l, other) = match get("handle_status").as_deref() {
+                None => add(img.vuls, img.handled),
+                Some("unhandled") => img.vuls,
+                Some("handled") => img.handled,
+                Some(_) => return invalid_parameter(&request_id, "bad handle_status"),
+            };
             let total = match get("repair_necessity").as_deref() {
                 Some("immediate_repair") => h,
                 Some("delay_repair") => m,
                 Some("not_needed_repair") => l,
                 None => h + m + l + other,
-                Some(_) => {
-                    return json_response(
-                        400,
-                        &request_id,
-                        json!({"error_code": "HSS.0003", "error_msg": "bad repair_necessity"}),
-                    )
-                }
+                Some(_) => return invalid_parameter(&request_id, "bad repair_necessity"),
             };
             let shown = total.min(10);
             let list: Vec<Value> = (0..shown)
@@ -478,53 +493,93 @@ fn check_auth(
     if (time::OffsetDateTime::now_utc() - at).abs() > time::Duration::minutes(15) {
         return Err("X-Sdk-Date too far from now".into());
     }
-    // Canonical URI: every segment decoded then escaped, with a trailing slash.
-    let mut canonical_uri = uri
-        .path()
-        .split('/')
-        .map(|s| huawei_escape(&percent_decode(s)))
-        .collect::<Vec<_>>()
-        .join("/");
-    if !canonical_uri.ends_with('/') {
-        canonical_uri.push('/');
-    }
-    let mut pairs: Vec<(String, String)> = parse_query(uri.query().unwrap_or(""))
-        .into_iter()
-        .map(|(k, v)| (huawei_escape(&k), huawei_escape(&v)))
-        .collect();
-    pairs.sort();
-    let canonical_query = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut canonical_headers = String::new();
+    let mut signed_values = Vec::new();
     for name in &signed {
         let value = headers
             .get(*name)
             .ok_or(format!("signed header {name} not sent"))?
             .to_str()
             .map_err(|e| e.to_string())?;
+        signed_values.push((*name, value));
+    }
+    let expected = sdk_signature(
+        SK,
+        method,
+        &percent_decode_path(uri.path()),
+        uri.query().unwrap_or(""),
+        &signed_values,
+        body,
+    );
+    if Some(expected.as_str()) != signature {
+        return Err("signature mismatch".to_string());
+    }
+    Ok(())
+}
+
+/// The `SDK-HMAC-SHA256` signature of a request, computed the way the vendor's SDKs
+/// do (../shared/apis/scan-apis.md, D.3): `path` decoded, `query` as sent, `signed`
+/// the signed headers (lower-case names) in order with their values.
+pub fn sdk_signature(
+    sk: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    signed: &[(&str, &str)],
+    body: &[u8],
+) -> String {
+    // Canonical URI: every segment escaped, with a trailing slash.
+    let mut canonical_uri = path
+        .split('/')
+        .map(huawei_escape)
+        .collect::<Vec<_>>()
+        .join("/");
+    if !canonical_uri.ends_with('/') {
+        canonical_uri.push('/');
+    }
+    let mut canonical_headers = String::new();
+    for (name, value) in signed {
         canonical_headers.push_str(&format!("{name}:{}\n", value.trim()));
     }
+    let names: Vec<&str> = signed.iter().map(|(n, _)| *n).collect();
+    let date = signed
+        .iter()
+        .find(|(n, _)| *n == "x-sdk-date")
+        .map(|(_, v)| *v)
+        .unwrap_or_default();
     let canonical = format!(
-        "{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{}\n{}",
-        signed.join(";"),
+        "{method}\n{canonical_uri}\n{}\n{canonical_headers}\n{}\n{}",
+        canonical_query(query),
+        names.join(";"),
         hex::encode(Sha256::digest(body))
     );
     let to_sign = format!(
         "SDK-HMAC-SHA256\n{date}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(SK.as_bytes()).unwrap();
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(sk.as_bytes()).unwrap();
     mac.update(to_sign.as_bytes());
-    let expected = hex::encode(mac.finalize().into_bytes());
-    if Some(expected.as_str()) != signature {
-        return Err(format!(
-            "signature mismatch; canonical request was:\n{canonical}"
-        ));
-    }
-    Ok(())
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The canonical form of a query as sent: decoded, escaped again, sorted by key then value.
+pub fn canonical_query(query: &str) -> String {
+    let mut pairs: Vec<(String, String)> = parse_query(query)
+        .into_iter()
+        .map(|(k, v)| (huawei_escape(&k), huawei_escape(&v)))
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_decode_path(path: &str) -> String {
+    path.split('/')
+        .map(percent_decode)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Huawei's escape: A-Z a-z 0-9 `_ - ~ .` kept, other bytes `%XX` upper case.

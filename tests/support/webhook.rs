@@ -36,6 +36,11 @@ pub struct Webhook {
 
 /// A config whose paths point into the test's directory: `scans/` and `namespaces.yaml`.
 pub fn basic_config(extra: &str) -> String {
+    config_with_routes("", extra)
+}
+
+/// [`basic_config`] with `routes` (YAML list items) before its catch-all `file` route.
+pub fn config_with_routes(routes: &str, extra: &str) -> String {
     format!(
         r#"listen: 127.0.0.1:0
 opsListen: 127.0.0.1:0
@@ -43,7 +48,7 @@ tls: {{generateDir: tls}}
 deadline: 5s
 namespacesFile: namespaces.yaml
 registries:
-  - match: "*"
+{routes}  - match: "*"
     scanner: {{file: {{path: scans}}}}
     registry: {{resolve: false}}
 log: {{format: json, level: info}}
@@ -269,7 +274,13 @@ impl Webhook {
     }
 
     pub fn ops_post(&self, path: &str) -> (u16, String) {
-        plain_http("POST", &format!("{}{path}", self.ops)).expect("ops request")
+        plain_http("POST", &format!("{}{path}", self.ops), "").expect("ops request")
+    }
+
+    /// A POST to the ops port with `Authorization: Bearer <token>`.
+    pub fn ops_post_bearer(&self, path: &str, token: &str) -> (u16, String) {
+        let header = format!("Authorization: Bearer {token}\r\n");
+        plain_http("POST", &format!("{}{path}", self.ops), &header).expect("ops request")
     }
 
     pub fn terminate(&self) {
@@ -301,10 +312,11 @@ impl Drop for Webhook {
 
 /// A plain-HTTP GET without an async runtime (for the ops port).
 pub fn ureq_get(url: &str) -> Result<(u16, String), String> {
-    plain_http("GET", url)
+    plain_http("GET", url, "")
 }
 
-fn plain_http(method: &str, url: &str) -> Result<(u16, String), String> {
+/// `headers`: extra header lines, each ending in CRLF.
+fn plain_http(method: &str, url: &str, headers: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").ok_or("http only")?;
     let (host, path) = rest
@@ -316,7 +328,7 @@ fn plain_http(method: &str, url: &str) -> Result<(u16, String), String> {
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut text = String::new();
@@ -365,6 +377,14 @@ pub fn review(
             "dryRun": false
         }
     })
+}
+
+/// The `status.message` of an admission response ("" when it has none).
+pub fn status_message(response: &Value) -> String {
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A pod spec with `(container name, image)` pairs.

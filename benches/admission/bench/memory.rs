@@ -1,7 +1,8 @@
 //! Memory: a `vulngate serve` whose cache (maxEntries = N) is filled with N distinct
 //! digests the file scanner knows, then churned with N more it does not know (their
-//! "not scanned" summaries are cached too); RSS from /proc at each step, and the
-//! entry count at the end from `POST /cache/purge`.
+//! "not scanned" summaries are cached too); RSS from /proc at each step, the peak
+//! while the summaries file was loaded (before any review), and the entry count at
+//! the end from `POST /cache/purge`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct MemoryResult {
     pub max_entries: usize,
     pub churn_digests: usize,
     pub rss_start_kib: u64,
+    /// Peak RSS up to the end of start-up: loading the summaries file.
+    pub rss_load_peak_kib: u64,
     pub rss_filled_kib: u64,
     pub rss_churned_kib: u64,
     pub rss_peak_kib: u64,
@@ -74,11 +77,14 @@ async fn send_all(target: &Target, files: &Files, set: &str, count: usize) -> Re
     Ok(())
 }
 
+/// The purge endpoint is off unless configured with a token file.
+const PURGE_TOKEN: &str = "memory-bench-purge";
+
 /// `POST /cache/purge` on the ops port: "purged N entries".
 async fn purge(ops: std::net::SocketAddr) -> Result<u64> {
     let mut tcp = TcpStream::connect(ops).await?;
-    tcp.write_all(b"POST /cache/purge HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .await?;
+    let request = format!("POST /cache/purge HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {PURGE_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
     let mut out = String::new();
     tcp.read_to_string(&mut out).await?;
     out.split("purged ")
@@ -107,9 +113,15 @@ pub async fn run(
     // The same TLS files and namespaces as the main run.
     let main_dir = files.config.parent().ok_or("config has no directory")?;
     let config = dir.join("memory.yaml");
+    let token_file = dir.join("purge-token");
+    std::fs::write(&token_file, PURGE_TOKEN)?;
+    let purge_config = format!(
+        "ops: {{purge: {{enabled: true, tokenFile: {}}}}}\n",
+        token_file.display()
+    );
     std::fs::write(
         &config,
-        setup::config_text(main_dir, &dir.join("scans"), n, "10m"),
+        setup::config_text(main_dir, &dir.join("scans"), n, "10m") + &purge_config,
     )?;
     let mut vulngate = setup::start_vulngate(&options.vulngate_bin, &config, &dir)?;
     let pid = vulngate.child.id();
@@ -117,6 +129,7 @@ pub async fn run(
     let rss = || setup::rss_kib(pid).unwrap_or(0);
 
     let rss_start_kib = rss();
+    let rss_load_peak_kib = setup::peak_rss_kib(pid).unwrap_or(0);
     send_all(&target, files, "mem", n).await?;
     let rss_filled_kib = rss();
     send_all(&target, files, "churn", n).await?;
@@ -129,6 +142,7 @@ pub async fn run(
         max_entries: n,
         churn_digests: n,
         rss_start_kib,
+        rss_load_peak_kib,
         rss_filled_kib,
         rss_churned_kib,
         rss_peak_kib,

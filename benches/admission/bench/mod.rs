@@ -598,6 +598,7 @@ impl Report {
                 "digests": self.memory.digests,
                 "max_entries": self.memory.max_entries,
                 "rss_start_mib": round(kib_to_mib(self.memory.rss_start_kib), 1),
+                "rss_load_peak_mib": round(kib_to_mib(self.memory.rss_load_peak_kib), 1),
                 "rss_filled_mib": round(kib_to_mib(self.memory.rss_filled_kib), 1),
                 "rss_churned_mib": round(kib_to_mib(self.memory.rss_churned_kib), 1),
                 "rss_peak_mib": round(kib_to_mib(self.memory.rss_peak_kib), 1),
@@ -648,9 +649,10 @@ impl Report {
         let m = &self.memory;
         let _ = writeln!(
             s,
-            "memory (maxEntries {}): RSS at start {:.1} MiB, {} digests cached {:.1} MiB, after {} more (churn) {:.1} MiB with {} entries, peak {:.1} MiB",
+            "memory (maxEntries {}): RSS at start {:.1} MiB (peak while loading the summaries file {:.1} MiB), {} digests cached {:.1} MiB, after {} more (churn) {:.1} MiB with {} entries, peak {:.1} MiB",
             m.max_entries,
             kib_to_mib(m.rss_start_kib),
+            kib_to_mib(m.rss_load_peak_kib),
             m.digests,
             kib_to_mib(m.rss_filled_kib),
             m.churn_digests,

@@ -142,6 +142,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.audit.enabled }}
 {{- $_ := set $cfg "audit" (dict "enabled" true "interval" .Values.audit.interval) }}
 {{- end }}
+{{- $_ := set $cfg "review" $c.review }}
+{{- if .Values.cachePurge.enabled }}
+{{- $_ := required "cachePurge.enabled needs cachePurge.existingSecret (a Secret holding the bearer token)" .Values.cachePurge.existingSecret }}
+{{- $_ := set $cfg "ops" (dict "purge" (dict "enabled" true "tokenFile" (printf "/etc/vulngate/purge/%s" .Values.cachePurge.key))) }}
+{{- end }}
 {{- $cfg = mergeOverwrite $cfg (deepCopy .Values.configOverrides) }}
 {{- toYaml $cfg }}
 {{- end }}

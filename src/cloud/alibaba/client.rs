@@ -76,9 +76,30 @@ impl ApiError {
             || self.http_status == 401
     }
 
+    /// The service failed, whatever the HTTP status: ACR answers `SystemError` (and
+    /// other services `ServerError`) in an HTTP 200 body with `IsSuccess=false`.
+    pub fn is_server_fault(&self) -> bool {
+        self.http_status >= 500
+            || matches!(
+                self.code.as_str(),
+                "SystemError" | "ServerError" | "InternalError" | "UnknownError"
+            )
+    }
+
+    /// Alibaba Cloud's risk control refused the call: not a RAM permission.
+    pub fn is_risk_control(&self) -> bool {
+        self.code == "Forbidden.RiskControl"
+    }
+
+    /// The nonce was seen before: the call may be sent again with a new one.
+    pub fn is_nonce_reused(&self) -> bool {
+        self.code == "SignatureNonceUsed"
+    }
+
     /// The caller lacks a RAM permission.
     pub fn is_permission(&self) -> bool {
         !self.is_credential()
+            && !self.is_risk_control()
             && (self.http_status == 403
                 || self.code.starts_with("Forbidden")
                 || self.code == "NoPrivilege"
@@ -139,7 +160,8 @@ pub enum RpcError {
 
 impl RpcError {
     fn is_retryable(&self) -> bool {
-        matches!(self, RpcError::Api(e) if e.is_throttling())
+        // Every attempt is signed with a fresh nonce, so a reused one is retried too.
+        matches!(self, RpcError::Api(e) if e.is_throttling() || e.is_nonce_reused())
     }
 
     pub fn api(&self) -> Option<&ApiError> {
@@ -169,7 +191,12 @@ impl RpcError {
                     e.describe()
                 ))
             }
-            RpcError::Api(e) if e.http_status >= 500 || e.is_throttling() => {
+            RpcError::Api(e) if e.is_risk_control() => config(format!(
+                "{}; refused by Alibaba Cloud risk control, not for a missing RAM permission: \
+                 check the account's security notices or ask Alibaba Cloud support",
+                e.describe()
+            )),
+            RpcError::Api(e) if e.is_server_fault() || e.is_throttling() || e.is_nonce_reused() => {
                 unavailable(e.describe())
             }
             RpcError::Api(e) => config(format!("{}; the request was refused", e.describe())),
@@ -213,7 +240,7 @@ pub fn rpc_outcome_label(result: &Result<Value, RpcError>) -> &'static str {
         Ok(_) => "ok",
         Err(RpcError::Api(e)) if e.is_throttling() => "throttled",
         Err(RpcError::Api(e)) if e.is_credential() || e.is_permission() => "denied",
-        Err(RpcError::Api(e)) if e.http_status >= 500 => "server_error",
+        Err(RpcError::Api(e)) if e.is_server_fault() => "server_error",
         Err(RpcError::Api(_)) => "client_error",
         Err(RpcError::Exhausted { .. }) => "throttled",
         Err(RpcError::Transport { .. }) => "transport_error",
@@ -728,6 +755,9 @@ mod tests {
             RpcError::Api(e(500, "InternalError")).into_scan_error("acr"),
             ScanError::Unavailable { .. }
         ));
+        assert!(e(200, "SystemError").is_server_fault());
+        assert!(!e(403, "Forbidden.RiskControl").is_permission());
+        assert!(RpcError::Api(e(400, "SignatureNonceUsed")).is_retryable());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod encode;
+pub mod scan_requests;
 pub mod sign_v1;
 pub mod sign_v3;
 

@@ -83,7 +83,7 @@ fn default_sk() -> SecretSource {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PasswordConfig {
-    /// Default `https://iam.<region>.myhuaweicloud.com`.
+    /// Default `https://iam.<region>.myhuaweicloud.com` (`.eu` for eu-west-101).
     #[serde(default)]
     pub iam_endpoint: Option<String>,
     /// The account (domain) name the IAM user belongs to.
@@ -154,7 +154,7 @@ impl Authenticator {
                 let endpoint = c
                     .iam_endpoint
                     .clone()
-                    .unwrap_or_else(|| format!("https://iam.{region}.myhuaweicloud.com"));
+                    .unwrap_or_else(|| super::default_endpoint("iam", region));
                 Authenticator::Token(Arc::new(IamTokens::new(
                     http,
                     timeout,

@@ -3,9 +3,13 @@
 
 use serde_json::Value;
 
-/// Throttling codes of API Gateway, answered with or without HTTP 429.
-/// HSS's own throttling code is unconfirmed; 429 is recognized whatever the code.
-pub const THROTTLING_CODES: &[&str] = &["APIG.0308"];
+/// Throttling codes of API Gateway (`APIGW.*` today, `APIG.*` on older gateways),
+/// recognized whatever the HTTP status; 429 is recognized whatever the code.
+pub const THROTTLING_CODES: &[&str] = &["APIGW.0308", "APIG.0308"];
+
+/// HSS's documented codes for a caller without the right (HTTP 400, not 403):
+/// `HSS.0010` "Access denied", `HSS.0013` "Insufficient permissions".
+pub const PERMISSION_CODES: &[&str] = &["HSS.0010", "HSS.0013"];
 
 /// What an error response said, reduced to what a message needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,7 +40,16 @@ impl ApiError {
                 .is_some_and(|c| THROTTLING_CODES.contains(&c))
     }
 
-    /// `HTTP 403 (HSS.0004: no permission), request id abc`
+    /// A missing permission: HTTP 403, or a documented HSS permission code.
+    pub fn is_permission_denied(&self) -> bool {
+        self.status == 403
+            || self
+                .code
+                .as_deref()
+                .is_some_and(|c| PERMISSION_CODES.contains(&c))
+    }
+
+    /// `HTTP 400 (HSS.0013: Insufficient permissions.), request id abc`
     pub fn describe(&self) -> String {
         let mut out = format!("HTTP {}", self.status);
         match (&self.code, &self.message) {
@@ -94,13 +107,18 @@ mod tests {
     #[test]
     fn parses_the_shapes_huawei_answers() {
         let e = ApiError::from_response(
-            403,
+            400,
             Some("req-1".into()),
-            br#"{"error_code":"HSS.0004","error_msg":"no permission"}"#,
+            br#"{"error_code":"HSS.0013","error_msg":"Insufficient permissions."}"#,
         );
         assert_eq!(
             e.describe(),
-            "HTTP 403 (HSS.0004: no permission), request id req-1"
+            "HTTP 400 (HSS.0013: Insufficient permissions.), request id req-1"
+        );
+        assert!(e.is_permission_denied());
+        assert!(
+            !ApiError::from_response(400, None, br#"{"error_code":"HSS.0001"}"#)
+                .is_permission_denied()
         );
         let e = ApiError::from_response(401, None, br#"{"error":{"code":"401","message":"bad"}}"#);
         assert_eq!(e.code.as_deref(), Some("401"));
@@ -112,12 +130,16 @@ mod tests {
     #[test]
     fn throttling_by_status_or_code() {
         assert!(ApiError::from_response(429, None, b"").is_throttling());
-        assert!(ApiError::from_response(
-            400,
-            None,
-            br#"{"error_code":"APIG.0308","error_msg":"throttled"}"#
-        )
-        .is_throttling());
+        // API Gateway's code, answered with a status other than 429 too.
+        for code in ["APIGW.0308", "APIG.0308"] {
+            let body = format!(
+                r#"{{"error_code":"{code}","error_msg":"The throttling threshold has been reached"}}"#
+            );
+            assert!(
+                ApiError::from_response(400, None, body.as_bytes()).is_throttling(),
+                "{code}"
+            );
+        }
         assert!(!ApiError::from_response(503, None, b"").is_throttling());
     }
 }
