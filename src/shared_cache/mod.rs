@@ -17,8 +17,8 @@ pub mod signed;
 pub mod wire;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -63,7 +63,10 @@ pub struct SharedTier {
     started: Instant,
     /// Milliseconds since `started` before which Redis is not asked.
     paused_until: AtomicU64,
-    state: AtomicU8,
+    /// Changed together with the gauge, under the lock: with a bare atomic, a success
+    /// and a failure finishing together could leave the gauge at "up" while the state
+    /// said "down", and nothing would set it again until Redis answered.
+    state: Mutex<u8>,
     metrics: Arc<Metrics>,
 }
 
@@ -127,7 +130,7 @@ impl SharedTier {
             token: random_token(),
             started: Instant::now(),
             paused_until: AtomicU64::new(0),
-            state: AtomicU8::new(NOT_YET_USED),
+            state: Mutex::new(NOT_YET_USED),
             metrics,
         });
         // Connects now, in the background: the first cold review does not pay for
@@ -376,8 +379,7 @@ impl SharedTier {
         let outcome = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut redis)).await;
         match outcome {
             Ok(Ok(value)) => {
-                if self.state.swap(UP, Ordering::Relaxed) != UP {
-                    self.metrics.shared().set_up(true);
+                if self.enter(UP) {
                     tracing::info!("shared cache reachable");
                 }
                 Some(value)
@@ -396,14 +398,24 @@ impl SharedTier {
         }
     }
 
+    /// Sets the state and its gauge; `true` when it changed.
+    fn enter(&self, new: u8) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if *state == new {
+            return false;
+        }
+        *state = new;
+        self.metrics.shared().set_up(new == UP);
+        true
+    }
+
     fn failed(&self, error: &str) {
         self.metrics.shared().event(SharedEvent::Error);
         let resume = self.started.elapsed() + PAUSE_AFTER_FAILURE;
         self.paused_until
             .store(resume.as_millis() as u64, Ordering::Relaxed);
         // Once per outage, not once per lookup.
-        if self.state.swap(DOWN, Ordering::Relaxed) != DOWN {
-            self.metrics.shared().set_up(false);
+        if self.enter(DOWN) {
             tracing::warn!(
                 error,
                 "shared cache unreachable: going on with the local cache and the scanners"
