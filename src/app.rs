@@ -77,7 +77,16 @@ pub async fn namespace_source(config: &Config) -> Result<Arc<dyn NamespaceSource
 pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, String> {
     let namespaces = namespace_source(config).await?;
     let router = ScannerRouter::from_config(&config.registries)?;
-    let resolver = crate::resolve::from_config(config).await?;
+    let shared = match &config.cache.shared {
+        Some(shared) => Some(crate::shared_cache::SharedTier::new(
+            shared,
+            &config.cache,
+            &config.registries,
+            Arc::clone(&metrics),
+        )?),
+        None => None,
+    };
+    let resolver = crate::resolve::from_config(config, shared.clone()).await?;
     let mut engine = Engine::new(
         config,
         EngineParts {
@@ -87,6 +96,9 @@ pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engi
             metrics,
         },
     );
+    if let Some(shared) = shared {
+        engine.set_shared_cache(shared);
+    }
     if config.namespaces_file.is_none() {
         // Policies come from the cluster, so Events can go there too.
         let client = kube::Client::try_default()

@@ -437,6 +437,9 @@ pub struct CacheConfig {
     /// How long a tag -> digest resolution is kept.
     #[serde(default = "default_tag_ttl", with = "humantime_serde")]
     pub tag_ttl: Duration,
+    /// A tier shared by every replica, under this one's (Redis; off when absent).
+    #[serde(default)]
+    pub shared: Option<crate::shared_cache::config::SharedCacheConfig>,
     /// How long a failed scanner call is remembered, so repeats of a review do not call
     /// a failing scanner again for each image; `0s` remembers none.
     #[serde(default = "default_failure_ttl", with = "humantime_serde")]
@@ -450,6 +453,7 @@ impl Default for CacheConfig {
             pending_ttl: default_pending_ttl(),
             max_entries: default_max_entries(),
             tag_ttl: default_tag_ttl(),
+            shared: None,
             failure_ttl: default_failure_ttl(),
         }
     }
@@ -467,6 +471,12 @@ pub struct RegistryRoute {
     /// How to reach the registry for tag resolution; `None` means defaults (HTTPS).
     #[serde(default)]
     pub registry: Option<RegistryAccess>,
+    /// Scanner calls per second on this route, whoever asks (no limit when absent).
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
+    /// Scanner calls under way at once on this route (no limit when absent).
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
 }
 
 /// Connection settings of one registry, for tag -> digest resolution.
@@ -653,6 +663,9 @@ impl Config {
         if self.cache.max_entries == 0 {
             return Err("cache.maxEntries: must be greater than zero".into());
         }
+        if let Some(shared) = &self.cache.shared {
+            shared.validate(self.deadline)?;
+        }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err("tls: certFile and keyFile go together".into());
         }
@@ -699,6 +712,9 @@ impl Config {
         self.namespaces_file.as_mut().map(rebase);
         self.policy.accepted_cves_file.as_mut().map(rebase);
         self.resolution.docker_config_file.as_mut().map(rebase);
+        if let Some(shared) = &mut self.cache.shared {
+            shared.rebase_paths(base);
+        }
         self.ops.purge.token_file.as_mut().map(rebase);
         for route in &mut self.registries {
             match &mut route.scanner {

@@ -248,6 +248,11 @@ impl Engine {
         &self.cache
     }
 
+    /// Puts the replicas' shared tier under the summary cache.
+    pub fn set_shared_cache(&mut self, shared: Arc<crate::shared_cache::SharedTier>) {
+        self.cache.set_shared(shared);
+    }
+
     /// The kind of scanner that holds `image`'s scans (`file`, `harbor`...), if any.
     pub fn scanner_for(&self, image: &ImageRef) -> Option<&'static str> {
         self.router.route(image).map(|r| r.scanner.kind())

@@ -27,6 +27,7 @@ pub mod resolve;
 pub mod scan;
 pub mod secret;
 pub mod server;
+pub mod shared_cache;
 pub mod thread_cache;
 pub mod tls;
 

@@ -13,8 +13,10 @@ use prometheus_client::registry::Registry;
 use crate::scan::ScanError;
 
 mod per_thread;
+mod shared;
 pub use per_thread::InFlight;
 use per_thread::{ReviewMetrics, Series};
+pub use shared::{SharedEvent, SharedMetrics};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReviewLabels {
@@ -92,6 +94,7 @@ pub struct Metrics {
     audit_last_success: Gauge,
     /// Every scanner call, whatever its outcome (the sum of `scanner_calls`).
     scanner_calls_total: std::sync::atomic::AtomicU64,
+    shared: SharedMetrics,
 }
 
 impl Default for Metrics {
@@ -191,7 +194,9 @@ impl Metrics {
             "Unix time at which the last successful background audit finished",
             audit_last_success.clone(),
         );
+        let shared = SharedMetrics::register(&mut registry);
         Metrics {
+            shared,
             registry,
             pods_over_limit,
             audited_namespaces: std::sync::Mutex::new(Default::default()),
@@ -262,6 +267,11 @@ impl Metrics {
     pub fn scanner_calls_total(&self) -> u64 {
         self.scanner_calls_total
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The shared tier's series (`shared_cache_*`).
+    pub fn shared(&self) -> &SharedMetrics {
+        &self.shared
     }
 
     pub fn controller_pod_warned(&self) {

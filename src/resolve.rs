@@ -57,8 +57,11 @@ pub trait DigestResolver: Send + Sync {
 /// The tag resolver the config asks for; `None` when no route resolves tags.
 pub async fn from_config(
     config: &crate::config::Config,
+    shared: Option<std::sync::Arc<crate::shared_cache::SharedTier>>,
 ) -> Result<Option<std::sync::Arc<dyn DigestResolver>>, String> {
-    Ok(crate::registry::RegistryResolver::for_config(config)
-        .await?
-        .map(|r| std::sync::Arc::new(r) as std::sync::Arc<dyn DigestResolver>))
+    Ok(
+        crate::registry::RegistryResolver::for_config(config, shared)
+            .await?
+            .map(|r| std::sync::Arc::new(r) as std::sync::Arc<dyn DigestResolver>),
+    )
 }

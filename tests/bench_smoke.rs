@@ -133,5 +133,20 @@ fn admission_benchmark_smoke_writes_every_row() {
     assert!(
         memory["entries_after_churn"].as_u64().unwrap() <= memory["max_entries"].as_u64().unwrap()
     );
+    // Replicas: with the shared tier, one scanner call whatever their number; without
+    // it, one per replica.
+    let replicas = json["replicas"].as_array().expect("replica rows");
+    assert_eq!(replicas.len(), 6, "{replicas:?}");
+    for row in replicas {
+        let n = row["replicas"].as_u64().unwrap();
+        let expected = if row["shared"] == true { 1 } else { n };
+        assert_eq!(row["scanner_calls"], expected, "{row}");
+        assert_eq!(row["errors"], 0, "{row}");
+    }
+    // The audit: each distinct image looked up once, never over the scanner's limit.
+    let audit = &json["audit"];
+    assert_eq!(audit["scanner_calls"], audit["images"], "{audit}");
+    assert_eq!(audit["throttled"], 0, "{audit}");
+    assert_eq!(audit["pods_judged"], audit["pods"], "{audit}");
     assert!(!json["targets"].as_array().unwrap().is_empty());
 }

@@ -1604,7 +1604,12 @@ fn config_keys(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
                 format!("{prefix}.{}", k.as_str().unwrap())
             };
             out.insert(p.clone());
-            if p != "policy.defaults.limits" && p != "registries" {
+            // Secret sources (`{file: ...}` or `{env: ...}`) are values, not keys.
+            let secret_source = ["cache.shared.redis.username", "cache.shared.redis.password"];
+            if p != "policy.defaults.limits"
+                && p != "registries"
+                && !secret_source.contains(&p.as_str())
+            {
                 config_keys(child, &p, out);
             }
         }
@@ -1614,7 +1619,9 @@ fn config_keys(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
 #[test]
 fn every_config_key_is_reachable_from_values() {
     // Every key vulngate's config has (its defaults, serialized) ...
-    let minimal = "registries: [{match: \"*\", scanner: {file: {path: /scans}}}]\n";
+    // (The shared cache is optional: it is named so that its keys are known too.)
+    let minimal = "registries: [{match: \"*\", scanner: {file: {path: /scans}}}]\n\
+        cache: {shared: {redis: {url: \"rediss://r:6380\", username: {file: /u}, password: {file: /p}}, hmacKeys: [{id: k1, secret: {file: /k}}]}}\n";
     let config = Config::from_yaml(minimal, Path::new("/")).unwrap();
     let mut known = BTreeSet::new();
     config_keys(&serde_yaml::to_value(&config).unwrap(), "", &mut known);
@@ -1645,4 +1652,40 @@ fn every_config_key_is_reachable_from_values() {
         unknown.is_empty(),
         "the chart renders keys vulngate does not have: {unknown:?}"
     );
+}
+
+#[test]
+fn the_shared_cache_values_render_a_config_whose_secret_files_are_mounted() {
+    let values = chart_dir().join("ci/shared-cache-values.yaml");
+    let docs = render(&["-f", values.to_str().unwrap()]);
+    let (text, config) = config_of(&docs);
+    let shared = config.cache.shared.as_ref().expect("cache.shared rendered");
+    assert_eq!(
+        shared.redis.url, "rediss://redis.redis.svc:6380/0",
+        "{text}"
+    );
+    let deploy = one(&docs, "Deployment");
+    let mut files: Vec<PathBuf> = vec![shared.redis.ca_file.clone().expect("caFile")];
+    for source in [&shared.redis.username, &shared.redis.password]
+        .into_iter()
+        .flatten()
+        .chain(shared.hmac_keys.iter().map(|k| &k.secret))
+    {
+        match source {
+            vulngate::secret::SecretSource::File(path) => files.push(path.clone()),
+            other => panic!("expected files from the Secret, got {other:?}"),
+        }
+    }
+    assert_eq!(files.len(), 4, "{text}");
+    for file in files {
+        let (_, volume) =
+            mount_for(deploy, &file).unwrap_or_else(|| panic!("{file:?} not mounted"));
+        assert_eq!(
+            volume["secret"]["secretName"], "vulngate-shared-cache",
+            "{volume:?}"
+        );
+    }
+    // Off by default: no shared tier, no mount.
+    let (_, default) = config_of(&render(&[]));
+    assert!(default.cache.shared.is_none());
 }

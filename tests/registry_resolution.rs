@@ -690,7 +690,7 @@ async fn for_config_resolves_only_when_a_route_asks_for_it() {
         dir.path(),
         "registries:\n  - match: \"*\"\n    scanner: {file: {path: /dev/null}}\n    registry: {resolve: false}\n",
     );
-    assert!(RegistryResolver::for_config(&off)
+    assert!(RegistryResolver::for_config(&off, None)
         .await
         .expect("no error")
         .is_none());
@@ -698,7 +698,7 @@ async fn for_config_resolves_only_when_a_route_asks_for_it() {
         dir.path(),
         "registries:\n  - match: \"*\"\n    scanner: {file: {path: /dev/null}}\n",
     );
-    assert!(RegistryResolver::for_config(&on)
+    assert!(RegistryResolver::for_config(&on, None)
         .await
         .expect("no error")
         .is_some());

@@ -19,6 +19,7 @@ use oci_client::secrets::RegistryAuth;
 use crate::config::{Config, HostPattern, RegistryAccess};
 use crate::image::ImageRef;
 use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
+use crate::shared_cache::SharedTier;
 
 use cache::{ResolutionCache, TagKey};
 use client::{Connection, Platform};
@@ -46,6 +47,8 @@ pub struct RegistryResolver {
     /// oci-client clients by (route, host, credential fingerprint): reuses
     /// connections and bearer tokens without mixing credentials.
     clients: moka::future::Cache<(usize, String, Option<String>), oci_client::Client>,
+    /// Resolutions other replicas made, asked before the registry (`cache.shared`).
+    shared: Option<Arc<SharedTier>>,
 }
 
 impl RegistryResolver {
@@ -119,13 +122,23 @@ impl RegistryResolver {
             default_timeout: DEFAULT_TIMEOUT.min(config.deadline),
             cache: ResolutionCache::new(config.cache.tag_ttl, config.cache.max_entries),
             clients: moka::future::Cache::builder().max_capacity(1_000).build(),
+            shared: None,
         })
+    }
+
+    /// Shares resolutions with the other replicas through `shared`.
+    pub fn with_shared(mut self, shared: Option<Arc<SharedTier>>) -> RegistryResolver {
+        self.shared = shared;
+        self
     }
 
     /// What the binary wires in: `None` when no route resolves tags; otherwise the
     /// resolver, with a Kubernetes client (in-cluster or kubeconfig) when
     /// `resolution.useImagePullSecrets` is on.
-    pub async fn for_config(config: &Config) -> Result<Option<RegistryResolver>, String> {
+    pub async fn for_config(
+        config: &Config,
+        shared: Option<Arc<SharedTier>>,
+    ) -> Result<Option<RegistryResolver>, String> {
         let any_resolves = config
             .registries
             .iter()
@@ -143,7 +156,7 @@ impl RegistryResolver {
         } else {
             None
         };
-        Self::from_config(config, kube).map(Some)
+        Self::from_config(config, kube).map(|r| Some(r.with_shared(shared)))
     }
 
     /// The credential the kubelet would use for `host`: the pod's pull secrets, then
@@ -238,7 +251,19 @@ impl RegistryResolver {
                 ))),
             }
         };
-        let result = self.cache.tag(key, bounded).await;
+        let shared_key = key.clone();
+        let through_shared = async {
+            let shared = self.shared.as_deref();
+            if let Some(hit) = async { shared?.tag(&shared_key).await }.await {
+                return Ok(hit);
+            }
+            let resolved = bounded.await?;
+            if let Some(shared) = shared {
+                shared.remember_tag(&shared_key, &resolved).await;
+            }
+            Ok(resolved)
+        };
+        let result = self.cache.tag(key, through_shared).await;
         match &result {
             Ok(r) => {
                 tracing::debug!(image = %image, host = %host, digest = r.digest(), "resolved tag")

@@ -23,6 +23,7 @@ use super::{ScanError, ScanSummary, ScanTarget, Scanner};
 use crate::config::CacheConfig;
 use crate::image::ImageRef;
 use crate::metrics::{Metrics, RefreshResult};
+use crate::shared_cache::SharedTier;
 use crate::thread_cache::PerThreadMap;
 
 /// Summaries are per scanner route and digest: the same digest may be held by
@@ -93,6 +94,8 @@ pub struct SummaryCache {
     /// Failed scanner calls, answered again until `failureTtl` ends; `None` when it is 0.
     failures: Option<Cache<CacheKey, Arc<ScanError>, crate::FastHashState>>,
     metrics: Arc<Metrics>,
+    /// Redis shared by the replicas, asked before the scanner (`cache.shared`).
+    shared: Option<Arc<SharedTier>>,
 }
 
 /// Entries a thread's front holds at most; it starts over when full.
@@ -164,7 +167,14 @@ impl SummaryCache {
                     .build_with_hasher(crate::FastHashState::new())
             }),
             metrics,
+            shared: None,
         }
+    }
+
+    /// Misses (and checks of old entries) ask `shared` before the scanner, and
+    /// purges reach it too.
+    pub fn set_shared(&mut self, shared: Arc<SharedTier>) {
+        self.shared = Some(shared);
     }
 
     /// The cached summary, or one fetched from the scanner (one call for many
@@ -274,7 +284,9 @@ impl SummaryCache {
         // A task of its own: the call goes on when the reviews that asked give up
         // at their deadline, and its answer is cached for the next ones.
         let task = tokio::spawn(async move {
-            let result = fetch(&this.metrics, scanner.as_ref(), &owned.target()).await;
+            let result = this
+                .fetch(done.key.route, scanner.as_ref(), &owned.target())
+                .await;
             let result = match result {
                 Ok(summary) => {
                     let entry = Entry {
@@ -332,27 +344,29 @@ impl SummaryCache {
         let scanner = Arc::clone(scanner);
         let owned = OwnedTarget::new(target);
         tokio::spawn(async move {
-            let (summary, result) =
-                match fetch(&this.metrics, scanner.as_ref(), &owned.target()).await {
-                    Ok(fresh) if *fresh == *cached => (cached, RefreshResult::Unchanged),
-                    Ok(fresh) => {
-                        tracing::info!(
-                            scanner = scanner.kind(),
-                            digest = %owned.digest,
-                            status = fresh.status.as_str(),
-                            "the scanner has a newer scan: cached summary replaced"
-                        );
-                        (fresh, RefreshResult::Changed)
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            scanner = scanner.kind(),
-                            error = %e,
-                            "checking a cached summary failed; it stays in use until the next check"
-                        );
-                        (cached, RefreshResult::Failed)
-                    }
-                };
+            let (summary, result) = match this
+                .fetch(key.route, scanner.as_ref(), &owned.target())
+                .await
+            {
+                Ok(fresh) if *fresh == *cached => (cached, RefreshResult::Unchanged),
+                Ok(fresh) => {
+                    tracing::info!(
+                        scanner = scanner.kind(),
+                        digest = %owned.digest,
+                        status = fresh.status.as_str(),
+                        "the scanner has a newer scan: cached summary replaced"
+                    );
+                    (fresh, RefreshResult::Changed)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        scanner = scanner.kind(),
+                        error = %e,
+                        "checking a cached summary failed; it stays in use until the next check"
+                    );
+                    (cached, RefreshResult::Failed)
+                }
+            };
             this.metrics.cache_refresh(result);
             // Not if it was purged or evicted meanwhile: that was someone's intent.
             if this.cache.contains_key(&key) {
@@ -399,6 +413,12 @@ impl SummaryCache {
             }
         }
         self.changed();
+        if let Some(shared) = &self.shared {
+            match shared.purge(digest).await {
+                Ok(n) => tracing::info!(removed = n, "shared cache purged"),
+                Err(error) => tracing::warn!(error, "shared cache not purged"),
+            }
+        }
         keys.len() as u64
     }
 
@@ -408,7 +428,27 @@ impl SummaryCache {
     }
 }
 
-async fn fetch(
+impl SummaryCache {
+    /// The scanner's answer, through the shared tier when there is one.
+    async fn fetch(
+        &self,
+        route: usize,
+        scanner: &dyn Scanner,
+        target: &ScanTarget<'_>,
+    ) -> Result<Arc<ScanSummary>, ScanError> {
+        let call = || call_scanner(&self.metrics, scanner, target);
+        match &self.shared {
+            Some(shared) => {
+                shared
+                    .summary(route, scanner.kind(), target.digest, call)
+                    .await
+            }
+            None => call().await,
+        }
+    }
+}
+
+async fn call_scanner(
     metrics: &Metrics,
     scanner: &dyn Scanner,
     target: &ScanTarget<'_>,

@@ -7,6 +7,7 @@ pub mod digest_key;
 pub mod file;
 pub mod harbor;
 pub mod hss;
+pub mod rate_limit;
 pub mod sas;
 pub mod vulnlist;
 
@@ -334,6 +335,13 @@ impl ScannerRouter {
         let mut built = Vec::with_capacity(routes.len());
         for (index, route) in routes.iter().enumerate() {
             let scanner = build_scanner(&route.scanner)
+                .and_then(|s| {
+                    rate_limit::RateLimited::wrap(
+                        s,
+                        route.max_requests_per_second,
+                        route.max_concurrent,
+                    )
+                })
                 .map_err(|e| format!("registries[{index}] ({}): {e}", route.host_match.0))?;
             built.push(Route {
                 index,

@@ -75,22 +75,31 @@ impl ColdResult {
 }
 
 /// What one burst measured.
-struct Burst {
+pub struct Burst {
     /// Each review's latency from release to full answer, in microseconds.
-    latencies: hdrhistogram::Histogram<u64>,
-    errors: u64,
+    pub latencies: hdrhistogram::Histogram<u64>,
+    pub errors: u64,
     released: Instant,
     last_answer: Instant,
 }
 
 /// An engine on the benchmark's namespaces whose only scanner is `scanner`.
 pub fn engine(files: &Files, scanner: Arc<dyn Scanner>) -> Result<Engine> {
+    engine_with(files, scanner, "").map(|(engine, _)| engine)
+}
+
+/// [`engine`] with `extra` config YAML (top-level keys), and the config it read.
+pub fn engine_with(
+    files: &Files,
+    scanner: Arc<dyn Scanner>,
+    extra: &str,
+) -> Result<(Engine, Config)> {
     let yaml = format!(
-        "namespacesFile: {}\nregistries:\n  - match: \"*\"\n    scanner: {{file: {{path: unused}}}}\nlog: {{format: json, level: warn}}\n",
+        "namespacesFile: {}\nregistries:\n  - match: \"*\"\n    scanner: {{file: {{path: unused}}}}\nlog: {{format: json, level: warn}}\n{extra}",
         files.namespaces.display()
     );
     let config = Config::from_yaml(&yaml, std::path::Path::new("/"))?;
-    Ok(Engine::new(
+    let engine = Engine::new(
         &config,
         EngineParts {
             namespaces: Arc::new(FileNamespaces::load(&files.namespaces)?),
@@ -102,7 +111,85 @@ pub fn engine(files: &Files, scanner: Arc<dyn Scanner>) -> Result<Engine> {
             resolver: None,
             metrics: Arc::new(Metrics::new()),
         },
-    ))
+    );
+    Ok((engine, config))
+}
+
+/// An engine served on loopback by `vulngate::server::serve`, on a runtime of its own.
+pub struct Served {
+    pub target: Target,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<std::result::Result<(), String>>,
+}
+
+impl Served {
+    pub async fn start(engine: Engine, files: &Files) -> Result<Served> {
+        Served::start_with(move || Ok(engine), files).await
+    }
+
+    /// The engine `make` builds on the server's runtime: what it spawns (the shared
+    /// tier's Redis connection) runs there, as in `vulngate serve`.
+    pub async fn start_with(
+        make: impl FnOnce() -> std::result::Result<Engine, String> + Send + 'static,
+        files: &Files,
+    ) -> Result<Served> {
+        let cert = ReloadingCert::load(&files.cert, &files.key)?;
+        let options = ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            drain_delay: Duration::ZERO,
+            grace: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            connections: Default::default(),
+            open_file_limit: vulngate::connections::raise_open_file_limit(),
+            client_ca: None,
+        };
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        // The server on a runtime of its own, as vulngate serves, not among the
+        // load generator's tasks.
+        let runtime = vulngate::server::runtime()?;
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                serve(
+                    options,
+                    AppState::new(Arc::new(make()?)),
+                    cert,
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                    move |webhook, _ops| {
+                        let _ = addr_tx.send(webhook);
+                    },
+                )
+                .await
+            })
+        });
+        let addr = addr_rx.await?;
+        Ok(Served {
+            target: Target::new(addr, &files.ca_pem)?,
+            stop,
+            thread,
+        })
+    }
+
+    /// `n` HTTP/2 connections to the server, each with its target.
+    pub async fn connect(&self, n: usize) -> Result<Vec<(client::Sender, Target)>> {
+        let mut senders = Vec::with_capacity(n);
+        for _ in 0..n {
+            senders.push((
+                client::connect(&self.target, Proto::Http2).await?,
+                self.target.clone(),
+            ));
+        }
+        Ok(senders)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
 }
 
 /// A scanner that sleeps, then reports a clean scan.
@@ -146,48 +233,13 @@ pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<Col
             last_call: Arc::clone(&last_call),
         }),
     )?;
-    let cert = ReloadingCert::load(&files.cert, &files.key)?;
-    let options = ServeOptions {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        drain_delay: Duration::ZERO,
-        grace: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(30),
-        connections: Default::default(),
-        open_file_limit: vulngate::connections::raise_open_file_limit(),
-        client_ca: None,
-    };
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    // The server on a runtime of its own, as vulngate serves, not among the
-    // load generator's tasks.
-    let runtime = vulngate::server::runtime()?;
-    let server = std::thread::spawn(move || {
-        runtime.block_on(serve(
-            options,
-            AppState::new(Arc::new(engine)),
-            cert,
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |webhook, _ops| {
-                let _ = addr_tx.send(webhook);
-            },
-        ))
-    });
-    let addr = addr_rx.await?;
-    let target = Target::new(addr, &files.ca_pem)?;
-
+    let served = Served::start(engine, files).await?;
     // One image no cache holds, the same in every review.
     let image = setup::generated_image("cold", 0);
-    let mut senders = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        senders.push(client::connect(&target, Proto::Http2).await?);
-    }
-    let cold = burst(&senders, &target, files, &image, reviews, "cold").await?;
-    let warm = burst(&senders, &target, files, &image, reviews, "warm").await?;
-    let _ = stop_tx.send(());
-    let _ = tokio::task::spawn_blocking(move || server.join()).await;
+    let senders = served.connect(CONNECTIONS).await?;
+    let cold = burst(&senders, files, &image, reviews, "cold").await?;
+    let warm = burst(&senders, files, &image, reviews, "warm").await?;
+    served.stop().await;
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let since =
         |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1000.0;
@@ -212,11 +264,11 @@ pub async fn run(files: &Files, reviews: usize, latency: Duration) -> Result<Col
     })
 }
 
-/// `reviews` reviews of `image`, released at once over the open connections. Answers are checked after the burst, so
-/// the client's own reading does not delay the clocks of the reviews still waiting.
-async fn burst(
-    senders: &[client::Sender],
-    target: &Target,
+/// `reviews` reviews of `image`, released at once over the open connections (of one
+/// server or several). Answers are checked after the burst, so the client's own
+/// reading does not delay the clocks of the reviews still waiting.
+pub async fn burst(
+    senders: &[(client::Sender, Target)],
     files: &Files,
     image: &str,
     reviews: usize,
@@ -225,7 +277,8 @@ async fn burst(
     let barrier = Arc::new(Barrier::new(reviews + 1));
     let mut tasks = Vec::with_capacity(reviews);
     for i in 0..reviews {
-        let Some(mut sender) = senders[i % senders.len()].share() else {
+        let (sender, target) = &senders[i % senders.len()];
+        let Some(mut sender) = sender.share() else {
             return Err("HTTP/2 sender expected".into());
         };
         let review = setup::review_with(

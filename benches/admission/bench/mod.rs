@@ -4,8 +4,14 @@ pub mod baseline;
 pub mod client;
 pub mod cold;
 pub mod decide;
+pub mod fleet;
 pub mod memory;
 pub mod setup;
+
+#[path = "../../../tests/support/apiserver.rs"]
+pub mod apiserver;
+#[path = "../../../tests/support/redis.rs"]
+pub mod redis;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -41,6 +47,12 @@ pub struct Options {
     pub scanner_latency: Duration,
     /// Distinct digests cached for the memory figure (also the cache's maxEntries).
     pub memory_digests: usize,
+    /// Concurrent reviews of one cold digest spread over 1, 2, 3 replicas.
+    pub replica_reviews: usize,
+    /// The generated cluster of the audit figure, and its scanner's limit.
+    pub audit_pods: usize,
+    pub audit_images: usize,
+    pub audit_rate: f64,
     /// Where the JSON report is written.
     pub out: PathBuf,
     /// The `vulngate` binary to start.
@@ -76,6 +88,10 @@ impl Options {
                 .unwrap_or(20_000),
             scanner_latency: Duration::from_millis(50),
             memory_digests: 100_000,
+            replica_reviews: 1000,
+            audit_pods: env_or("VULNGATE_BENCH_AUDIT_PODS", 10_000),
+            audit_images: env_or("VULNGATE_BENCH_AUDIT_IMAGES", 2_000),
+            audit_rate: 10.0,
             out: out_path("admission.json"),
             vulngate_bin: PathBuf::from(env!("CARGO_BIN_EXE_vulngate")),
             filter: std::env::var("VULNGATE_BENCH_FILTER").ok(),
@@ -93,12 +109,23 @@ impl Options {
             decide_iterations: 500,
             scanner_latency: Duration::from_millis(50),
             memory_digests: 2_000,
+            replica_reviews: 300,
+            audit_pods: 300,
+            audit_images: 60,
+            audit_rate: 100.0,
             out: out_path("admission-smoke.json"),
             filter: None,
             only: None,
             ..Options::full()
         }
     }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `VULNGATE_BENCH_OUT`, else `<target dir>/bench/<name>` (the target dir found from
@@ -179,10 +206,12 @@ pub struct Report {
     pub decide: Vec<decide::DecideRow>,
     pub memory: memory::MemoryResult,
     pub vulngate_rss_kib: u64,
+    pub replicas: Vec<fleet::ReplicaRow>,
+    pub audit: Option<fleet::AuditResult>,
 }
 
 /// The parts of one run, for `VULNGATE_BENCH_ONLY`.
-pub const SECTIONS: [&str; 4] = ["matrix", "cold", "decision", "memory"];
+pub const SECTIONS: [&str; 6] = ["matrix", "cold", "decision", "memory", "replicas", "audit"];
 
 /// Runs everything and writes the JSON report; a partial run (`VULNGATE_BENCH_ONLY`)
 /// prints its figures and writes none, since a report names every part.
@@ -242,6 +271,28 @@ pub fn run(options: &Options) -> Result<Option<Report>> {
     } else {
         None
     };
+    let replicas = if wanted("replicas") {
+        client_rt.block_on(fleet::replicas(
+            &files,
+            workdir.path(),
+            options.replica_reviews,
+            options.scanner_latency,
+        ))?
+    } else {
+        Vec::new()
+    };
+    let audit = if wanted("audit") {
+        let audit = client_rt.block_on(fleet::audit(
+            &files,
+            options.audit_pods,
+            options.audit_images,
+            options.audit_rate,
+        ))?;
+        eprintln!("{}", audit.line());
+        Some(audit)
+    } else {
+        None
+    };
     drop(client_rt);
 
     let (Some(cold), Some(memory), None) = (cold, memory, &options.only) else {
@@ -255,6 +306,8 @@ pub fn run(options: &Options) -> Result<Option<Report>> {
         decide,
         memory,
         vulngate_rss_kib,
+        replicas,
+        audit,
     };
     let json = report.to_json(options);
     if let Some(dir) = options.out.parent() {
@@ -480,6 +533,18 @@ impl Report {
             "value": round(over_warm, 3), "limit": cold_limit,
             "met": over_warm <= cold_limit,
         }));
+        if let Some(three) = self.replicas.iter().find(|r| r.shared && r.replicas == 3) {
+            out.push(json!({
+                "name": "shared tier: one scanner call for a cold digest on 3 replicas",
+                "value": three.scanner_calls, "limit": 1, "met": three.scanner_calls == 1,
+            }));
+        }
+        if let Some(audit) = &self.audit {
+            out.push(json!({
+                "name": format!("audit against a scanner limited to {} req/s: no throttled call", audit.limit_per_second),
+                "value": audit.throttled, "limit": 0, "met": audit.throttled == 0,
+            }));
+        }
         let rss = kib_to_mib(self.memory.rss_filled_kib);
         out.push(json!({
             "name": format!("RSS < 128 MiB with {} cached digests", self.memory.digests),
@@ -540,6 +605,8 @@ impl Report {
                 "entries_after_churn": self.memory.entries_after_churn,
                 "churn_digests": self.memory.churn_digests,
             },
+            "replicas": self.replicas.iter().map(fleet::ReplicaRow::json).collect::<Vec<_>>(),
+            "audit": self.audit.as_ref().map(fleet::AuditResult::json),
             "targets": self.targets(options),
         })
     }
@@ -593,6 +660,12 @@ impl Report {
             m.entries_after_churn,
             kib_to_mib(m.rss_peak_kib)
         );
+        for row in &self.replicas {
+            let _ = writeln!(s, "{}", row.line());
+        }
+        if let Some(audit) = &self.audit {
+            let _ = writeln!(s, "{}", audit.line());
+        }
         if let Some(targets) = self.json.get("targets").and_then(Value::as_array) {
             for t in targets {
                 let _ = writeln!(

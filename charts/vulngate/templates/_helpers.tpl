@@ -129,7 +129,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "tls" (include "vulngate.tlsConfig" . | fromYaml)
   "deadline" (printf "%ss" (include "vulngate.deadlineSeconds" .))
   "policy" $policy
-  "cache" $c.cache
+  "cache" (include "vulngate.cacheConfig" . | fromYaml)
   "registries" $c.registries
   "resolution" $resolution
   "log" $c.log
@@ -149,6 +149,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- $cfg = mergeOverwrite $cfg (deepCopy .Values.configOverrides) }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/* config.cache, with the shared tier's block when sharedCache is on. */}}
+{{- define "vulngate.cacheConfig" -}}
+{{- $cache := deepCopy .Values.config.cache }}
+{{- $s := .Values.sharedCache }}
+{{- if $s.enabled }}
+{{- $dir := "/etc/vulngate/shared-cache" }}
+{{- $redis := dict "url" (required "sharedCache.url is needed when sharedCache.enabled" $s.url) "keyPrefix" $s.keyPrefix "timeout" $s.timeout }}
+{{- with $s.usernameKey }}{{ $_ := set $redis "username" (dict "file" (printf "%s/%s" $dir .)) }}{{ end }}
+{{- with $s.passwordKey }}{{ $_ := set $redis "password" (dict "file" (printf "%s/%s" $dir .)) }}{{ end }}
+{{- with $s.caKey }}{{ $_ := set $redis "caFile" (printf "%s/%s" $dir .) }}{{ end }}
+{{- $key := dict "id" $s.hmacKeyId "secret" (dict "file" (printf "%s/%s" $dir $s.hmacKeyKey)) }}
+{{- $_ := set $cache "shared" (dict "redis" $redis "hmacKeys" (list $key) "lockWait" $s.lockWait "lockTtl" $s.lockTtl) }}
+{{- end }}
+{{- toYaml $cache }}
 {{- end }}
 
 {{/* "host:port", bracketing IPv6 hosts. */}}
