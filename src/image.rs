@@ -175,14 +175,26 @@ pub(crate) fn canonical_name(registry: &str, repository: &str) -> (String, Strin
 /// (`index.docker.io`, `registry-1.docker.io`).
 pub fn canonical_registry(written: &str) -> String {
     let lower = written.to_ascii_lowercase();
+    // A first component is a registry only when it has a dot or a port, is `localhost`,
+    // or (for a dotless name) has upper case; folding must not take that away, or
+    // `ghc:443/x` would come back as the Docker Hub repository `ghc/x`.
+    if !reads_as_registry(&lower) {
+        return written.to_string();
+    }
     let host = match lower.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u32>() == Ok(443) => host,
+        Some((host, port)) if port.parse::<u32>() == Ok(443) && reads_as_registry(host) => host,
         _ => lower.as_str(),
     };
     match host {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
         _ => host.to_string(),
     }
+}
+
+/// Whether a lower-case first component names a registry by itself (the
+/// distribution rule: a dot, a port, or `localhost`).
+fn reads_as_registry(lower: &str) -> bool {
+    lower.contains(['.', ':']) || lower == "localhost"
 }
 
 const DOCKER_HUB: &str = "docker.io";
@@ -297,6 +309,21 @@ mod tests {
         // Another port is another registry.
         let r = ImageRef::parse("registry.example.com:8443/team/app:1").unwrap();
         assert_eq!(r.registry, "registry.example.com:8443");
+        // A dotless host is a registry only by its port: the port stays, and the form
+        // reads back as the same image (found by the image_ref fuzz target).
+        for written in ["ghc:443/nginx:1", "localhost:443/app:1"] {
+            let image = ImageRef::parse(written).unwrap();
+            let again = ImageRef::parse(&image.to_string()).unwrap();
+            assert_eq!(again, image, "{written} -> {image}");
+        }
+        assert_eq!(
+            ImageRef::parse("ghc:443/nginx:1").unwrap().registry,
+            "ghc:443"
+        );
+        assert_eq!(
+            ImageRef::parse("localhost:443/app:1").unwrap().registry,
+            "localhost"
+        );
     }
 
     #[test]
