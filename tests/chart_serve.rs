@@ -150,7 +150,7 @@ async fn serve(
     let port: u16 = webhook.base.rsplit_once(':').unwrap().1.parse().unwrap();
     let ca =
         reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("caBundle is a PEM certificate");
-    let client = reqwest::Client::builder()
+    let client = vulngate::crypto::http_client()
         .tls_certs_only([ca])
         .resolve(&host, ([127, 0, 0, 1], port).into())
         .timeout(Duration::from_secs(20))

@@ -265,7 +265,7 @@ fn move_paths(value: &mut serde_yaml::Value, pod: &Pod) {
 /// trusting only `ca_pem`.
 fn apiserver_client(ca_pem: &[u8], host: &str, port: u16) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(ca_pem).expect("CA PEM");
-    reqwest::Client::builder()
+    vulngate::crypto::http_client()
         .tls_certs_only([ca])
         .resolve(host, ([127, 0, 0, 1], port).into())
         .timeout(Duration::from_secs(15))

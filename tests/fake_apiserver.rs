@@ -11,7 +11,7 @@ use support::apiserver::{namespace, FakeApiServer};
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn http() -> reqwest::Client {
-    reqwest::Client::new()
+    vulngate::crypto::http_client().build().unwrap()
 }
 
 async fn get(server: &FakeApiServer, path_and_query: &str) -> (u16, Value) {

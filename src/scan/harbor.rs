@@ -312,7 +312,7 @@ impl HarborScanner {
             .password
             .load()
             .map_err(|e| format!("password: {e}"))?;
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::crypto::http_client()
             .timeout(config.timeout)
             .connect_timeout(config.timeout);
         if let Some(ca) = &config.ca_file {

@@ -268,7 +268,7 @@ impl HssScanner {
             None => h.to_string(),
         };
         config.auth.check().map_err(|e| format!("auth: {e}"))?;
-        let http = reqwest::Client::builder()
+        let http = crate::crypto::http_client()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()
