@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_yaml::Value;
+use serde_json::Value;
 use vulngate::config::{Config, ControllerPods, Mode, ScannerConfig};
 use vulngate::policy::{LimitKey, NamespacePolicy};
 
@@ -161,7 +161,7 @@ fn check_render(case: &str, docs: &[Value]) {
             "{case}: PDB selects the Pods"
         );
     }
-    let svc_ports = svc["spec"]["ports"].as_sequence().unwrap();
+    let svc_ports = svc["spec"]["ports"].as_array().unwrap();
     // The webhook port only: the ops port (and a purge endpoint on it) is on no Service.
     let targets: Vec<&Value> = svc_ports.iter().map(|p| &p["targetPort"]).collect();
     assert_eq!(targets, vec!["https"], "{case}: Service ports");
@@ -211,7 +211,7 @@ fn check_render(case: &str, docs: &[Value]) {
 
         let sel = &h["namespaceSelector"];
         let name_expr = sel["matchExpressions"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
             .find(|e| e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "NotIn")
@@ -260,7 +260,7 @@ fn check_render(case: &str, docs: &[Value]) {
                 "{case}: pod operations"
             );
         }
-        for rule in h["rules"].as_sequence().unwrap() {
+        for rule in h["rules"].as_array().unwrap() {
             for op in str_list(&rule["operations"]) {
                 assert!(
                     op == "CREATE" || op == "UPDATE",
@@ -275,7 +275,7 @@ fn check_render(case: &str, docs: &[Value]) {
     // templates are judged: every pod-creating kind goes through the workloads webhook.
     let mut judged = BTreeSet::new();
     for h in &hooks {
-        for rule in h["rules"].as_sequence().unwrap() {
+        for rule in h["rules"].as_array().unwrap() {
             judged.extend(str_list(&rule["resources"]));
         }
     }
@@ -497,7 +497,7 @@ fn check_render(case: &str, docs: &[Value]) {
 
 fn rbac_grants(role: &Value) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
-    for rule in role["rules"].as_sequence().into_iter().flatten() {
+    for rule in role["rules"].as_array().into_iter().flatten() {
         for g in str_list(&rule["apiGroups"]) {
             for r in str_list(&rule["resources"]) {
                 for v in str_list(&rule["verbs"]) {
@@ -888,7 +888,7 @@ fn workloads_are_switchable_and_cover_every_pod_template_kind() {
         .find(|h| h["name"] == "workloads.vulngate.io")
         .expect("workloads webhook by default");
     let mut got = BTreeSet::new();
-    for r in w["rules"].as_sequence().unwrap() {
+    for r in w["rules"].as_array().unwrap() {
         for g in str_list(&r["apiGroups"]) {
             for res in str_list(&r["resources"]) {
                 got.insert(format!("{g}/{res}"));
@@ -963,7 +963,7 @@ fn defaults_are_safe_to_install() {
     let deploy = one(&docs, "Deployment");
     assert_eq!(deploy["spec"]["replicas"], 2, "two replicas");
     let spread = deploy["spec"]["template"]["spec"]["topologySpreadConstraints"]
-        .as_sequence()
+        .as_array()
         .expect("topology spread");
     assert!(
         spread
@@ -1194,7 +1194,7 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
                 selector_matches(&h["namespaceSelector"], &l),
                 "{case}: test namespace not sent to vulngate"
             );
-            if h["objectSelector"].is_mapping() {
+            if h["objectSelector"].is_object() {
                 assert!(
                     selector_matches(&h["objectSelector"], &BTreeMap::new()),
                     "{case}: objectSelector skips the probe"
@@ -1287,7 +1287,7 @@ fn manifests_are_the_chart_rendered_with_default_values() {
 /// The Values table of charts/vulngate/README.md, made from the `# --` comments of values.yaml.
 fn values_table() -> (String, Vec<String>) {
     let text = std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap();
-    let values: Value = serde_yaml::from_str(&text).unwrap();
+    let values: Value = serde_saphyr::from_str(&text).unwrap();
     let mut stack: Vec<(usize, String)> = vec![];
     let mut doc: Option<String> = None;
     let mut skip_below: Option<usize> = None;
@@ -1357,10 +1357,10 @@ fn values_table() -> (String, Vec<String>) {
 }
 
 fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    match v.as_mapping() {
+    match v.as_object() {
         Some(m) if !m.is_empty() => {
             for (k, child) in m {
-                let k = k.as_str().unwrap();
+                let k = k.as_str();
                 let p = if prefix.is_empty() {
                     k.to_string()
                 } else {
@@ -1379,7 +1379,7 @@ fn readme_documents_every_value() {
     let readme = std::fs::read_to_string(&readme_path).unwrap();
     let (table, documented) = values_table();
     let values: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
             .unwrap();
     let mut leaves = vec![];
     leaf_paths(&values, "", &mut leaves);
@@ -1466,7 +1466,7 @@ fn notes_tell_how_to_set_limits_and_see_a_denial() {
 /// The checks of the restricted Pod Security Standard that a pod spec can fail.
 fn assert_restricted(what: &str, spec: &Value) {
     let psc = &spec["securityContext"];
-    for c in spec["containers"].as_sequence().unwrap() {
+    for c in spec["containers"].as_array().unwrap() {
         let sc = &c["securityContext"];
         let non_root = sc["runAsNonRoot"] == true
             || (sc["runAsNonRoot"].is_null() && psc["runAsNonRoot"] == true);
@@ -1501,7 +1501,7 @@ fn assert_restricted(what: &str, spec: &Value) {
         spec["hostNetwork"] != true && spec["hostPID"] != true && spec["hostIPC"] != true,
         "{what}: host namespaces"
     );
-    for v in spec["volumes"].as_sequence().into_iter().flatten() {
+    for v in spec["volumes"].as_array().into_iter().flatten() {
         assert!(v["hostPath"].is_null(), "{what}: hostPath volume");
     }
 }
@@ -1566,7 +1566,7 @@ fn cert_manager_mode_signs_the_serving_certificate_with_a_stable_ca() {
     assert_eq!(ca_cert["spec"]["isCA"], true);
     let root_issuer = by_name(&issuers, &ca_cert["spec"]["issuerRef"]["name"]);
     assert!(
-        root_issuer["spec"]["selfSigned"].is_mapping(),
+        root_issuer["spec"]["selfSigned"].is_object(),
         "the CA is self-signed"
     );
     // The CA outlives many renewals of the serving certificate.
@@ -1596,12 +1596,12 @@ fn cert_manager_mode_signs_the_serving_certificate_with_a_stable_ca() {
 
 /// Key paths of a config document, not descending into data maps and lists.
 fn config_keys(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-    if let Some(m) = v.as_mapping() {
+    if let Some(m) = v.as_object() {
         for (k, child) in m {
             let p = if prefix.is_empty() {
-                k.as_str().unwrap().to_string()
+                k.as_str().to_string()
             } else {
-                format!("{prefix}.{}", k.as_str().unwrap())
+                format!("{prefix}.{}", k.as_str())
             };
             out.insert(p.clone());
             // Secret sources (`{file: ...}` or `{env: ...}`) are values, not keys.
@@ -1624,7 +1624,7 @@ fn every_config_key_is_reachable_from_values() {
         cache: {shared: {redis: {url: \"rediss://r:6380\", username: {file: /u}, password: {file: /p}}, hmacKeys: [{id: k1, secret: {file: /k}}]}}\n";
     let config = Config::from_yaml(minimal, Path::new("/")).unwrap();
     let mut known = BTreeSet::new();
-    config_keys(&serde_yaml::to_value(&config).unwrap(), "", &mut known);
+    config_keys(&serde_json::to_value(&config).unwrap(), "", &mut known);
     // ... is set by the chart in some value set (not counting configOverrides, which reaches
     // anything), except the generated-certificate keys: the chart always supplies a certificate.
     // (`connections.maxConnections` has no default: ci/full-values.yaml sets it.)
@@ -1632,7 +1632,7 @@ fn every_config_key_is_reachable_from_values() {
     // (ci/full-values.yaml's configOverrides sets only tls.generateNames, excluded below.)
     for (_, args) in cases() {
         let (text, _) = config_of(&render_case(&args));
-        config_keys(&serde_yaml::from_str(&text).unwrap(), "", &mut rendered);
+        config_keys(&serde_saphyr::from_str(&text).unwrap(), "", &mut rendered);
     }
     let chart_supplies_the_certificate = [
         "tls.generateDir",

@@ -738,7 +738,7 @@ mod tests {
     }
 
     fn config(yaml: &str) -> Result<HssConfig, String> {
-        serde_yaml::from_str::<HssConfig>(yaml).map_err(|e| e.to_string())
+        serde_saphyr::from_str::<HssConfig>(yaml).map_err(|e| e.to_string())
     }
 
     #[test]

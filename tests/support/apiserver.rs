@@ -1360,7 +1360,7 @@ fn patch(inner: &mut Inner, target: &Target, content_type: &str, body: &Bytes) -
     let patched = match media {
         "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
             let patch: Value = if media == "application/apply-patch+yaml" {
-                match serde_yaml::from_slice(body) {
+                match serde_saphyr::from_slice(body) {
                     Ok(v) => v,
                     Err(e) => return bad_request(format!("invalid apply patch: {e}")),
                 }
