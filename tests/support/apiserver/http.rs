@@ -393,7 +393,7 @@ pub(super) fn create(inner: &mut Inner, target: &Target, body: &Bytes) -> Respon
     let key = object_key(target, name);
     if let Some(ns) = &target.namespace {
         if !inner.namespace_exists(ns) {
-            return not_found(&namespace_key(ns));
+            return not_found(&ObjectKey::namespace(ns));
         }
     }
     if inner.objects.contains_key(&key) {
@@ -407,15 +407,6 @@ pub(super) fn create(inner: &mut Inner, target: &Target, body: &Bytes) -> Respon
     let object = inner.fill_new(object, &key);
     let stored = inner.write(key, None, object);
     json_response(StatusCode::CREATED, stored)
-}
-
-fn namespace_key(name: &str) -> ObjectKey {
-    ObjectKey {
-        api_version: "v1".into(),
-        plural: "namespaces".into(),
-        namespace: String::new(),
-        name: name.into(),
-    }
 }
 
 /// PATCH as a JSON merge patch (RFC 7386): what kube's event recorder sends for a repeat.

@@ -60,6 +60,21 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    pub fn of(api_version: &str, plural: &str, namespace: Option<&str>, name: &str) -> Self {
+        ObjectKey {
+            api_version: api_version.into(),
+            plural: plural.into(),
+            namespace: namespace.unwrap_or_default().into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn namespace(name: &str) -> Self {
+        Self::of("v1", "namespaces", None, name)
+    }
+}
+
 struct Shared {
     inner: Mutex<Inner>,
     /// Bumped on every write and on resume: wakes the watch streams.
@@ -237,7 +252,7 @@ impl FakeApiServer {
         self.upsert(object)
     }
 
-    /// Deletes an object at once (finalizers ignored), notifying watchers.
+    /// Deletes an object (a namespace with everything in it), notifying watchers.
     pub fn delete(
         &self,
         api_version: &str,
@@ -245,12 +260,7 @@ impl FakeApiServer {
         namespace: Option<&str>,
         name: &str,
     ) -> Option<Value> {
-        let key = ObjectKey {
-            api_version: api_version.into(),
-            plural: plural.into(),
-            namespace: namespace.unwrap_or_default().into(),
-            name: name.into(),
-        };
+        let key = ObjectKey::of(api_version, plural, namespace, name);
         let mut inner = self.shared.lock();
         let removed = inner.remove(&key);
         drop(inner);
@@ -265,12 +275,7 @@ impl FakeApiServer {
         namespace: Option<&str>,
         name: &str,
     ) -> Option<Value> {
-        let key = ObjectKey {
-            api_version: api_version.into(),
-            plural: plural.into(),
-            namespace: namespace.unwrap_or_default().into(),
-            name: name.into(),
-        };
+        let key = ObjectKey::of(api_version, plural, namespace, name);
         self.shared.lock().objects.get(&key).cloned()
     }
 

@@ -220,12 +220,7 @@ impl Inner {
     }
 
     pub(super) fn namespace_exists(&self, name: &str) -> bool {
-        self.objects.contains_key(&ObjectKey {
-            api_version: "v1".into(),
-            plural: "namespaces".into(),
-            namespace: String::new(),
-            name: name.into(),
-        })
+        self.objects.contains_key(&ObjectKey::namespace(name))
     }
 }
 
