@@ -12,29 +12,18 @@ mod chart_support;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use support::registry::{Registry, RegistryAuth};
-use support::webhook::{digest, object_with_pod_spec, pod_spec, review, status_message, Webhook};
+use support::webhook::{
+    config_with_routes, digest, object_with_pod_spec, pod_spec, review, status_message, Webhook,
+};
 
 /// Routes: the test registry (tags resolved on it), then everything else on the scan
 /// reports' tag map (Docker Hub names, for the alias spellings).
 fn config(pin: bool) -> String {
-    format!(
-        r#"listen: 127.0.0.1:0
-opsListen: 127.0.0.1:0
-tls: {{generateDir: tls}}
-deadline: 5s
-namespacesFile: namespaces.yaml
-policy: {{exemptNamespaces: [kube-system, trusted]}}
-cache: {{tagTtl: 1s}}
-registries:
-  - match: "127.0.0.1:*"
-    scanner: {{file: {{path: scans, reloadInterval: 200ms}}}}
-    registry: {{plainHttp: true, timeout: 3s}}
-  - match: "*"
-    scanner: {{file: {{path: scans}}}}
-    registry: {{resolve: false}}
-log: {{format: json, level: info}}
-pinDigests: {{enabled: {pin}}}
-"#
+    config_with_routes(
+        "  - match: \"127.0.0.1:*\"\n    scanner: {file: {path: scans, reloadInterval: 200ms}}\n    registry: {plainHttp: true, timeout: 3s}\n",
+        &format!(
+            "policy: {{exemptNamespaces: [kube-system, trusted]}}\ncache: {{tagTtl: 1s}}\npinDigests: {{enabled: {pin}}}\n"
+        ),
     )
 }
 
