@@ -6,7 +6,6 @@
 mod support;
 
 #[path = "support/chart.rs"]
-#[allow(dead_code)]
 mod chart_support;
 
 use base64::Engine as _;
