@@ -16,6 +16,7 @@ use crate::admission::{
     self, BadReview, ContainerImage, ContainerKind, PodSpecPath, Request, SpecLite, Verdict,
 };
 use crate::engine::{digest_of, ContainerResult, ContainerVerdict, Engine};
+use crate::image::ImageRef;
 
 /// Decides one AdmissionReview body sent to `POST /mutate`: allowed, with a JSON Patch
 /// when an image is pinned. `apiserver_timeout` shortens the configured deadline.
@@ -103,10 +104,16 @@ pub fn pins(request: &Request<'_>, judged: &[ContainerResult<'_>]) -> Vec<PatchO
 /// `written` with the judged digest appended, or `None` when it already names a
 /// digest (pinned before, or written so): what is pinned stays as it is.
 pub fn pinned_reference(written: &str, digest: &str) -> Option<String> {
-    if written.contains('@') || !digest.contains(':') {
+    if written.contains('@') {
         return None;
     }
-    Some(format!("{written}@{digest}"))
+    let pinned = format!("{written}@{digest}");
+    // The digest came from a registry or a scan report: only a reference the runtime
+    // accepts, naming exactly that digest, is written into the object.
+    ImageRef::parse(&pinned)
+        .ok()
+        .filter(|image| image.digest.as_deref() == Some(digest))?;
+    Some(pinned)
 }
 
 /// JSON pointers to where `container`'s image is written in the object.
@@ -229,6 +236,19 @@ mod tests {
             None
         );
         assert_eq!(pinned_reference("nginx:1.25", ""), None);
+        // A digest the runtime would refuse is never written.
+        for bad in [
+            "sha256:abc",
+            "md5:0123456789abcdef0123456789abcdef",
+            "sha256:0123/x",
+        ] {
+            assert_eq!(pinned_reference("nginx:1.25", bad), None, "{bad}");
+        }
+        assert_eq!(
+            pinned_reference(&format!("{}:1", "X".repeat(8)), DIGEST),
+            None,
+            "an upper-case repository is no reference"
+        );
     }
 
     #[test]
