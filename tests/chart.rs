@@ -1661,7 +1661,8 @@ fn the_shared_cache_values_render_a_config_whose_secret_files_are_mounted() {
     let (text, config) = config_of(&docs);
     let shared = config.cache.shared.as_ref().expect("cache.shared rendered");
     assert_eq!(
-        shared.redis.url, "rediss://redis.redis.svc:6380/0",
+        shared.redis.url.as_deref(),
+        Some("rediss://redis.redis.svc:6380/0"),
         "{text}"
     );
     let deploy = one(&docs, "Deployment");

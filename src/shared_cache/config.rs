@@ -100,7 +100,9 @@ impl RedisConfig {
             Topology::Single(url) => vec![("cache.shared.redis.url".to_string(), url)],
             Topology::Sentinel(sentinel) => {
                 if sentinel.addresses.is_empty() {
-                    return Err("cache.shared.redis.sentinel.addresses: at least one sentinel".into());
+                    return Err(
+                        "cache.shared.redis.sentinel.addresses: at least one sentinel".into(),
+                    );
                 }
                 if sentinel.master_name.is_empty() {
                     return Err("cache.shared.redis.sentinel.masterName: must not be empty".into());
@@ -109,7 +111,12 @@ impl RedisConfig {
                     .addresses
                     .iter()
                     .enumerate()
-                    .map(|(i, a)| (format!("cache.shared.redis.sentinel.addresses[{i}]"), a.as_str()))
+                    .map(|(i, a)| {
+                        (
+                            format!("cache.shared.redis.sentinel.addresses[{i}]"),
+                            a.as_str(),
+                        )
+                    })
                     .collect()
             }
             Topology::Cluster(nodes) => {

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use futures::future::BoxFuture;
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, RedisResult, TlsCertificates, Value};
 
 use super::config::{RedisConfig, SentinelConfig, Topology};
@@ -167,7 +167,8 @@ impl Connection {
                     .await?;
                 let mut deleted = 0;
                 for (host, port) in masters(slots)? {
-                    let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    let node =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
                     deleted += delete_matching_on(&mut cluster, pattern, Some(node)).await?;
                 }
                 Ok(deleted)
@@ -266,7 +267,11 @@ pub struct SentinelMaster {
 }
 
 impl SentinelMaster {
-    async fn query<T: FromRedisValue + Send>(&self, cmd: &Cmd, timeout: Duration) -> Result<T, String> {
+    async fn query<T: FromRedisValue + Send>(
+        &self,
+        cmd: &Cmd,
+        timeout: Duration,
+    ) -> Result<T, String> {
         let attempt = async {
             let (generation, mut manager) = self.master().await?;
             let answer = cmd.query_async::<T>(&mut manager).await;
@@ -302,7 +307,10 @@ impl SentinelMaster {
     }
 
     fn current(&self) -> Option<(u64, ConnectionManager)> {
-        self.master.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.master
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn forget(&self, generation: u64) {
