@@ -236,3 +236,68 @@ fn default_lock_ttl() -> Duration {
 fn default_lock_wait() -> Duration {
     Duration::from_secs(3)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validated(redis: &str) -> Result<SharedCacheConfig, String> {
+        let yaml = format!("redis: {redis}\nhmacKeys: [{{id: k1, secret: {{file: k}}}}]\n");
+        let config: SharedCacheConfig = serde_yaml::from_str(&yaml).map_err(|e| e.to_string())?;
+        config.validate(Duration::from_secs(10))?;
+        Ok(config)
+    }
+
+    #[test]
+    fn exactly_one_of_url_sentinel_or_cluster() {
+        let none = validated("{timeout: 250ms}").unwrap_err();
+        assert!(none.contains("one of url, sentinel or cluster"), "{none}");
+        let two =
+            validated(r#"{url: "redis://a:6379/0", cluster: ["redis://b:6379"]}"#).unwrap_err();
+        assert!(
+            two.contains("only one of url, sentinel or cluster"),
+            "{two}"
+        );
+        assert!(validated(r#"{url: "redis://a:6379/0"}"#).is_ok());
+        let sentinel = validated(
+            r#"{sentinel: {addresses: ["redis://s:26379"], masterName: m, password: {file: p}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            sentinel.redis.topology(),
+            Ok(Topology::Sentinel(s)) if s.master_name == "m" && s.password.is_some()
+        ));
+        let cluster = validated(r#"{cluster: ["redis://a:6379", "redis://b:6379"]}"#).unwrap();
+        assert!(matches!(cluster.redis.topology(), Ok(Topology::Cluster(n)) if n.len() == 2));
+    }
+
+    #[test]
+    fn sentinel_and_cluster_lists_are_checked_and_name_the_bad_entry() {
+        let unknown = validated(r#"{sentinel: {addresses: [], master: m}}"#).unwrap_err();
+        assert!(unknown.contains("unknown field `master`"), "{unknown}");
+        let empty = validated(r#"{sentinel: {addresses: [], masterName: m}}"#).unwrap_err();
+        assert!(
+            empty.contains("sentinel.addresses: at least one"),
+            "{empty}"
+        );
+        let no_name =
+            validated(r#"{sentinel: {addresses: ["redis://s:1"], masterName: ""}}"#).unwrap_err();
+        assert!(no_name.contains("sentinel.masterName"), "{no_name}");
+        let mixed = validated(r#"{cluster: ["rediss://a:6379", "redis://b:6379"]}"#).unwrap_err();
+        assert!(
+            mixed.starts_with("cache.shared.redis.cluster[1]:"),
+            "{mixed}"
+        );
+        assert!(mixed.contains("same scheme"), "{mixed}");
+        let password =
+            validated(r#"{sentinel: {addresses: ["redis://:hunter2@s:1"], masterName: m}}"#)
+                .unwrap_err();
+        assert!(password.contains("sentinel.addresses[0]"), "{password}");
+        assert!(!password.contains("hunter2"), "{password}");
+        let ca = validated(r#"{cluster: ["redis://a:6379"], caFile: ca.pem}"#).unwrap_err();
+        assert!(ca.contains("caFile: only used with rediss://"), "{ca}");
+        assert!(validated(r#"{cluster: ["rediss://a:6379"], caFile: ca.pem}"#).is_ok());
+        let empty = validated("{cluster: []}").unwrap_err();
+        assert!(empty.contains("cluster: at least one node"), "{empty}");
+    }
+}
