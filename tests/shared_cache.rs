@@ -8,185 +8,21 @@ mod support;
 mod harbor_server;
 #[path = "support/redis.rs"]
 mod redis;
+#[path = "support/shared_cache.rs"]
+mod shared;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
 use support::webhook::{object_with_pod_spec, pod_spec, review, Webhook};
 
-use harbor_server::HarborServer;
 use redis::Redis;
-
-const HARBOR_HOST: &str = "harbor.example.test";
-const HMAC_KEY: &str = "a-test-hmac-key-of-32-bytes-0001";
-
-const NAMESPACES: &str = r#"---
-kind: Namespace
-metadata:
-  name: shop
-  annotations: {vulngate.io/max-critical: "0", vulngate.io/max-high: "50"}
-"#;
-
-/// A Harbor whose digests `label` have `critical` critical vulnerabilities.
-async fn harbor(digests: &[(&str, u64)], latency: Duration) -> HarborServer {
-    let harbor = HarborServer::start().await;
-    for (label, critical) in digests {
-        add(&harbor, label, *critical);
-    }
-    if !latency.is_zero() {
-        harbor.set_fault(Some(harbor_server::Fault::Slow(latency)));
-    }
-    harbor
-}
-
-fn add(harbor: &HarborServer, label: &str, critical: u64) {
-    let digest = support::webhook::digest(label);
-    let summary = json!({"total": critical, "summary": {"Critical": critical}});
-    harbor.add(
-        "library",
-        "app",
-        &digest,
-        harbor_server::scanned(&digest, "Success", Some(summary)),
-    );
-}
-
-/// Artifact lookups the scanner double answered: one per scanner call.
-fn scanner_calls(harbor: &HarborServer) -> usize {
-    harbor
-        .state
-        .raw_paths
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|p| !p.ends_with("/additions/vulnerabilities"))
-        .count()
-}
-
-/// `shared` is the YAML of `cache.shared` (indented under it).
-const PURGE_TOKEN: &str = "purge-token-31";
-
-fn config(harbor_url: &str, shared: &str) -> String {
-    format!(
-        r#"listen: 127.0.0.1:0
-opsListen: 127.0.0.1:0
-tls: {{generateDir: tls}}
-deadline: 5s
-namespacesFile: namespaces.yaml
-policy: {{defaults: {{onError: deny}}}}
-cache:
-  shared:
-{shared}
-registries:
-  - match: "{HARBOR_HOST}"
-    scanner:
-      harbor:
-        url: "{harbor_url}"
-        username: "{robot}"
-        password: {{file: secrets/harbor-robot}}
-        vulnerabilityDetails: false
-    registry: {{resolve: false}}
-log: {{format: json, level: info}}
-ops: {{purge: {{enabled: true, tokenFile: secrets/purge-token}}}}
-"#,
-        robot = harbor_server::ROBOT,
-    )
-}
+use shared::*;
 
 fn plain_shared(redis: &Redis) -> String {
     format!(
         "    redis: {{url: \"{}\", timeout: 250ms}}\n    hmacKeys: [{{id: k1, secret: {{file: secrets/hmac}}}}]\n",
         redis.url()
     )
-}
-
-fn files(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
-    let mut files = vec![
-        ("namespaces.yaml", NAMESPACES.to_string()),
-        ("secrets/purge-token", format!("{PURGE_TOKEN}\n")),
-        (
-            "secrets/harbor-robot",
-            format!("{}\n", harbor_server::ROBOT_SECRET),
-        ),
-        ("secrets/hmac", format!("{HMAC_KEY}\n")),
-    ];
-    files.extend_from_slice(extra);
-    files
-}
-
-fn replicas(n: usize, config: &str, files: &[(&'static str, String)]) -> Vec<Webhook> {
-    (0..n).map(|_| Webhook::start(config, files)).collect()
-}
-
-fn pod(uid: &str, label: &str) -> Value {
-    let image = format!(
-        "{HARBOR_HOST}/library/app@{}",
-        support::webhook::digest(label)
-    );
-    review(
-        uid,
-        "Pod",
-        "CREATE",
-        "shop",
-        object_with_pod_spec("Pod", pod_spec(&[("app", &image)])),
-        None,
-    )
-}
-
-/// The decision on a pod of `label`'s image: `Ok(allowed)`, or `Err` with the message
-/// of a review that could not be decided (a scanner or lookup error).
-async fn decide(
-    webhook: &Webhook,
-    client: &reqwest::Client,
-    uid: &str,
-    label: &str,
-) -> Result<bool, String> {
-    decide_at(&webhook.base, client, uid, label).await
-}
-
-/// [`decide`] by the replica's address (a `Webhook` stays with the test's task).
-async fn decide_at(
-    base: &str,
-    client: &reqwest::Client,
-    uid: &str,
-    label: &str,
-) -> Result<bool, String> {
-    let sent = client
-        .post(format!("{base}/validate?timeout=10s"))
-        .header("Content-Type", "application/json")
-        .body(pod(uid, label).to_string())
-        .send()
-        .await
-        .map_err(|e| format!("review not answered: {e}"))?;
-    let out: Value = sent.json().await.map_err(|e| format!("response: {e}"))?;
-    let response = &out["response"];
-    let allowed = response["allowed"].as_bool().unwrap_or(false);
-    let message = response["status"]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    // A denial for counts names the limit; anything else is a failed lookup.
-    if allowed || message.contains("critical") {
-        Ok(allowed)
-    } else {
-        Err(message)
-    }
-}
-
-/// A sample of `/metrics`, `None` when absent.
-fn metric(webhook: &Webhook, sample: &str) -> Option<f64> {
-    let (_, text) = webhook.ops_get("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-}
-
-/// Waits (without blocking the runtime's threads) until `check` holds.
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,51 +178,10 @@ async fn redis_killed_during_load_fails_no_review_and_the_tier_recovers() {
         &config(&harbor.url(), &plain_shared(&redis)),
         &files(&[]),
     );
-    let bases: Vec<String> = webhooks.iter().map(|w| w.base.clone()).collect();
-    let clients: Vec<reqwest::Client> = webhooks.iter().map(|w| w.client(true)).collect();
-
-    // Reviews of ever new digests (so every one goes through the shared tier) from
-    // four workers, while Redis is killed and, later, started again.
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            let (base, client, next, stop, labels) = (
-                bases[w % 2].clone(),
-                clients[w % 2].clone(),
-                Arc::clone(&next),
-                Arc::clone(&stop),
-                labels.clone(),
-            );
-            tokio::spawn(async move {
-                let mut failures = Vec::new();
-                let mut done = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(label) = labels.get(i) else { break };
-                    if let Err(message) = decide_at(&base, &client, &format!("u{i}"), label).await {
-                        failures.push(message);
-                    }
-                    done += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                (done, failures)
-            })
-        })
-        .collect();
-    let progress = || next.load(std::sync::atomic::Ordering::SeqCst);
-    eventually("load under way", Duration::from_secs(30), async || {
-        progress() > 40
-    })
-    .await;
+    let load = Load::start(&webhooks, &labels, 4);
+    load.runs_on("load under way", 40).await;
     redis.kill();
-    let killed_at = progress();
-    eventually(
-        "reviews while Redis is down",
-        Duration::from_secs(30),
-        async || progress() > killed_at + 80,
-    )
-    .await;
+    load.runs_on("reviews while Redis is down", 80).await;
     // Each replica's gauge goes down with its next lookup after a failure; a reply
     // already on its way when Redis died may land after the first failure (and Redis
     // is left alone for a second after each), so the gauge is polled, not read once.
@@ -404,58 +199,16 @@ async fn redis_killed_during_load_fails_no_review_and_the_tier_recovers() {
         );
     }
     redis.start_again();
-    let restarted_at = progress();
     // The load goes on after the restart, while the replicas reconnect.
-    eventually(
-        "reviews after the restart",
-        Duration::from_secs(30),
-        async || progress() > restarted_at + 80,
-    )
-    .await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (mut done, mut failures) = (0, Vec::new());
-    for worker in workers {
-        let (n, f) = worker.await.unwrap();
-        done += n;
-        failures.extend(f);
-    }
-    assert!(
-        done > restarted_at + 80 && done < labels.len(),
-        "the load ran through the restart: {done} reviews"
-    );
+    load.runs_on("reviews after the restart", 80).await;
+    let failures = load.stop().await;
     assert!(failures.is_empty(), "failed reviews: {failures:?}");
 
     // Back: the gauges say so, and a summary learned by one replica answers the
-    // other without a scanner call. Each try reviews a new digest (one already
-    // reviewed is answered by the local cache and would not reach Redis again), until
-    // both replicas use Redis again: each reconnects at its own pace.
-    let mut tries = 0;
-    eventually(
-        "the tier back up on both replicas",
-        Duration::from_secs(30),
-        async || {
-            tries += 1;
-            let learned = format!("after-{tries}");
-            add(&harbor, &learned, 0);
-            assert_eq!(
-                decide(&webhooks[0], &clients[0], &format!("p{tries}"), &learned).await,
-                Ok(true)
-            );
-            let key = format!("vulngate:summary:*:{}", support::webhook::digest(&learned));
-            if metric(&webhooks[0], "vulngate_shared_cache_up") != Some(1.0)
-                || redis.keys(&key).len() != 1
-            {
-                return false;
-            }
-            let before = scanner_calls(&harbor);
-            assert_eq!(
-                decide(&webhooks[1], &clients[1], &format!("q{tries}"), &learned).await,
-                Ok(true)
-            );
-            scanner_calls(&harbor) == before
-                && metric(&webhooks[1], "vulngate_shared_cache_up") == Some(1.0)
-        },
-    )
+    // other without a scanner call.
+    eventually_shared_again(&harbor, &webhooks[0], &webhooks[1], |pattern| {
+        redis.keys(pattern).len()
+    })
     .await;
     assert!(
         metric(

@@ -23,12 +23,21 @@ pub struct SharedCacheConfig {
     pub lock_wait: Duration,
 }
 
+/// Where Redis is: exactly one of `url` (one node), `sentinel` or `cluster`; the
+/// credentials, CA and timeout apply to every node of any of them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://host:6379/0`, or `rediss://` for TLS. Credentials go in the
     /// `username`/`password` sources, not in the URL.
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A master found (and followed through failovers) by Redis Sentinel.
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
+    /// The URLs of some nodes of a Redis Cluster (the others are discovered).
+    #[serde(default)]
+    pub cluster: Option<Vec<String>>,
     /// PEM CA bundle trusted for `rediss://` (else the system's roots).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -47,6 +56,110 @@ pub struct RedisConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// `redis://sentinel-0:26379`, or `rediss://` when the sentinels and the nodes
+    /// speak TLS (one scheme for all).
+    pub addresses: Vec<String>,
+    /// The name the sentinels monitor the master under (`sentinel monitor NAME ...`).
+    pub master_name: String,
+    /// The sentinels' own ACL user and password, when they have them (the nodes'
+    /// are `redis.username`/`redis.password`).
+    #[serde(default)]
+    pub username: Option<SecretSource>,
+    #[serde(default)]
+    pub password: Option<SecretSource>,
+}
+
+/// Which of `url`, `sentinel` or `cluster` a valid config names.
+pub enum Topology<'a> {
+    Single(&'a str),
+    Sentinel(&'a SentinelConfig),
+    Cluster(&'a [String]),
+}
+
+impl RedisConfig {
+    /// The one topology the config names, or an error naming the keys to fix.
+    pub fn topology(&self) -> Result<Topology<'_>, String> {
+        match (&self.url, &self.sentinel, &self.cluster) {
+            (Some(url), None, None) => Ok(Topology::Single(url)),
+            (None, Some(sentinel), None) => Ok(Topology::Sentinel(sentinel)),
+            (None, None, Some(nodes)) => Ok(Topology::Cluster(nodes)),
+            (None, None, None) => Err(
+                "cache.shared.redis: one of url, sentinel or cluster is needed".into(),
+            ),
+            _ => Err(
+                "cache.shared.redis: only one of url, sentinel or cluster (they name different deployments)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The URLs the client is given, with the key each comes from.
+    fn urls(&self) -> Result<Vec<(String, &str)>, String> {
+        Ok(match self.topology()? {
+            Topology::Single(url) => vec![("cache.shared.redis.url".to_string(), url)],
+            Topology::Sentinel(sentinel) => {
+                if sentinel.addresses.is_empty() {
+                    return Err(
+                        "cache.shared.redis.sentinel.addresses: at least one sentinel".into(),
+                    );
+                }
+                if sentinel.master_name.is_empty() {
+                    return Err("cache.shared.redis.sentinel.masterName: must not be empty".into());
+                }
+                sentinel
+                    .addresses
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        (
+                            format!("cache.shared.redis.sentinel.addresses[{i}]"),
+                            a.as_str(),
+                        )
+                    })
+                    .collect()
+            }
+            Topology::Cluster(nodes) => {
+                if nodes.is_empty() {
+                    return Err("cache.shared.redis.cluster: at least one node URL".into());
+                }
+                nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (format!("cache.shared.redis.cluster[{i}]"), n.as_str()))
+                    .collect()
+            }
+        })
+    }
+
+    /// Whether the nodes speak TLS (`rediss://`); every URL must say the same.
+    pub fn tls(&self) -> Result<bool, String> {
+        let urls = self.urls()?;
+        let mut tls = None;
+        for (key, url) in &urls {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(format!("{key}: must start with redis:// or rediss://"));
+            }
+            // A password in the URL would end up in the ConfigMap and in error messages.
+            if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
+                return Err(format!(
+                    "{key}: put the password in cache.shared.redis.password ({{file: ...}}), not in the URL"
+                ));
+            }
+            let this = url.starts_with("rediss://");
+            if tls.is_some_and(|t| t != this) {
+                return Err(format!(
+                    "{key}: every URL uses the same scheme (all redis:// or all rediss://)"
+                ));
+            }
+            tls = Some(this);
+        }
+        Ok(tls.unwrap_or(false))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HmacKeyConfig {
     /// Written into each entry, so a reader knows which key to check it with.
     pub id: String,
@@ -56,19 +169,9 @@ pub struct HmacKeyConfig {
 impl SharedCacheConfig {
     /// Errors name the key to fix; `deadline` is the config's review deadline.
     pub fn validate(&self, deadline: Duration) -> Result<(), String> {
-        let url = &self.redis.url;
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return Err("cache.shared.redis.url: must start with redis:// or rediss://".into());
-        }
-        // A password in the URL would end up in the ConfigMap and in error messages.
-        if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
-            return Err(
-                "cache.shared.redis.url: put the password in cache.shared.redis.password ({file: ...}), not in the URL"
-                    .into(),
-            );
-        }
-        if self.redis.ca_file.is_some() && !url.starts_with("rediss://") {
-            return Err("cache.shared.redis.caFile: only used with a rediss:// URL".into());
+        let tls = self.redis.tls()?;
+        if self.redis.ca_file.is_some() && !tls {
+            return Err("cache.shared.redis.caFile: only used with rediss:// URLs".into());
         }
         if self.redis.timeout.is_zero() {
             return Err("cache.shared.redis.timeout: must be greater than zero".into());
@@ -103,8 +206,14 @@ impl SharedCacheConfig {
         if let Some(ca) = self.redis.ca_file.as_mut().filter(|p| p.is_relative()) {
             *ca = base.join(&*ca);
         }
+        let sentinel = self
+            .redis
+            .sentinel
+            .as_mut()
+            .map(|s| [&mut s.username, &mut s.password]);
         for source in [&mut self.redis.username, &mut self.redis.password]
             .into_iter()
+            .chain(sentinel.into_iter().flatten())
             .flatten()
         {
             source.rebase(base);
@@ -126,4 +235,69 @@ fn default_lock_ttl() -> Duration {
 }
 fn default_lock_wait() -> Duration {
     Duration::from_secs(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validated(redis: &str) -> Result<SharedCacheConfig, String> {
+        let yaml = format!("redis: {redis}\nhmacKeys: [{{id: k1, secret: {{file: k}}}}]\n");
+        let config: SharedCacheConfig = serde_yaml::from_str(&yaml).map_err(|e| e.to_string())?;
+        config.validate(Duration::from_secs(10))?;
+        Ok(config)
+    }
+
+    #[test]
+    fn exactly_one_of_url_sentinel_or_cluster() {
+        let none = validated("{timeout: 250ms}").unwrap_err();
+        assert!(none.contains("one of url, sentinel or cluster"), "{none}");
+        let two =
+            validated(r#"{url: "redis://a:6379/0", cluster: ["redis://b:6379"]}"#).unwrap_err();
+        assert!(
+            two.contains("only one of url, sentinel or cluster"),
+            "{two}"
+        );
+        assert!(validated(r#"{url: "redis://a:6379/0"}"#).is_ok());
+        let sentinel = validated(
+            r#"{sentinel: {addresses: ["redis://s:26379"], masterName: m, password: {file: p}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            sentinel.redis.topology(),
+            Ok(Topology::Sentinel(s)) if s.master_name == "m" && s.password.is_some()
+        ));
+        let cluster = validated(r#"{cluster: ["redis://a:6379", "redis://b:6379"]}"#).unwrap();
+        assert!(matches!(cluster.redis.topology(), Ok(Topology::Cluster(n)) if n.len() == 2));
+    }
+
+    #[test]
+    fn sentinel_and_cluster_lists_are_checked_and_name_the_bad_entry() {
+        let unknown = validated(r#"{sentinel: {addresses: [], master: m}}"#).unwrap_err();
+        assert!(unknown.contains("unknown field `master`"), "{unknown}");
+        let empty = validated(r#"{sentinel: {addresses: [], masterName: m}}"#).unwrap_err();
+        assert!(
+            empty.contains("sentinel.addresses: at least one"),
+            "{empty}"
+        );
+        let no_name =
+            validated(r#"{sentinel: {addresses: ["redis://s:1"], masterName: ""}}"#).unwrap_err();
+        assert!(no_name.contains("sentinel.masterName"), "{no_name}");
+        let mixed = validated(r#"{cluster: ["rediss://a:6379", "redis://b:6379"]}"#).unwrap_err();
+        assert!(
+            mixed.starts_with("cache.shared.redis.cluster[1]:"),
+            "{mixed}"
+        );
+        assert!(mixed.contains("same scheme"), "{mixed}");
+        let password =
+            validated(r#"{sentinel: {addresses: ["redis://:hunter2@s:1"], masterName: m}}"#)
+                .unwrap_err();
+        assert!(password.contains("sentinel.addresses[0]"), "{password}");
+        assert!(!password.contains("hunter2"), "{password}");
+        let ca = validated(r#"{cluster: ["redis://a:6379"], caFile: ca.pem}"#).unwrap_err();
+        assert!(ca.contains("caFile: only used with rediss://"), "{ca}");
+        assert!(validated(r#"{cluster: ["rediss://a:6379"], caFile: ca.pem}"#).is_ok());
+        let empty = validated("{cluster: []}").unwrap_err();
+        assert!(empty.contains("cluster: at least one node"), "{empty}");
+    }
 }

@@ -8,11 +8,14 @@
 //! `timeout`, a failure makes the replica skip Redis for a moment and go on with its
 //! own cache and the scanner, and the client reconnects by itself.
 //!
-//! Client: the `redis` crate's `ConnectionManager` (one multiplexed connection that
-//! reconnects by itself; TLS through rustls with the process's ring provider; Redis
-//! 6+/7 and Valkey; the crate also serves Sentinel and Cluster should they be needed).
+//! Client: the `redis` crate ([`connection`]): for one node its `ConnectionManager`
+//! (one multiplexed connection that reconnects by itself), for Sentinel the same to
+//! the master the sentinels name (asked again after a failure, so failovers are
+//! followed), for a Cluster its async cluster connection; TLS through rustls with the
+//! process's ring provider; Redis 6+/7 and Valkey.
 
 pub mod config;
+mod connection;
 pub mod signed;
 pub mod wire;
 
@@ -21,8 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo};
+use redis::{Cmd, FromRedisValue};
 use sha2::{Digest, Sha256};
 
 use crate::config::{CacheConfig, RegistryRoute, ScannerConfig};
@@ -31,6 +33,7 @@ use crate::registry::cache::TagKey;
 use crate::resolve::Resolved;
 use crate::scan::{ScanError, ScanSummary};
 use config::SharedCacheConfig;
+use connection::Connection;
 use signed::{Signer, SigningKey};
 
 /// After a failed operation, Redis is left alone this long: a review does not pay
@@ -46,7 +49,7 @@ const UP: u8 = 1;
 const DOWN: u8 = 2;
 
 pub struct SharedTier {
-    redis: ConnectionManager,
+    redis: Connection,
     signer: Signer,
     prefix: String,
     /// Per route, a hash of its registry pattern and scanner kind: the same on every
@@ -93,14 +96,7 @@ impl SharedTier {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let signer = Signer::new(keys)?;
-        let client = client(shared)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(shared.redis.timeout))
-            .set_response_timeout(Some(shared.redis.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let redis = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| format!("cache.shared.redis: {e}"))?;
+        let redis = Connection::new(&shared.redis)?;
         let route_ids = routes
             .iter()
             .map(|r| {
@@ -271,31 +267,10 @@ impl SharedTier {
             Some(_) => return Ok(0),
             None => format!("{}*", self.prefix),
         };
-        // A purge walks the keyspace: more time than one lookup, still bounded.
+        // A purge walks the keyspace (of every master): more time than one lookup,
+        // still bounded.
         let bound = self.timeout.saturating_mul(20);
-        let mut redis = self.redis.clone();
-        let walk = async move {
-            let mut cursor: u64 = 0;
-            let mut deleted = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(500)
-                    .query_async(&mut redis)
-                    .await?;
-                if !keys.is_empty() {
-                    let n: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
-                    deleted += n;
-                }
-                if next == 0 {
-                    return Ok::<u64, redis::RedisError>(deleted);
-                }
-                cursor = next;
-            }
-        };
+        let walk = self.redis.delete_matching(&pattern);
         match tokio::time::timeout(bound, walk).await {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => Err(format!("shared cache purge: {e}")),
@@ -370,29 +345,20 @@ impl SharedTier {
     }
 
     /// One command, bounded by `timeout`; `None` when Redis failed or is paused.
-    async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Option<T> {
+    async fn run<T: FromRedisValue + Send>(&self, cmd: &Cmd) -> Option<T> {
         let now = self.started.elapsed().as_millis() as u64;
         if now < self.paused_until.load(Ordering::Relaxed) {
             return None;
         }
-        let mut redis = self.redis.clone();
-        let outcome = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut redis)).await;
-        match outcome {
-            Ok(Ok(value)) => {
+        match self.redis.query(cmd, self.timeout).await {
+            Ok(value) => {
                 if self.enter(UP) {
                     tracing::info!("shared cache reachable");
                 }
                 Some(value)
             }
-            Ok(Err(e)) => {
-                self.failed(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.failed(&format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.timeout)
-                ));
+            Err(e) => {
+                self.failed(&e);
                 None
             }
         }
@@ -449,45 +415,4 @@ fn random_token() -> String {
 fn getrandom_fill(bytes: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(bytes)
-}
-
-/// The client of `cache.shared.redis`: URL, ACL user and password, TLS roots.
-fn client(shared: &SharedCacheConfig) -> Result<redis::Client, String> {
-    let config = &shared.redis;
-    let mut info = config
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| format!("cache.shared.redis.url: {e}"))?;
-    let mut settings = info.redis_settings().clone();
-    if let Some(user) = &config.username {
-        let user = user
-            .load()
-            .map_err(|e| format!("cache.shared.redis.username: {e}"))?;
-        settings = settings.set_username(user.expose());
-    }
-    if let Some(password) = &config.password {
-        let password = password
-            .load()
-            .map_err(|e| format!("cache.shared.redis.password: {e}"))?;
-        settings = settings.set_password(password.expose());
-    }
-    info = info.set_redis_settings(settings);
-    // For rediss://, rustls takes the process's provider: vulngate uses ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    match &config.ca_file {
-        Some(ca) => {
-            let root = std::fs::read(ca)
-                .map_err(|e| format!("cache.shared.redis.caFile {}: {e}", ca.display()))?;
-            redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root),
-                },
-            )
-            .map_err(|e| format!("cache.shared.redis: {e}"))
-        }
-        None => redis::Client::open(info).map_err(|e| format!("cache.shared.redis: {e}")),
-    }
 }

@@ -53,7 +53,12 @@ fn config_keys(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
             };
             out.insert(p.clone());
             // Secret sources (`{file: ...}` or `{env: ...}`) are values, not keys.
-            let secret_source = ["cache.shared.redis.username", "cache.shared.redis.password"];
+            let secret_source = [
+                "cache.shared.redis.username",
+                "cache.shared.redis.password",
+                "cache.shared.redis.sentinel.username",
+                "cache.shared.redis.sentinel.password",
+            ];
             if p != "policy.defaults.limits"
                 && p != "registries"
                 && !secret_source.contains(&p.as_str())
@@ -68,11 +73,20 @@ fn config_keys(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
 fn every_config_key_is_reachable_from_values() {
     // Every key vulngate's config has (its defaults, serialized) ...
     // (The shared cache is optional: it is named so that its keys are known too.)
-    let minimal = "registries: [{match: \"*\", scanner: {file: {path: /scans}}}]\n\
-        cache: {shared: {redis: {url: \"rediss://r:6380\", username: {file: /u}, password: {file: /p}}, hmacKeys: [{id: k1, secret: {file: /k}}]}}\n";
-    let config = Config::from_yaml(minimal, Path::new("/")).unwrap();
+    // Its Redis is one of a URL, a Sentinel or a Cluster: one config per deployment.
     let mut known = BTreeSet::new();
-    config_keys(&serde_json::to_value(&config).unwrap(), "", &mut known);
+    for redis in [
+        "url: \"rediss://r:6380\"",
+        "sentinel: {addresses: [\"redis://s:26379\"], masterName: m, username: {file: /su}, password: {file: /sp}}",
+        "cluster: [\"redis://c:6379\"]",
+    ] {
+        let minimal = format!(
+            "registries: [{{match: \"*\", scanner: {{file: {{path: /scans}}}}}}]\n\
+             cache: {{shared: {{redis: {{{redis}, username: {{file: /u}}, password: {{file: /p}}}}, hmacKeys: [{{id: k1, secret: {{file: /k}}}}]}}}}\n"
+        );
+        let config = Config::from_yaml(&minimal, Path::new("/")).unwrap();
+        config_keys(&serde_json::to_value(&config).unwrap(), "", &mut known);
+    }
     // ... is set by the chart in some value set (not counting configOverrides, which reaches
     // anything), except the generated-certificate keys: the chart always supplies a certificate.
     // (`connections.maxConnections` has no default: ci/full-values.yaml sets it.)
@@ -109,7 +123,8 @@ fn the_shared_cache_values_render_a_config_whose_secret_files_are_mounted() {
     let (text, config) = config_of(&docs);
     let shared = config.cache.shared.as_ref().expect("cache.shared rendered");
     assert_eq!(
-        shared.redis.url, "rediss://redis.redis.svc:6380/0",
+        shared.redis.url.as_deref(),
+        Some("rediss://redis.redis.svc:6380/0"),
         "{text}"
     );
     let deploy = one(&docs, "Deployment");
@@ -136,4 +151,73 @@ fn the_shared_cache_values_render_a_config_whose_secret_files_are_mounted() {
     // Off by default: no shared tier, no mount.
     let (_, default) = config_of(&render(&[]));
     assert!(default.cache.shared.is_none());
+}
+
+#[test]
+fn the_shared_cache_points_at_a_sentinel_or_a_cluster_and_refuses_two_deployments_at_once() {
+    let on = [
+        "--set",
+        "sharedCache.enabled=true",
+        "--set",
+        "sharedCache.existingSecret=vulngate-shared-cache",
+    ];
+    let with =
+        |extra: &[&'static str]| -> Vec<&'static str> { on.iter().chain(extra).copied().collect() };
+    let sentinel = with(&[
+        "--set",
+        "sharedCache.sentinel.addresses={redis://s-0:26379,redis://s-1:26379}",
+        "--set",
+        "sharedCache.sentinel.masterName=mymaster",
+        "--set",
+        "sharedCache.sentinel.passwordKey=sentinel-password",
+    ]);
+    let docs = render(&sentinel);
+    let (text, config) = config_of(&docs);
+    let redis = &config.cache.shared.as_ref().expect("cache.shared").redis;
+    let found = redis.sentinel.as_ref().expect("sentinel rendered");
+    assert_eq!(
+        found.addresses,
+        ["redis://s-0:26379", "redis://s-1:26379"],
+        "{text}"
+    );
+    assert_eq!(found.master_name, "mymaster");
+    let Some(vulngate::secret::SecretSource::File(password)) = &found.password else {
+        panic!("the sentinels' password from the Secret: {text}");
+    };
+    let (_, volume) = mount_for(one(&docs, "Deployment"), password).expect("mounted");
+    assert_eq!(volume["secret"]["secretName"], "vulngate-shared-cache");
+    assert!(redis.url.is_none() && redis.cluster.is_none(), "{text}");
+
+    let cluster = with(&[
+        "--set",
+        "sharedCache.cluster={redis://c-0:6379,redis://c-1:6379}",
+    ]);
+    let (text, config) = config_of(&render(&cluster));
+    let redis = &config.cache.shared.as_ref().expect("cache.shared").redis;
+    assert_eq!(
+        redis.cluster.as_deref(),
+        Some(
+            &[
+                "redis://c-0:6379".to_string(),
+                "redis://c-1:6379".to_string()
+            ][..]
+        ),
+        "{text}"
+    );
+
+    let both = with(&[
+        "--set",
+        "sharedCache.url=redis://r:6379/0",
+        "--set",
+        "sharedCache.cluster={redis://c-0:6379}",
+    ]);
+    let out = helm_template(&both);
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("set exactly one of url, sentinel.addresses or cluster (got: url, cluster)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!helm_template(&on).ok, "none of the three");
 }

@@ -1,6 +1,6 @@
 //! A real `redis-server` on 127.0.0.1, in a temp dir, on a free port: killed and
-//! started again on the same port when a test says so. Installed by
-//! `tests/setup.d/redis.sh`.
+//! started again on the same port when a test says so; also as a replica, a sentinel
+//! or the masters of a cluster. Installed by `tests/setup.d/redis.sh`.
 
 #![allow(dead_code)]
 
@@ -95,6 +95,117 @@ impl Redis {
             cli_auth,
             false,
         )
+    }
+
+    /// A plain server replicating `master`.
+    pub fn start_replica_of(master: &Redis) -> Redis {
+        let replica = Redis::start_with(
+            vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                master.port.to_string(),
+            ],
+            Vec::new(),
+            Vec::new(),
+        );
+        wait_until("the replica in sync with its master", || {
+            replica
+                .cli_text(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+        replica
+    }
+
+    /// A sentinel (quorum 1) watching `master` as `name`, which declares a master
+    /// down after 500 ms without an answer; returns once it knows `replicas` replicas.
+    pub fn start_sentinel(master: &Redis, name: &str, replicas: usize) -> Redis {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A sentinel needs a config file of its own: it rewrites it as it learns.
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {name} 127.0.0.1 {port} 1\n\
+                 sentinel down-after-milliseconds {name} 500\n\
+                 sentinel failover-timeout {name} 5000\n",
+                port = master.port
+            ),
+        )
+        .expect("write sentinel.conf");
+        let mut sentinel = Redis {
+            child: None,
+            port: 0,
+            args: Vec::new(),
+            dir,
+            cli_tls: Vec::new(),
+            cli_auth: Vec::new(),
+        };
+        sentinel.port = free_port();
+        sentinel.args = vec![
+            conf.display().to_string(),
+            "--sentinel".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            sentinel.port.to_string(),
+            "--dir".into(),
+            sentinel.dir.path().display().to_string(),
+        ];
+        sentinel.start_again();
+        wait_until("the sentinel knows the replicas", || {
+            sentinel
+                .cli_text(&["SENTINEL", "REPLICAS", name])
+                .lines()
+                .filter(|l| *l == "name")
+                .count()
+                >= replicas
+        });
+        sentinel
+    }
+
+    /// The port of the master this sentinel names for `name`.
+    pub fn sentinel_master_port(&self, name: &str) -> u16 {
+        let answer = self.cli_text(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name]);
+        answer
+            .lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no master for {name}: {answer}"))
+    }
+
+    /// `masters` servers in cluster mode, made one cluster by `redis-cli --cluster
+    /// create` (no replicas), returned once every node says the cluster is ok.
+    pub fn start_cluster(masters: usize) -> Vec<Redis> {
+        let nodes: Vec<Redis> = (0..masters)
+            .map(|_| {
+                Redis::start_with(
+                    vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-config-file".into(),
+                        "nodes.conf".into(),
+                    ],
+                    Vec::new(),
+                    Vec::new(),
+                )
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(addresses.iter().map(String::as_str));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = nodes[0].cli(&create);
+        assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
+        for node in &nodes {
+            wait_until("every node sees the cluster ok", || {
+                node.cli_text(&["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            });
+        }
+        nodes
     }
 
     fn start_in(
@@ -209,6 +320,15 @@ impl Redis {
             .collect();
         keys.sort();
         keys
+    }
+}
+
+/// Polls `check` (every 50 ms, up to 30 s) until it holds.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -158,7 +158,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $s := .Values.sharedCache }}
 {{- if $s.enabled }}
 {{- $dir := "/etc/vulngate/shared-cache" }}
-{{- $redis := dict "url" (required "sharedCache.url is needed when sharedCache.enabled" $s.url) "keyPrefix" $s.keyPrefix "timeout" $s.timeout }}
+{{- $redis := dict "keyPrefix" $s.keyPrefix "timeout" $s.timeout }}
+{{- $sentinel := $s.sentinel | default dict }}
+{{- $named := list }}
+{{- with $s.url }}{{ $named = append $named "url" }}{{ $_ := set $redis "url" . }}{{ end }}
+{{- with $sentinel.addresses }}
+{{- $named = append $named "sentinel.addresses" }}
+{{- $found := dict "addresses" . "masterName" (required "sharedCache.sentinel.masterName is needed with sentinel.addresses" $sentinel.masterName) }}
+{{- with $sentinel.usernameKey }}{{ $_ := set $found "username" (dict "file" (printf "%s/%s" $dir .)) }}{{ end }}
+{{- with $sentinel.passwordKey }}{{ $_ := set $found "password" (dict "file" (printf "%s/%s" $dir .)) }}{{ end }}
+{{- $_ := set $redis "sentinel" $found }}
+{{- end }}
+{{- with $s.cluster }}{{ $named = append $named "cluster" }}{{ $_ := set $redis "cluster" . }}{{ end }}
+{{- if ne (len $named) 1 }}{{ fail (printf "sharedCache: set exactly one of url, sentinel.addresses or cluster (got: %s)" (join ", " $named)) }}{{ end }}
 {{- with $s.usernameKey }}{{ $_ := set $redis "username" (dict "file" (printf "%s/%s" $dir .)) }}{{ end }}
 {{- with $s.passwordKey }}{{ $_ := set $redis "password" (dict "file" (printf "%s/%s" $dir .)) }}{{ end }}
 {{- with $s.caKey }}{{ $_ := set $redis "caFile" (printf "%s/%s" $dir .) }}{{ end }}
