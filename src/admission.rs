@@ -7,7 +7,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
+mod judged;
 mod skim;
+
+pub use judged::ControllerOwner;
+pub(crate) use judged::{scope, JudgedPod, Scope};
 
 pub const V1: &str = "admission.k8s.io/v1";
 pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
@@ -412,9 +416,9 @@ impl<'a> SpecLite<'a> {
     }
 }
 
-/// The response part of a review.
+/// The response part of a review: what a decision answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Response {
     pub allowed: bool,
     pub message: Option<String>,
     pub warnings: Vec<String>,
@@ -451,8 +455,8 @@ struct StatusOut<'a> {
 }
 
 /// Encodes the response AdmissionReview in the version the request came in.
-pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
-    let status = match (&verdict.message, verdict.allowed) {
+pub fn encode(api_version: &str, uid: &str, response: &Response) -> Vec<u8> {
+    let status = match (&response.message, response.allowed) {
         (Some(message), false) => Some(StatusOut {
             code: 403,
             status: "Failure",
@@ -466,16 +470,16 @@ pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
         kind: "AdmissionReview",
         response: ResponseOut {
             uid,
-            allowed: verdict.allowed,
+            allowed: response.allowed,
             status,
-            warnings: &verdict.warnings,
-            audit_annotations: &verdict.audit_annotations,
+            warnings: &response.warnings,
+            audit_annotations: &response.audit_annotations,
         },
     };
     // Sized for the whole answer up front: growing it reallocates once or twice.
-    let texts = verdict.message.as_ref().map_or(0, String::len)
-        + verdict.warnings.iter().map(|w| w.len() + 3).sum::<usize>()
-        + (verdict.audit_annotations.iter())
+    let texts = response.message.as_ref().map_or(0, String::len)
+        + response.warnings.iter().map(|w| w.len() + 3).sum::<usize>()
+        + (response.audit_annotations.iter())
             .map(|(k, v)| k.len() + v.len() + 6)
             .sum::<usize>();
     let mut body = Vec::with_capacity(160 + api_version.len() + uid.len() + texts * 9 / 8);
@@ -551,10 +555,10 @@ mod tests {
 
     #[test]
     fn encodes_denial_with_status() {
-        let v = Verdict {
+        let v = Response {
             allowed: false,
             message: Some("no".into()),
-            ..Verdict::default()
+            ..Response::default()
         };
         let out: serde_json::Value = serde_json::from_slice(&encode(V1BETA1, "u", &v)).unwrap();
         assert_eq!(out["apiVersion"], V1BETA1);

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
 use crate::audit::{self, AuditOptions, Row};
+use crate::decision::text::{violation_text, ViolationForm};
 use crate::engine::Engine;
 use crate::events::{Events, Regarding};
 use crate::metrics::OverLimit;
@@ -245,17 +246,7 @@ fn note(offender: &Offender<'_>) -> String {
         let limits: Vec<String> = row
             .failed_limits
             .iter()
-            .map(|l| {
-                let platform = l
-                    .platform
-                    .as_ref()
-                    .map(|p| format!(" on {p}"))
-                    .unwrap_or_default();
-                format!(
-                    "{} {} over the limit {} ({}){platform}",
-                    l.count, l.limit, l.max, l.source
-                )
-            })
+            .map(|l| violation_text(&l.as_violation(), ViolationForm::AuditEvent))
             .collect();
         out.push_str(&limits.join(", "));
     }
