@@ -10,19 +10,19 @@ use serde_json::value::RawValue;
 mod judged;
 mod skim;
 
-pub use judged::ControllerOwner;
+pub(crate) use judged::ControllerOwner;
 pub(crate) use judged::{scope, JudgedPod, Scope};
 
-pub const V1: &str = "admission.k8s.io/v1";
-pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
+pub(crate) const V1: &str = "admission.k8s.io/v1";
+pub(crate) const V1BETA1: &str = "admission.k8s.io/v1beta1";
 
 /// Longest piece of request data quoted back in a message or a log line.
-pub const MAX_QUOTED: usize = 256;
+pub(crate) const MAX_QUOTED: usize = 256;
 
 /// `s` cut to at most `max` bytes (on a character boundary), saying how long it was.
 /// Request data quoted in answers and logs goes through here, so a 7 MiB value
 /// never becomes a 7 MiB message or log line.
-pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub(crate) fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -329,7 +329,7 @@ pub enum PodSpecPath {
 }
 
 /// The kinds vulngate judges and where each one's pod spec sits.
-pub const JUDGED_KINDS: [(&str, PodSpecPath); 8] = [
+pub(crate) const JUDGED_KINDS: [(&str, PodSpecPath); 8] = [
     ("Pod", PodSpecPath::Pod),
     ("Deployment", PodSpecPath::Template),
     ("ReplicaSet", PodSpecPath::Template),
@@ -372,7 +372,7 @@ pub enum ContainerKind {
 }
 
 impl ContainerKind {
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             ContainerKind::Container => "container",
             ContainerKind::Init => "init container",

@@ -20,7 +20,7 @@ use crate::events::{Events, Regarding};
 use crate::metrics::OverLimit;
 
 /// The Event reason on a running pod over its limits.
-pub const REASON: &str = "OverVulnerabilityLimits";
+pub(crate) const REASON: &str = "OverVulnerabilityLimits";
 /// Longest wait for the namespace cache before the first run (it answers by direct
 /// reads meanwhile, so this only spares the apiserver those reads).
 const FIRST_RUN_WAIT: Duration = Duration::from_secs(30);
@@ -35,7 +35,7 @@ pub struct BackgroundAudit {
 
 /// What one run found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RunTotals {
+pub(crate) struct RunTotals {
     pub pods: usize,
     pub namespaces: usize,
     pub denied_pods: usize,
@@ -104,7 +104,7 @@ impl BackgroundAudit {
     }
 
     /// One run: list, judge, export, publish. Failures are logged and counted.
-    pub async fn run_once(&mut self) -> Option<RunTotals> {
+    pub(crate) async fn run_once(&mut self) -> Option<RunTotals> {
         let started = Instant::now();
         let listed = match self.cluster().await {
             Ok((client, events)) => audit::running_pods(client, None)

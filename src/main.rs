@@ -254,18 +254,18 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             images,
         } => {
             let (_, engine) = source.one_shot().await?;
-            let verdict = engine.decide_images(&namespace, &images).await.response;
-            for w in &verdict.warnings {
+            let response = engine.decide_images(&namespace, &images).await;
+            for w in &response.warnings {
                 println!("warning: {w}");
             }
-            if verdict.allowed {
+            if response.allowed {
                 println!(
                     "allowed: {} image(s) for namespace {namespace}",
                     images.len()
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("{}", verdict.message.unwrap_or_default());
+                println!("{}", response.message.unwrap_or_default());
                 Ok(ExitCode::from(1))
             }
         }

@@ -33,7 +33,7 @@ pub(crate) struct JudgedPod<'r, 'a> {
 
 /// A Pod's owning workload, when a built-in controller created the Pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControllerOwner {
+pub(crate) struct ControllerOwner {
     pub controller: &'static str,
     pub kind: &'static str,
     pub api_version: &'static str,

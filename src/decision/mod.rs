@@ -32,7 +32,7 @@ use std::fmt;
 use crate::admission::{ContainerImage, ControllerOwner, Response};
 use crate::events::Regarding;
 
-pub use outcome::{ImageOutcome, PlatformViolation, Unenforceable};
+pub(crate) use outcome::{ImageOutcome, PlatformViolation, Unenforceable};
 pub(crate) use rules::{
     decide, decide_before_lookups, namespace_unknown, not_judged, refused, unjudged, PodContext,
     PodOutcomes,
@@ -78,7 +78,7 @@ impl Effect {
 
 /// What is decided for one object.
 #[derive(Debug, Clone)]
-pub struct Decision<'c> {
+pub(crate) struct Decision<'c> {
     pub response: Response,
     /// Each container's part, when asked for (the audit); else empty.
     pub containers: Vec<ContainerDecision<'c>>,
@@ -88,19 +88,19 @@ pub struct Decision<'c> {
 }
 
 impl Decision<'_> {
-    pub fn effect(&self) -> Effect {
+    pub(crate) fn effect(&self) -> Effect {
         Effect::of(&self.response)
     }
 
     /// The log line's `reason`: see [`text::log_reason`].
-    pub fn log_reason(&self) -> Cow<'_, str> {
+    pub(crate) fn log_reason(&self) -> Cow<'_, str> {
         text::log_reason(&self.response)
     }
 }
 
 /// One container's part of a [`Decision`].
 #[derive(Debug, Clone)]
-pub struct ContainerDecision<'c> {
+pub(crate) struct ContainerDecision<'c> {
     pub container: ContainerImage<'c>,
     /// `None` when the pod was not judged image by image (exempt namespace, mode off,
     /// namespace lookup failed, too many images); `message` then says why.
@@ -112,7 +112,7 @@ pub struct ContainerDecision<'c> {
 
 /// What let violations through as warnings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Relief {
+pub(crate) enum Relief {
     BreakGlass,
     /// A built-in controller created the pod (`controller-pods: warn`).
     ControllerPod,
@@ -120,7 +120,7 @@ pub enum Relief {
 
 /// A Kubernetes Event a decision asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     pub regarding: Regarding,
     pub reason: &'static str,
     pub note: String,
@@ -128,7 +128,7 @@ pub struct Event {
 
 /// Where a review comes from, beyond its namespace.
 #[derive(Debug, Clone, Default)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub controller: Option<ControllerOwner>,
     /// A dry run (`kubectl --dry-run=server`), or a look at running pods: no Events.
     pub dry_run: bool,

@@ -8,10 +8,9 @@ use crate::scan::{ScanStatus, ScanSummary, SeverityCounts};
 
 /// What became of one image.
 #[derive(Debug, Clone)]
-pub enum ImageOutcome {
-    Exempt {
-        pattern: String,
-    },
+pub(crate) enum ImageOutcome {
+    /// Matched an exempt image pattern.
+    Exempt,
     Passed {
         digest: String,
         /// The counts judged (the worst per severity over an index's platforms).
@@ -42,21 +41,21 @@ pub enum ImageOutcome {
 }
 
 #[derive(Debug, Clone)]
-pub struct PlatformViolation {
+pub(crate) struct PlatformViolation {
     pub violation: Violation,
     /// For a multi-arch image judged by its platform manifests: the platform whose count this is.
     pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Unenforceable {
+pub(crate) struct Unenforceable {
     pub limit: Limit,
     pub scanner: &'static str,
 }
 
 impl ImageOutcome {
     /// The image's digest, when it was resolved.
-    pub fn digest(&self) -> Option<&str> {
+    pub(crate) fn digest(&self) -> Option<&str> {
         match self {
             ImageOutcome::Passed { digest, .. } | ImageOutcome::OverLimit { digest, .. } => {
                 Some(digest)

@@ -270,7 +270,7 @@ pub(super) fn image_effect(
         _ => Effect::Warn,
     };
     match outcome {
-        ImageOutcome::Exempt { .. } => (Effect::Allow, None),
+        ImageOutcome::Exempt => (Effect::Allow, None),
         // The common case, without building a text.
         ImageOutcome::Passed {
             unenforceable,

@@ -33,10 +33,8 @@ impl Engine {
                 })
             }
         };
-        if let Some(p) = policy.exempt_images.iter().find(|p| p.matches(&image)) {
-            return Located::Decided(ImageOutcome::Exempt {
-                pattern: p.as_str().to_string(),
-            });
+        if policy.exempt_images.iter().any(|p| p.matches(&image)) {
+            return Located::Decided(ImageOutcome::Exempt);
         }
         match route.and_then(|r| self.router.at(r)) {
             Some(route) => Located::Routed(image, route),

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tokio::time::Instant as TokioInstant;
 
-use crate::admission::{self, BadReview, ContainerImage, JudgedPod, Request, Scope, SpecLite};
+use crate::admission::{
+    self, BadReview, ContainerImage, JudgedPod, Request, Response, Scope, SpecLite,
+};
 use crate::config::{Config, OnError, PolicyConfig};
 use crate::decision::{
     self, Decision, ImageOutcome, Origin, PodContext, PodOutcomes, Relief, Subject,
@@ -103,12 +105,12 @@ impl Engine {
     }
 
     /// Publishes Kubernetes Events (break-glass, controller pods over their limits).
-    pub fn set_events(&mut self, events: Events) {
+    pub(crate) fn set_events(&mut self, events: Events) {
         self.events = Some(events);
     }
 
     /// Adds cluster-wide accepted vulnerabilities (the accepted-CVEs file).
-    pub fn add_accepted(&mut self, entries: Vec<AllowEntry>) {
+    pub(crate) fn add_accepted(&mut self, entries: Vec<AllowEntry>) {
         self.accepted.extend(entries);
     }
 
@@ -116,7 +118,7 @@ impl Engine {
         &self.metrics
     }
 
-    pub fn cache(&self) -> &SummaryCache {
+    pub(crate) fn cache(&self) -> &SummaryCache {
         &self.cache
     }
 
@@ -126,12 +128,12 @@ impl Engine {
     }
 
     /// The kind of scanner that holds `image`'s scans (`file`, `harbor`...), if any.
-    pub fn scanner_for(&self, image: &ImageRef) -> Option<&'static str> {
+    pub(crate) fn scanner_for(&self, image: &ImageRef) -> Option<&'static str> {
         self.router.route(image).map(|r| r.scanner.kind())
     }
 
     /// Index of the config's `registries` route that holds `image`'s scans, if any.
-    pub fn route_index(&self, image: &ImageRef) -> Option<usize> {
+    pub(crate) fn route_index(&self, image: &ImageRef) -> Option<usize> {
         self.router.route(image).map(|r| r.index)
     }
 
@@ -224,7 +226,7 @@ impl Engine {
     /// Decides a pod spec's containers as a new Pod in `namespace` created directly by a
     /// user would be decided (no controller-pod relief), with each container's part
     /// (`vulngate audit`). Each distinct image is looked up once, through the summary cache.
-    pub async fn decide_pod<'s>(
+    pub(crate) async fn decide_pod<'s>(
         &self,
         subject: &str,
         namespace: &str,
@@ -256,7 +258,7 @@ impl Engine {
     }
 
     /// Decides bare image references as if they were one pod's containers (`vulngate check`).
-    pub async fn decide_images(&self, namespace: &str, images: &[String]) -> Decision<'static> {
+    pub async fn decide_images(&self, namespace: &str, images: &[String]) -> Response {
         let names: Vec<String> = (1..=images.len()).map(|i| format!("image-{i}")).collect();
         let containers: Vec<ContainerImage> = images
             .iter()
@@ -276,14 +278,7 @@ impl Engine {
             deadline: TokioInstant::now() + self.deadline,
             per_container: false,
         };
-        let decided = self.decide_containers(&pod).await;
-        // Only admission's part: no container's part was asked for, none borrows.
-        Decision {
-            response: decided.response,
-            containers: Vec::new(),
-            events: decided.events,
-            relief: decided.relief,
-        }
+        self.decide_containers(&pod).await.response
     }
 
     /// Gathers the namespace's policy and each distinct image's outcome under the
@@ -445,13 +440,13 @@ mod tests {
             .map(|i| format!("registry.example.com/app-{i}:1"))
             .collect();
         let engine = engine();
-        let denied = engine.decide_images("default", &images).await.response;
+        let denied = engine.decide_images("default", &images).await;
         assert!(!denied.allowed);
         let message = denied.message.unwrap();
         assert!(message.ends_with("and 980 more"), "{message}");
         assert!(message.len() < 16 * 1024);
 
-        let warned = engine.decide_images("relaxed", &images).await.response;
+        let warned = engine.decide_images("relaxed", &images).await;
         assert!(warned.allowed);
         assert_eq!(warned.warnings.len(), MAX_LISTED + 1);
         assert_eq!(warned.warnings[MAX_LISTED], "and 980 more warnings");
@@ -466,13 +461,13 @@ mod tests {
         // The same image many times counts once.
         let mut repeated: Vec<String> = vec![images[0].clone(); 500];
         repeated.extend_from_slice(&images[1..100]);
-        let under = engine.decide_images("default", &repeated).await.response;
+        let under = engine.decide_images("default", &repeated).await;
         assert!(
             !under.message.as_deref().unwrap_or("").contains("maxImages"),
             "100 distinct images are judged: {under:?}"
         );
 
-        let denied = engine.decide_images("default", &images).await.response;
+        let denied = engine.decide_images("default", &images).await;
         assert!(!denied.allowed);
         assert_eq!(
             denied.message.as_deref(),
@@ -480,7 +475,7 @@ mod tests {
         );
         assert_eq!(denied.audit_annotations["too-many-images"], "101");
 
-        let warned = engine.decide_images("relaxed", &images).await.response;
+        let warned = engine.decide_images("relaxed", &images).await;
         assert!(warned.allowed);
         assert_eq!(warned.warnings.len(), 1, "{warned:?}");
         assert!(warned.warnings[0].starts_with(
@@ -488,7 +483,7 @@ mod tests {
         ));
 
         let raised = engine_with("review: {maxImages: 101}\n");
-        let judged = raised.decide_images("default", &images).await.response;
+        let judged = raised.decide_images("default", &images).await;
         assert!(!judged.message.unwrap().contains("maxImages"));
     }
 
@@ -498,7 +493,7 @@ mod tests {
             format!("registry.example.com/{}:1", "a".repeat(100_000)),
             format!("UPPER/{}", "B".repeat(100_000)),
         ];
-        let verdict = engine().decide_images("default", &images).await.response;
+        let verdict = engine().decide_images("default", &images).await;
         assert!(!verdict.allowed);
         let message = verdict.message.unwrap();
         assert!(
