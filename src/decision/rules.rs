@@ -73,22 +73,27 @@ pub(crate) fn namespace_unknown<'c>(pod: &PodContext<'_, 'c>, message: &str) -> 
     with_unjudged(response, pod, message)
 }
 
-/// The decision made before any image is looked up: mode off, or more distinct
-/// images than one review may name (each may cost registry and scanner calls).
-pub(crate) fn decide_before_lookups<'c>(
+/// Mode off: nothing of the pod is judged (its annotations' problems are still told).
+pub(crate) fn decide_mode_off<'c>(pod: &PodContext<'_, 'c>) -> Option<Decision<'c>> {
+    if pod.policy.mode != Mode::Off {
+        return None;
+    }
+    let reason = format!("mode off in namespace {}", pod.policy.namespace);
+    let mut off = not_judged(reason.clone());
+    off.response
+        .warnings
+        .extend(pod.policy.problems.iter().cloned());
+    off.containers = unjudged_parts(pod, &reason);
+    Some(off)
+}
+
+/// More distinct images than one review may name: refused before any lookup, since
+/// each may cost registry and scanner calls (warn mode: a warning).
+pub(crate) fn decide_too_many_images<'c>(
     pod: &PodContext<'_, 'c>,
     distinct_images: usize,
     max_images: usize,
 ) -> Option<Decision<'c>> {
-    if pod.policy.mode == Mode::Off {
-        let reason = format!("mode off in namespace {}", pod.policy.namespace);
-        let mut off = not_judged(reason.clone());
-        off.response
-            .warnings
-            .extend(pod.policy.problems.iter().cloned());
-        off.containers = unjudged_parts(pod, &reason);
-        return Some(off);
-    }
     if distinct_images <= max_images {
         return None;
     }

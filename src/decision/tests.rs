@@ -98,7 +98,7 @@ fn decide_one(
         origin,
         per_container: true,
     };
-    if let Some(decided) = decide_before_lookups(&pod, 1, 100) {
+    if let Some(decided) = decide_mode_off(&pod).or_else(|| decide_too_many_images(&pod, 1, 100)) {
         return decided;
     }
     decide(&PodOutcomes {

@@ -318,8 +318,11 @@ impl Engine {
                 );
             }
         };
+        if let Some(decided) = decision::decide_mode_off(&pod.context(&policy, on_error)) {
+            return decided;
+        }
         let (distinct, image_of_container) = distinct_images(containers);
-        if let Some(decided) = decision::decide_before_lookups(
+        if let Some(decided) = decision::decide_too_many_images(
             &pod.context(&policy, on_error),
             distinct.len(),
             self.max_images,
