@@ -157,9 +157,8 @@ impl Engine {
                 return Err(e);
             }
         };
-        let budget = deadline.map_or(self.deadline, |d| d.min(self.deadline));
         let decision = self
-            .decide_request(&request, TokioInstant::now() + budget)
+            .decide_review(&request, self.deadline_from(deadline), false)
             .await;
         let result = decision.effect().label();
         let elapsed = started.elapsed();
@@ -185,10 +184,20 @@ impl Engine {
         ))
     }
 
-    async fn decide_request<'r>(
+    /// When a review must be answered: the configured deadline, shortened by the
+    /// apiserver's `?timeout=` (already less its margin).
+    pub fn deadline_from(&self, apiserver: Option<Duration>) -> TokioInstant {
+        TokioInstant::now() + apiserver.map_or(self.deadline, |d| d.min(self.deadline))
+    }
+
+    /// Decides a review, keeping each judged container's part when `for_pinning`
+    /// (`POST /mutate`, pin.rs); no container when nothing was judged. Pinning
+    /// publishes no Event: the validating review of the same object does.
+    pub(crate) async fn decide_review<'r>(
         &self,
         request: &'r Request<'_>,
         deadline: TokioInstant,
+        for_pinning: bool,
     ) -> Decision<'r> {
         let pod = match admission::scope(request, |ns| self.exempt_namespaces.contains(ns)) {
             Scope::NotJudged(reason) => return decision::not_judged(reason),
@@ -205,7 +214,7 @@ impl Engine {
         } = pod;
         let origin = Origin {
             controller,
-            dry_run: request.dry_run,
+            dry_run: request.dry_run || for_pinning,
         };
         let pod = PodUnderReview {
             subject: Subject::Object {
@@ -218,7 +227,7 @@ impl Engine {
             spec: Some(spec),
             origin: &origin,
             deadline,
-            per_container: false,
+            per_container: for_pinning,
         };
         self.decide_containers(&pod).await
     }
