@@ -7,18 +7,22 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
+mod judged;
 mod skim;
 
-pub const V1: &str = "admission.k8s.io/v1";
-pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
+pub(crate) use judged::ControllerOwner;
+pub(crate) use judged::{scope, JudgedPod, Scope};
+
+pub(crate) const V1: &str = "admission.k8s.io/v1";
+pub(crate) const V1BETA1: &str = "admission.k8s.io/v1beta1";
 
 /// Longest piece of request data quoted back in a message or a log line.
-pub const MAX_QUOTED: usize = 256;
+pub(crate) const MAX_QUOTED: usize = 256;
 
 /// `s` cut to at most `max` bytes (on a character boundary), saying how long it was.
 /// Request data quoted in answers and logs goes through here, so a 7 MiB value
 /// never becomes a 7 MiB message or log line.
-pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub(crate) fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -325,7 +329,7 @@ pub enum PodSpecPath {
 }
 
 /// The kinds vulngate judges and where each one's pod spec sits.
-pub const JUDGED_KINDS: [(&str, PodSpecPath); 8] = [
+pub(crate) const JUDGED_KINDS: [(&str, PodSpecPath); 8] = [
     ("Pod", PodSpecPath::Pod),
     ("Deployment", PodSpecPath::Template),
     ("ReplicaSet", PodSpecPath::Template),
@@ -368,7 +372,7 @@ pub enum ContainerKind {
 }
 
 impl ContainerKind {
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             ContainerKind::Container => "container",
             ContainerKind::Init => "init container",
@@ -412,9 +416,9 @@ impl<'a> SpecLite<'a> {
     }
 }
 
-/// The response part of a review.
+/// The response part of a review: what a decision answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Response {
     pub allowed: bool,
     pub message: Option<String>,
     pub warnings: Vec<String>,
@@ -457,8 +461,8 @@ struct StatusOut<'a> {
 }
 
 /// Encodes the response AdmissionReview in the version the request came in.
-pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
-    encode_patched(api_version, uid, verdict, None)
+pub fn encode(api_version: &str, uid: &str, response: &Response) -> Vec<u8> {
+    encode_patched(api_version, uid, response, None)
 }
 
 /// [`encode`] with a JSON Patch (`patch`: the JSON array of operations) for the
@@ -466,11 +470,11 @@ pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
 pub fn encode_patched(
     api_version: &str,
     uid: &str,
-    verdict: &Verdict,
+    response: &Response,
     patch: Option<&[u8]>,
 ) -> Vec<u8> {
     use base64::Engine as _;
-    let status = match (&verdict.message, verdict.allowed) {
+    let status = match (&response.message, response.allowed) {
         (Some(message), false) => Some(StatusOut {
             code: 403,
             status: "Failure",
@@ -484,18 +488,18 @@ pub fn encode_patched(
         kind: "AdmissionReview",
         response: ResponseOut {
             uid,
-            allowed: verdict.allowed,
+            allowed: response.allowed,
             status,
-            warnings: &verdict.warnings,
-            audit_annotations: &verdict.audit_annotations,
+            warnings: &response.warnings,
+            audit_annotations: &response.audit_annotations,
             patch_type: patch.map(|_| "JSONPatch"),
             patch: patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
         },
     };
     // Sized for the whole answer up front: growing it reallocates once or twice.
-    let texts = verdict.message.as_ref().map_or(0, String::len)
-        + verdict.warnings.iter().map(|w| w.len() + 3).sum::<usize>()
-        + (verdict.audit_annotations.iter())
+    let texts = response.message.as_ref().map_or(0, String::len)
+        + response.warnings.iter().map(|w| w.len() + 3).sum::<usize>()
+        + (response.audit_annotations.iter())
             .map(|(k, v)| k.len() + v.len() + 6)
             .sum::<usize>();
     let patched = patch.map_or(0, |p| p.len() * 4 / 3 + 40);
@@ -573,10 +577,10 @@ mod tests {
 
     #[test]
     fn encodes_denial_with_status() {
-        let v = Verdict {
+        let v = Response {
             allowed: false,
             message: Some("no".into()),
-            ..Verdict::default()
+            ..Response::default()
         };
         let out: serde_json::Value = serde_json::from_slice(&encode(V1BETA1, "u", &v)).unwrap();
         assert_eq!(out["apiVersion"], V1BETA1);

@@ -2,7 +2,7 @@
 //! current policy, exactly as admission would judge the same Pod created now.
 //!
 //! Pods come from the cluster (`Api<Pod>` list, all namespaces or one); pods in phase
-//! `Succeeded` or `Failed` are skipped. Each pod goes through [`Engine::judge_pod`], so
+//! `Succeeded` or `Failed` are skipped. Each pod goes through [`Engine::decide_pod`], so
 //! digests and summaries come through the same resolver and summary cache as admission
 //! (one scanner call per distinct digest) and the decision is admission's own.
 
@@ -15,7 +15,9 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::admission::ObjectLite;
-use crate::engine::{ContainerVerdict, Engine, Outcome};
+use crate::decision::text::{violation_text, LimitViolation, ViolationForm};
+use crate::decision::{Effect, ImageOutcome};
+use crate::engine::Engine;
 use crate::image::ImageRef;
 use crate::pattern::{wildcard_match, ImagePattern};
 use crate::scan::Severity;
@@ -32,8 +34,8 @@ pub struct AuditOptions {
     pub namespace: Option<String>,
     /// Only images with at least one vulnerability of this severity or worse.
     pub severity: Option<Severity>,
-    /// Only containers with this verdict.
-    pub verdict: Option<ContainerVerdict>,
+    /// Only containers with this effect (the `verdict` column).
+    pub verdict: Option<Effect>,
     /// Only containers whose image has no finished scan.
     pub unscanned: bool,
     /// Only images matching this wildcard pattern (`*` matches anything), tried
@@ -83,13 +85,19 @@ pub struct FailedLimit {
 }
 
 impl FailedLimit {
+    /// As the limit, count and maximum of a violation, for its texts.
+    pub(crate) fn as_violation(&self) -> LimitViolation<'_> {
+        LimitViolation {
+            key: &self.limit,
+            count: self.count,
+            max: self.max,
+            source: &self.source,
+            platform: self.platform.as_deref(),
+        }
+    }
+
     fn short(&self) -> String {
-        let platform = self
-            .platform
-            .as_ref()
-            .map(|p| format!(" on {p}"))
-            .unwrap_or_default();
-        format!("{} {}>{}{platform}", self.limit, self.count, self.max)
+        violation_text(&self.as_violation(), ViolationForm::AuditColumn)
     }
 }
 
@@ -180,7 +188,7 @@ pub async fn audit_with_progress(
     // future of this function not Send for every lifetime (the background audit spawns it).
     let judging: Vec<_> = pods
         .iter()
-        .map(|pod| judge_counted(engine, pod, progress))
+        .map(|pod| pod_rows_counted(engine, pod, progress))
         .collect();
     let judged: Vec<Vec<Row>> = stream::iter(judging).buffered(CONCURRENCY).collect().await;
     let image_pattern = options
@@ -207,19 +215,20 @@ pub async fn audit_with_progress(
     }
 }
 
-async fn judge_counted(
+async fn pod_rows_counted(
     engine: &Engine,
     pod: &Pod,
     progress: Option<&crate::progress::Progress>,
 ) -> Vec<Row> {
-    let rows = judge(engine, pod).await;
+    let rows = pod_rows(engine, pod).await;
     if let Some(p) = progress {
         p.step();
     }
     rows
 }
 
-async fn judge(engine: &Engine, pod: &Pod) -> Vec<Row> {
+/// One row per container of `pod`, as admission would decide the pod now.
+async fn pod_rows(engine: &Engine, pod: &Pod) -> Vec<Row> {
     let namespace = pod
         .metadata
         .namespace
@@ -261,26 +270,26 @@ async fn judge(engine: &Engine, pod: &Pod) -> Vec<Row> {
                 low: None,
                 unknown: None,
                 status: "invalid",
-                verdict: ContainerVerdict::Denied.as_str(),
+                verdict: Effect::Deny.audit_column(),
                 failed_limits: Vec::new(),
                 message: Some(format!("cannot read the pod spec: {e}")),
             }]
         }
     };
     let subject = format!("Pod {namespace}/{name}");
-    let judgement = engine.judge_pod(&subject, &namespace, &object.spec).await;
-    judgement
+    let decision = engine.decide_pod(&subject, &namespace, &object.spec).await;
+    decision
         .containers
         .into_iter()
         .map(|c| {
             let counts = match &c.outcome {
-                Some(Outcome::Passed { counts, .. } | Outcome::OverLimit { counts, .. }) => {
-                    Some(*counts)
-                }
+                Some(
+                    ImageOutcome::Passed { counts, .. } | ImageOutcome::OverLimit { counts, .. },
+                ) => Some(*counts),
                 _ => None,
             };
             let failed_limits = match &c.outcome {
-                Some(Outcome::OverLimit { violations, .. }) => violations
+                Some(ImageOutcome::OverLimit { violations, .. }) => violations
                     .iter()
                     .map(|pv| FailedLimit {
                         limit: pv.violation.key.to_string(),
@@ -305,14 +314,18 @@ async fn judge(engine: &Engine, pod: &Pod) -> Vec<Row> {
                     crate::admission::ContainerKind::ImageVolume => "imageVolume",
                 },
                 image: c.container.image.to_string(),
-                digest: c.outcome.as_ref().and_then(digest_of),
+                digest: c
+                    .outcome
+                    .as_ref()
+                    .and_then(ImageOutcome::digest)
+                    .map(str::to_string),
                 critical: get(Severity::Critical),
                 high: get(Severity::High),
                 medium: get(Severity::Medium),
                 low: get(Severity::Low),
                 unknown: get(Severity::Unknown),
                 status: status_of(c.outcome.as_ref()),
-                verdict: c.verdict.as_str(),
+                verdict: c.effect.audit_column(),
                 failed_limits,
                 message: c.message,
             }
@@ -320,24 +333,16 @@ async fn judge(engine: &Engine, pod: &Pod) -> Vec<Row> {
         .collect()
 }
 
-fn digest_of(outcome: &Outcome) -> Option<String> {
-    match outcome {
-        Outcome::Passed { digest, .. } | Outcome::OverLimit { digest, .. } => Some(digest.clone()),
-        Outcome::Unscanned { digest, .. } => digest.clone(),
-        _ => None,
-    }
-}
-
-fn status_of(outcome: Option<&Outcome>) -> &'static str {
+fn status_of(outcome: Option<&ImageOutcome>) -> &'static str {
     match outcome {
         None => "not-judged",
-        Some(Outcome::Exempt { .. }) => "exempt",
-        Some(Outcome::Passed { .. }) => "passed",
-        Some(Outcome::OverLimit { .. }) => "over-limit",
-        Some(Outcome::Unscanned { .. }) => "unscanned",
-        Some(Outcome::NotFound { .. }) => "not-found",
-        Some(Outcome::BackendError { .. }) => "error",
-        Some(Outcome::Invalid { .. }) => "invalid",
+        Some(ImageOutcome::Exempt) => "exempt",
+        Some(ImageOutcome::Passed { .. }) => "passed",
+        Some(ImageOutcome::OverLimit { .. }) => "over-limit",
+        Some(ImageOutcome::Unscanned { .. }) => "unscanned",
+        Some(ImageOutcome::NotFound { .. }) => "not-found",
+        Some(ImageOutcome::BackendError { .. }) => "error",
+        Some(ImageOutcome::Invalid { .. }) => "invalid",
     }
 }
 
@@ -353,7 +358,7 @@ fn row_counts(row: &Row) -> [(Severity, Option<u64>); 5] {
 
 fn keep(row: &Row, options: &AuditOptions, image: Option<&(&str, Option<ImagePattern>)>) -> bool {
     if let Some(verdict) = options.verdict {
-        if row.verdict != verdict.as_str() {
+        if row.verdict != verdict.audit_column() {
             return false;
         }
     }
@@ -456,7 +461,7 @@ impl Summary {
 }
 
 /// The CSV columns, in order (documented in docs/audit.md).
-pub const CSV_COLUMNS: [&str; 16] = [
+pub(crate) const CSV_COLUMNS: [&str; 16] = [
     "namespace",
     "pod",
     "workload",

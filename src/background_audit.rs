@@ -14,12 +14,13 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
 use crate::audit::{self, AuditOptions, Row};
+use crate::decision::text::{violation_text, ViolationForm};
 use crate::engine::Engine;
 use crate::events::{Events, Regarding};
 use crate::metrics::OverLimit;
 
 /// The Event reason on a running pod over its limits.
-pub const REASON: &str = "OverVulnerabilityLimits";
+pub(crate) const REASON: &str = "OverVulnerabilityLimits";
 /// Longest wait for the namespace cache before the first run (it answers by direct
 /// reads meanwhile, so this only spares the apiserver those reads).
 const FIRST_RUN_WAIT: Duration = Duration::from_secs(30);
@@ -34,7 +35,7 @@ pub struct BackgroundAudit {
 
 /// What one run found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RunTotals {
+pub(crate) struct RunTotals {
     pub pods: usize,
     pub namespaces: usize,
     pub denied_pods: usize,
@@ -103,7 +104,7 @@ impl BackgroundAudit {
     }
 
     /// One run: list, judge, export, publish. Failures are logged and counted.
-    pub async fn run_once(&mut self) -> Option<RunTotals> {
+    pub(crate) async fn run_once(&mut self) -> Option<RunTotals> {
         let started = Instant::now();
         let listed = match self.cluster().await {
             Ok((client, events)) => audit::running_pods(client, None)
@@ -245,17 +246,7 @@ fn note(offender: &Offender<'_>) -> String {
         let limits: Vec<String> = row
             .failed_limits
             .iter()
-            .map(|l| {
-                let platform = l
-                    .platform
-                    .as_ref()
-                    .map(|p| format!(" on {p}"))
-                    .unwrap_or_default();
-                format!(
-                    "{} {} over the limit {} ({}){platform}",
-                    l.count, l.limit, l.max, l.source
-                )
-            })
+            .map(|l| violation_text(&l.as_violation(), ViolationForm::AuditEvent))
             .collect();
         out.push_str(&limits.join(", "));
     }

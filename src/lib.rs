@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod config;
 pub mod connections;
 pub mod crypto;
+pub mod decision;
 pub mod engine;
 pub mod events;
 pub mod httputil;

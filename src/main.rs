@@ -12,7 +12,8 @@ use vulngate::app;
 use vulngate::audit;
 use vulngate::background_audit::BackgroundAudit;
 use vulngate::config::Config;
-use vulngate::engine::{ContainerVerdict, Engine};
+use vulngate::decision::Effect;
+use vulngate::engine::Engine;
 use vulngate::metrics::Metrics;
 use vulngate::scan::Severity;
 use vulngate::server::{self, AppState, ServeOptions};
@@ -213,9 +214,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     SeverityArg::Unknown => Severity::Unknown,
                 }),
                 verdict: verdict.map(|v| match v {
-                    VerdictArg::Denied => ContainerVerdict::Denied,
-                    VerdictArg::Warn => ContainerVerdict::Warned,
-                    VerdictArg::Allowed => ContainerVerdict::Allowed,
+                    VerdictArg::Denied => Effect::Deny,
+                    VerdictArg::Warn => Effect::Warn,
+                    VerdictArg::Allowed => Effect::Allow,
                 }),
                 unscanned,
                 image,
@@ -253,18 +254,18 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             images,
         } => {
             let (_, engine) = source.one_shot().await?;
-            let verdict = engine.check_images(&namespace, &images).await;
-            for w in &verdict.warnings {
+            let response = engine.decide_images(&namespace, &images).await;
+            for w in &response.warnings {
                 println!("warning: {w}");
             }
-            if verdict.allowed {
+            if response.allowed {
                 println!(
                     "allowed: {} image(s) for namespace {namespace}",
                     images.len()
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("{}", verdict.message.unwrap_or_default());
+                println!("{}", response.message.unwrap_or_default());
                 Ok(ExitCode::from(1))
             }
         }

@@ -13,9 +13,10 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{Patch, PatchOperation, ReplaceOperation};
 
 use crate::admission::{
-    self, BadReview, ContainerImage, ContainerKind, PodSpecPath, Request, SpecLite, Verdict,
+    self, BadReview, ContainerImage, ContainerKind, PodSpecPath, Request, Response, SpecLite,
 };
-use crate::engine::{digest_of, ContainerResult, ContainerVerdict, Engine};
+use crate::decision::{ContainerDecision, Effect};
+use crate::engine::Engine;
 use crate::image::ImageRef;
 
 /// Decides one AdmissionReview body sent to `POST /mutate`: allowed, with a JSON Patch
@@ -29,8 +30,8 @@ pub async fn review(
     let _in_flight = engine.metrics().in_flight();
     let request = admission::decode(body)?;
     let deadline = engine.deadline_from(apiserver_timeout);
-    let judged = engine.judge_review(&request, deadline, true).await;
-    let ops = if judged.verdict.allowed {
+    let judged = engine.decide_review(&request, deadline, true).await;
+    let ops = if judged.response.allowed {
         pins(&request, &judged.containers)
     } else {
         Vec::new()
@@ -43,7 +44,7 @@ pub async fn review(
         name = request.name.as_deref().unwrap_or(""),
         operation = request.operation.as_ref(),
         pinned = ops.len(),
-        judged_allowed = judged.verdict.allowed,
+        judged_allowed = judged.response.allowed,
         elapsed_us = started.elapsed().as_micros() as u64,
         "pin"
     );
@@ -53,9 +54,9 @@ pub async fn review(
         // Plain strings and pointers always serialize.
         serde_json::to_vec(&Patch(ops)).ok()
     };
-    let allowed = Verdict {
+    let allowed = Response {
         allowed: true,
-        ..Verdict::default()
+        ..Response::default()
     };
     Ok(admission::encode_patched(
         request.api_version,
@@ -67,7 +68,7 @@ pub async fn review(
 
 /// One `replace` per judged image that was allowed and written without a digest,
 /// writing the digest that was judged. Nothing for what was not judged.
-pub fn pins(request: &Request<'_>, judged: &[ContainerResult<'_>]) -> Vec<PatchOperation> {
+pub(crate) fn pins(request: &Request<'_>, judged: &[ContainerDecision<'_>]) -> Vec<PatchOperation> {
     let Some(path) = PodSpecPath::for_kind(&request.kind.kind) else {
         return Vec::new();
     };
@@ -82,10 +83,10 @@ pub fn pins(request: &Request<'_>, judged: &[ContainerResult<'_>]) -> Vec<PatchO
     };
     let mut ops = Vec::new();
     for result in judged {
-        if result.verdict == ContainerVerdict::Denied {
+        if result.effect == Effect::Deny {
             continue;
         }
-        let Some(digest) = result.outcome.as_ref().and_then(digest_of) else {
+        let Some(digest) = result.outcome.as_ref().and_then(|o| o.digest()) else {
             continue;
         };
         let Some(pinned) = pinned_reference(result.container.image, digest) else {
@@ -175,7 +176,7 @@ fn spec_location(path: PodSpecPath) -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Outcome;
+    use crate::decision::ImageOutcome as Outcome;
     use crate::scan::SeverityCounts;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -194,12 +195,12 @@ mod tests {
         name: &'a str,
         image: &'a str,
         outcome: Option<Outcome>,
-        verdict: ContainerVerdict,
-    ) -> ContainerResult<'a> {
-        ContainerResult {
+        verdict: Effect,
+    ) -> ContainerDecision<'a> {
+        ContainerDecision {
             container: ContainerImage { kind, name, image },
             outcome,
-            verdict,
+            effect: verdict,
             message: None,
         }
     }
@@ -279,35 +280,35 @@ mod tests {
                     "setup",
                     "busybox:1",
                     passed(),
-                    ContainerVerdict::Allowed,
+                    Effect::Allow,
                 ),
                 result(
                     ContainerKind::Container,
                     "a",
                     "nginx:1.25",
                     passed(),
-                    ContainerVerdict::Warned,
+                    Effect::Warn,
                 ),
                 result(
                     ContainerKind::Container,
                     "b",
                     "redis:7",
                     passed(),
-                    ContainerVerdict::Denied,
+                    Effect::Deny,
                 ),
                 result(
                     ContainerKind::Ephemeral,
                     "debug",
                     "busybox:1",
                     passed(),
-                    ContainerVerdict::Allowed,
+                    Effect::Allow,
                 ),
                 result(
                     ContainerKind::ImageVolume,
                     "models",
                     "models:v1",
                     passed(),
-                    ContainerVerdict::Allowed,
+                    Effect::Allow,
                 ),
             ];
             let patched = applied(&object, pins(&request, &judged));
@@ -360,16 +361,14 @@ mod tests {
                 "a",
                 "nginx:1.25",
                 None,
-                ContainerVerdict::Allowed,
+                Effect::Allow,
             ),
             result(
                 ContainerKind::Container,
                 "b",
                 "registry.example.com/app:1",
-                Some(Outcome::Exempt {
-                    pattern: "registry.example.com/*".into(),
-                }),
-                ContainerVerdict::Allowed,
+                Some(Outcome::Exempt),
+                Effect::Allow,
             ),
             result(
                 ContainerKind::Container,
@@ -378,14 +377,14 @@ mod tests {
                 Some(Outcome::BackendError {
                     message: "down".into(),
                 }),
-                ContainerVerdict::Warned,
+                Effect::Warn,
             ),
             result(
                 ContainerKind::Container,
                 "d",
                 &pinned,
                 passed(),
-                ContainerVerdict::Allowed,
+                Effect::Allow,
             ),
         ];
         assert!(pins(&request, &judged).is_empty());
@@ -397,7 +396,7 @@ mod tests {
             "a",
             "nginx:1.25",
             passed(),
-            ContainerVerdict::Allowed,
+            Effect::Allow,
         )];
         assert!(pins(&request, &judged).is_empty());
     }
@@ -413,7 +412,7 @@ mod tests {
             "a",
             "nginx:1.25",
             passed(),
-            ContainerVerdict::Allowed,
+            Effect::Allow,
         )];
         let text = serde_json::to_value(Patch(pins(&request, &judged))).expect("json");
         assert_eq!(

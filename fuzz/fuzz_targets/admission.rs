@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vulngate::admission::{self, PodSpecPath, Verdict};
+use vulngate::admission::{self, PodSpecPath, Response};
 
 const PATHS: [PodSpecPath; 3] = [
     PodSpecPath::Pod,
@@ -39,12 +39,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // The answer always carries the request's uid and version, whatever the input held.
-    let verdict = Verdict {
+    let response = Response {
         allowed: images % 2 == 0,
         message: Some(format!("{} images", images)),
-        ..Verdict::default()
+        ..Response::default()
     };
-    let out = admission::encode(request.api_version, &request.uid, &verdict);
+    let out = admission::encode(request.api_version, &request.uid, &response);
     let value: serde_json::Value = serde_json::from_slice(&out).expect("encode wrote invalid JSON");
     assert_eq!(
         value["response"]["uid"].as_str(),
