@@ -11,6 +11,7 @@ use crate::engine::{Engine, EngineParts};
 use crate::metrics::Metrics;
 use crate::namespaces::file::FileNamespaces;
 use crate::namespaces::NamespaceSource;
+use crate::resolve::DigestResolver;
 use crate::scan::ScannerRouter;
 use crate::tls::{GeneratedTls, ReloadingCert};
 
@@ -86,7 +87,9 @@ pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engi
         )?),
         None => None,
     };
-    let resolver = crate::resolve::from_config(config, shared.clone()).await?;
+    let resolver = crate::registry::RegistryResolver::for_config(config, shared.clone())
+        .await?
+        .map(|r| Arc::new(r) as Arc<dyn DigestResolver>);
     let mut engine = Engine::new(
         config,
         EngineParts {

@@ -15,10 +15,10 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::admission::ObjectLite;
+use crate::domain::summary::Severity;
 use crate::engine::{ContainerVerdict, Engine, Outcome};
 use crate::image::ImageRef;
 use crate::pattern::{wildcard_match, ImagePattern};
-use crate::scan::Severity;
 
 /// Pods judged at once; the summary cache makes concurrent lookups of one digest one call.
 const CONCURRENCY: usize = 8;

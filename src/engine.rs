@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tokio::time::Instant as TokioInstant;
 
-use crate::admission::{
-    self, clip, BadReview, ContainerImage, PodSpecPath, Request, SpecLite, Verdict, MAX_QUOTED,
-};
-use crate::config::{Config, ControllerPods, Mode, OnError, PolicyConfig, UnscannedRule};
+use crate::admission::{self, BadReview, ContainerImage, PodSpecPath, Request, SpecLite, Verdict};
+use crate::config::{Config, PolicyConfig};
+use crate::domain::rules::{ControllerPods, Mode, OnError, UnscannedRule};
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
+use crate::domain::text::{clip, MAX_QUOTED};
 use crate::events::{Events, Regarding};
 use crate::image::{ImageRef, ParseCache};
 use crate::metrics::Metrics;
@@ -21,7 +23,7 @@ use crate::policy::allowlist::{self, AllowEntry};
 use crate::policy::{judge, Limit, NamespacePolicy, PolicyCache, Source, Violation};
 use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
 use crate::scan::cache::{CacheKey, SummaryCache};
-use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, ScannerRouter, SeverityCounts};
+use crate::scan::{ScanTarget, ScannerRouter};
 
 /// Longest list of offending images spelled out in one message (and of warnings).
 const MAX_LISTED: usize = 20;
@@ -608,7 +610,7 @@ impl Engine {
             self.metrics.controller_pod_warned();
             let relief = format!(
                 "allowed because the {controller} created this pod from a template judged when its workload was created or updated ({} is warn)",
-                crate::policy::CONTROLLER_PODS_ANNOTATION
+                crate::domain::annotations::CONTROLLER_PODS_ANNOTATION
             );
             self.publish(
                 origin,
@@ -1033,7 +1035,7 @@ fn judge_platforms(
     judged: &[(Option<String>, Arc<ScanSummary>)],
     now: time::OffsetDateTime,
 ) -> Outcome {
-    let mut worst: BTreeMap<crate::policy::LimitKey, PlatformViolation> = BTreeMap::new();
+    let mut worst: BTreeMap<crate::domain::limits::LimitKey, PlatformViolation> = BTreeMap::new();
     let mut counts: Option<SeverityCounts> = None;
     let mut unenforceable = Vec::new();
     let mut notes: Vec<String> = Vec::new();

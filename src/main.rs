@@ -12,9 +12,9 @@ use vulngate::app;
 use vulngate::audit;
 use vulngate::background_audit::BackgroundAudit;
 use vulngate::config::Config;
+use vulngate::domain::summary::Severity;
 use vulngate::engine::{ContainerVerdict, Engine};
 use vulngate::metrics::Metrics;
-use vulngate::scan::Severity;
 use vulngate::server::{self, AppState, ServeOptions};
 use vulngate::tls::Origin;
 

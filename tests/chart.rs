@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_yaml::Value;
-use vulngate::config::{Config, ControllerPods, Mode, ScannerConfig};
-use vulngate::policy::{LimitKey, NamespacePolicy};
+use vulngate::config::{Config, ScannerConfig};
+use vulngate::domain::limits::LimitKey;
+use vulngate::domain::rules::{ControllerPods, Mode};
+use vulngate::policy::NamespacePolicy;
 
 #[path = "support/chart.rs"]
 mod chart_support;
@@ -875,7 +877,7 @@ fn a_typo_in_values_fails_instead_of_being_ignored() {
         .collect();
     assert_eq!(
         keys, known,
-        "values.schema.json limit keys vs vulngate::policy::LimitKey"
+        "values.schema.json limit keys vs vulngate::domain::limits::LimitKey"
     );
 }
 
@@ -1251,7 +1253,7 @@ fn manifests_are_the_chart_rendered_with_default_values() {
     let name = ex["metadata"]["name"].as_str().unwrap();
     let ann = labels(&ex["metadata"]["annotations"]);
     for k in ann.keys() {
-        use vulngate::policy::*;
+        use vulngate::domain::annotations::*;
         let named = [
             MODE_ANNOTATION,
             UNSCANNED_ANNOTATION,

@@ -11,12 +11,13 @@ use hss_server::{
     SECURITY_TOKEN, SK,
 };
 use serde_json::json;
+use vulngate::config::huawei::HssConfig;
 use vulngate::config::{Config, ScannerConfig};
+use vulngate::domain::scan_error::ScanError;
+use vulngate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, SeverityCounts};
 use vulngate::image::ImageRef;
-use vulngate::scan::hss::{HssConfig, HssScanner};
-use vulngate::scan::{
-    ExtraCount, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts,
-};
+use vulngate::scan::hss::HssScanner;
+use vulngate::scan::{ScanTarget, Scanner};
 
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

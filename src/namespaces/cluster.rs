@@ -21,7 +21,7 @@ use kube::{Api, Client};
 use tokio::task::JoinHandle;
 
 use super::{Annotations, NamespaceError, NamespaceSource};
-use crate::policy::ANNOTATION_PREFIX;
+use crate::domain::annotations::ANNOTATION_PREFIX;
 
 /// How long a directly fetched answer (including "does not exist") is reused while the
 /// watch has not delivered that namespace: long enough to turn a burst of reviews in a new

@@ -18,10 +18,10 @@ use oci_client::secrets::RegistryAuth;
 
 use crate::config::{Config, HostPattern, RegistryAccess};
 use crate::image::ImageRef;
-use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
+use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved, TagKey};
 use crate::shared_cache::SharedTier;
 
-use cache::{ResolutionCache, TagKey};
+use cache::ResolutionCache;
 use client::{Connection, Platform};
 use credentials::{DockerConfigFile, SourcedCredential};
 use pull_secrets::PullSecrets;

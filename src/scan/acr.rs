@@ -18,26 +18,20 @@
 //!    most `MAX_ENTRIES` entries), for `count: fixable` and `allow-cves`. If it fails, the counts
 //!    of step 5 stand alone and those rules report that they could not be applied.
 
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::vulnlist::{self, MAX_ENTRIES};
-use super::{
-    ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
-    Vulnerability,
-};
+use super::{ScanTarget, Scanner};
 use crate::cloud::alibaba::client::{Api, Method, RpcClient, RpcError};
-use crate::cloud::alibaba::config::{
-    default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
-    SignatureVersion,
-};
-use crate::cloud::alibaba::scan_requests::{ScanRequestGate, ScanRequestLimit};
+use crate::cloud::alibaba::scan_requests::ScanRequestGate;
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64, same_digest};
+use crate::config::alibaba::AcrConfig;
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 
 pub const KIND: &str = "acr";
 const VERSION: &str = "2018-12-01";
@@ -50,71 +44,6 @@ const PAGE_SIZE: usize = 100;
 const MAX_TAGS_SEARCHED: usize = 1000;
 /// Longest vulnerability id accepted (CVE and distro ids are short).
 const MAX_ID_LEN: usize = 128;
-
-/// `scanner: {acr: {...}}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AcrConfig {
-    /// Region of the ACR EE instance, e.g. `cn-hangzhou` (endpoint `cr.<region>.aliyuncs.com`).
-    pub region: String,
-    /// The instance (`cri-...`) that serves the routed hosts; found from the host when absent.
-    #[serde(default)]
-    pub instance_id: Option<String>,
-    /// Endpoint override (`host` or `http(s)://host:port`).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub credentials: CredentialsConfig,
-    /// `acs3` (default) or `v1`.
-    #[serde(default)]
-    pub signature_version: SignatureVersion,
-    /// Ask ACR to scan a tag that was never scanned (needs the scan-task permission).
-    #[serde(default)]
-    pub scan_on_missing: bool,
-    /// How many scans `scanOnMissing` asks for at most.
-    #[serde(default)]
-    pub scan_requests: ScanRequestLimit,
-    /// Time limit of one HTTP request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Throttled calls are retried until this long after the lookup started.
-    #[serde(default = "default_retry_budget", with = "humantime_serde")]
-    pub retry_budget: Duration,
-    /// Read each finished scan's vulnerability list (ListRepoTagScanResult, paged)
-    /// for `count: fixable` and `allow-cves`.
-    #[serde(default = "vulnlist::default_details")]
-    pub vulnerability_details: bool,
-}
-
-impl AcrConfig {
-    pub fn validate(&self, at: &str) -> Result<(), String> {
-        validate_common(
-            at,
-            &self.region,
-            self.endpoint.as_deref(),
-            self.timeout,
-            &self.credentials,
-        )?;
-        self.scan_requests.validate(at)
-    }
-
-    pub fn rebase_paths(&mut self, base: &Path) {
-        self.credentials.rebase_paths(base);
-    }
-
-    fn settings(&self) -> ClientSettings {
-        ClientSettings {
-            endpoint: self
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| format!("cr.{}.aliyuncs.com", self.region.trim())),
-            credentials: self.credentials.clone(),
-            signature_version: self.signature_version,
-            timeout: self.timeout,
-            retry_budget: self.retry_budget,
-        }
-    }
-}
 
 // RAM actions as the API reference pages name them (GetRepoTagScanSummary is
 // `cr:GetScanCount`, GetRepoTagScanStatus `cr:GetScan`, GetRepoTag `cr:ListRepositoryTag`);
@@ -211,7 +140,7 @@ impl AcrScanner {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<AcrScanner, String> {
         config.validate("acr")?;
-        let client = RpcClient::new("cr", VERSION, &config.settings(), env)?;
+        let client = RpcClient::new("cr", VERSION, &config.client_settings(), env)?;
         Ok(AcrScanner {
             client,
             region: config.region.trim().to_string(),
@@ -679,13 +608,6 @@ impl Scanner for AcrScanner {
     }
 }
 
-// For `vulngate precheck --scan` (src/precheck/), which sends CreateRepoTagScanTask itself.
-impl AcrConfig {
-    pub fn client_settings(&self) -> ClientSettings {
-        self.settings()
-    }
-}
-
 impl AcrScanner {
     /// `[InstanceId, RepoId, Tag, Digest as ACR writes it]` of an image, or `None`
     /// when ACR does not hold it.
@@ -701,6 +623,7 @@ impl AcrScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::alibaba::SignatureVersion;
 
     #[test]
     fn seed_example_counts() {
@@ -782,7 +705,7 @@ mod tests {
         let off: AcrConfig =
             serde_yaml::from_str("region: cn-hangzhou\nvulnerabilityDetails: false\n").unwrap();
         assert!(!off.vulnerability_details);
-        assert_eq!(c.settings().endpoint, "cr.cn-hangzhou.aliyuncs.com");
+        assert_eq!(c.client_settings().endpoint, "cr.cn-hangzhou.aliyuncs.com");
         let err =
             serde_yaml::from_str::<AcrConfig>("region: x\naccessKeySecret: oops\n").unwrap_err();
         assert!(err.to_string().contains("accessKeySecret"), "{err}");

@@ -18,9 +18,11 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::digest_key::DigestKey;
-use super::{ScanError, ScanSummary, ScanTarget, Scanner};
+use super::{ScanTarget, Scanner};
 use crate::config::CacheConfig;
+use crate::domain::digest_key::DigestKey;
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::ScanSummary;
 use crate::image::ImageRef;
 use crate::metrics::{Metrics, RefreshResult};
 use crate::shared_cache::SharedTier;
@@ -466,7 +468,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::scan::{ScanStatus, SeverityCounts};
+    use crate::domain::summary::{ScanStatus, SeverityCounts};
 
     /// Answers `high` highs, or fails while `down`; counts its calls.
     #[derive(Default)]

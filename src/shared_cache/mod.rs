@@ -12,7 +12,6 @@
 //! reconnects by itself; TLS through rustls with the process's ring provider; Redis
 //! 6+/7 and Valkey; the crate also serves Sentinel and Cluster should they be needed).
 
-pub mod config;
 pub mod signed;
 pub mod wire;
 
@@ -25,12 +24,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo};
 use sha2::{Digest, Sha256};
 
+use crate::config::shared_cache::SharedCacheConfig;
 use crate::config::{CacheConfig, RegistryRoute, ScannerConfig};
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::ScanSummary;
 use crate::metrics::{Metrics, SharedEvent};
-use crate::registry::cache::TagKey;
-use crate::resolve::Resolved;
-use crate::scan::{ScanError, ScanSummary};
-use config::SharedCacheConfig;
+use crate::resolve::{Resolved, TagKey};
 use signed::{Signer, SigningKey};
 
 /// After a failed operation, Redis is left alone this long: a review does not pay

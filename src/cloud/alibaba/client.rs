@@ -10,11 +10,11 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use super::config::{normalize_endpoint, ClientSettings, SignatureVersion};
 use super::credentials::{self, transport_text, CredentialError, CredentialProvider, Credentials};
 use super::encode::{canonical_query, percent_encode};
 use super::{sign_v1, sign_v3};
-use crate::scan::ScanError;
+use crate::config::alibaba::{normalize_endpoint, ClientSettings, SignatureVersion};
+use crate::domain::scan_error::ScanError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -587,7 +587,7 @@ pub fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::alibaba::config::CredentialsConfig;
+    use crate::config::alibaba::CredentialsConfig;
     use crate::secret::Secret;
 
     static SUMMARY: Api = Api {

@@ -4,7 +4,6 @@
 //! client with the vendor's error model and throttling retries.
 
 pub mod client;
-pub mod config;
 pub mod credentials;
 pub mod encode;
 pub mod scan_requests;

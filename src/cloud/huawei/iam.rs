@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use super::error::ApiError;
-use crate::scan::ScanError;
+use crate::domain::scan_error::ScanError;
 use crate::secret::{Secret, SecretSource};
 
 /// Tokens live 24 h; a new one is fetched this long before expiry.

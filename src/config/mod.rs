@@ -1,7 +1,14 @@
 //! The config file: cluster defaults, exemptions, cache, TLS and scanner routing.
 //!
 //! Every struct denies unknown keys, so a typo stops start-up with a message that
-//! names the key instead of being silently ignored.
+//! names the key instead of being silently ignored. Plain data: building scanners,
+//! resolvers and clients from it is the wiring's job (src/app.rs).
+
+pub mod alibaba;
+pub mod harbor;
+pub mod huawei;
+pub mod retry;
+pub mod shared_cache;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::rules::{ControllerPods, CountRule, Mode, OnError, UnscannedRule};
 use crate::pattern::ImagePattern;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -310,29 +318,6 @@ fn default_regenerate_before() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Enforce,
-    Warn,
-    Off,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnscannedRule {
-    Deny,
-    Warn,
-    Allow,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    Deny,
-    Allow,
-}
-
 /// Limits by key: `critical`, `high`, `medium`, `low`, `unknown`, `total`, and the
 /// extra counts some scanners have (`malicious-files`, `baseline-risks`, ...).
 pub type LimitsConfig = std::collections::BTreeMap<String, u64>;
@@ -363,21 +348,6 @@ pub struct PolicyDefaults {
     /// Pods that a built-in controller creates from an already judged template.
     #[serde(default = "default_controller_pods")]
     pub controller_pods: ControllerPods,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CountRule {
-    #[default]
-    All,
-    Fixable,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ControllerPods {
-    Enforce,
-    Warn,
 }
 
 impl Default for PolicyDefaults {
@@ -439,7 +409,7 @@ pub struct CacheConfig {
     pub tag_ttl: Duration,
     /// A tier shared by every replica, under this one's (Redis; off when absent).
     #[serde(default)]
-    pub shared: Option<crate::shared_cache::config::SharedCacheConfig>,
+    pub shared: Option<crate::config::shared_cache::SharedCacheConfig>,
     /// How long a failed scanner call is remembered, so repeats of a review do not call
     /// a failing scanner again for each image; `0s` remembers none.
     #[serde(default = "default_failure_ttl", with = "humantime_serde")]
@@ -529,13 +499,13 @@ impl Default for ResolutionConfig {
 pub enum ScannerConfig {
     File(FileScannerConfig),
     /// Huawei Cloud HSS, for SWR images (`docs/scanners-huawei-harbor.md`).
-    Hss(crate::scan::hss::HssConfig),
+    Hss(crate::config::huawei::HssConfig),
     /// Harbor v2.0 scan overviews and vulnerability reports (`docs/scanners-huawei-harbor.md`).
-    Harbor(crate::scan::harbor::HarborConfig),
+    Harbor(crate::config::harbor::HarborConfig),
     /// Alibaba Cloud Container Registry EE (`scanner: {acr: {region: cn-hangzhou, ...}}`).
-    Acr(crate::scan::acr::AcrConfig),
+    Acr(crate::config::alibaba::AcrConfig),
     /// Alibaba Cloud Security Center (`scanner: {sas: {region: cn-hangzhou, ...}}`).
-    Sas(crate::scan::sas::SasConfig),
+    Sas(crate::config::alibaba::SasConfig),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -646,15 +616,15 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         for key in self.policy.defaults.limits.keys() {
-            if !crate::policy::LimitKey::is_known(key) {
+            if !crate::domain::limits::LimitKey::is_known(key) {
                 return Err(format!(
                     "policy.defaults.limits.{key}: unknown limit; use one of {}",
-                    crate::policy::LimitKey::known_list()
+                    crate::domain::limits::LimitKey::known_list()
                 ));
             }
         }
         for (i, entry) in self.policy.defaults.allow_cves.iter().enumerate() {
-            crate::policy::allowlist::parse_entry(entry)
+            crate::domain::accepted::parse_entry(entry)
                 .map_err(|e| format!("policy.defaults.allowCves[{i}]: {e}"))?;
         }
         if self.deadline.is_zero() {
@@ -786,6 +756,11 @@ fn default_failure_ttl() -> Duration {
 fn default_platforms() -> Vec<String> {
     vec!["linux/amd64".to_string(), "linux/arm64".to_string()]
 }
+/// Serde default of the `vulnerabilityDetails` switch of `acr` and `harbor`.
+fn default_vulnerability_details() -> bool {
+    true
+}
+
 fn default_true() -> bool {
     true
 }

@@ -1,5 +1,6 @@
-//! Config keys shared by the `acr` and `sas` scanners: where to send requests, how
-//! to sign them, where the credentials come from, and the time limits.
+//! `scanner: {acr: ...}` and `scanner: {sas: ...}`, and the keys they share: where
+//! to send requests, how to sign them, where the credentials come from, the time
+//! limits and how many scans they may ask for.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -205,5 +206,195 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate("x").unwrap_err().contains("go together"));
+    }
+}
+
+/// `scanRequests:` of an `acr` or `sas` scanner: at most `max` scan requests per `per`
+/// (a burst of `max`, refilled evenly over `per`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScanRequestLimit {
+    #[serde(default = "default_max")]
+    pub max: u32,
+    #[serde(default = "default_per", with = "humantime_serde")]
+    pub per: Duration,
+}
+
+impl Default for ScanRequestLimit {
+    fn default() -> Self {
+        ScanRequestLimit {
+            max: default_max(),
+            per: default_per(),
+        }
+    }
+}
+
+// Security Center runs at most 10 scan tasks at once by default.
+fn default_max() -> u32 {
+    10
+}
+fn default_per() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl ScanRequestLimit {
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        if self.max == 0 {
+            return Err(format!(
+                "{at}.scanRequests.max must be at least 1 (turn scanOnMissing off to ask for none)"
+            ));
+        }
+        if self.per.is_zero() || self.per > Duration::from_secs(86_400) {
+            return Err(format!("{at}.scanRequests.per must be between 1s and 24h"));
+        }
+        Ok(())
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} scan request(s) per {}",
+            self.max,
+            humantime::format_duration(self.per)
+        )
+    }
+}
+
+/// `scanner: {acr: {...}}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcrConfig {
+    /// Region of the ACR EE instance, e.g. `cn-hangzhou` (endpoint `cr.<region>.aliyuncs.com`).
+    pub region: String,
+    /// The instance (`cri-...`) that serves the routed hosts; found from the host when absent.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Endpoint override (`host` or `http(s)://host:port`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
+    /// `acs3` (default) or `v1`.
+    #[serde(default)]
+    pub signature_version: SignatureVersion,
+    /// Ask ACR to scan a tag that was never scanned (needs the scan-task permission).
+    #[serde(default)]
+    pub scan_on_missing: bool,
+    /// How many scans `scanOnMissing` asks for at most.
+    #[serde(default)]
+    pub scan_requests: ScanRequestLimit,
+    /// Time limit of one HTTP request.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Throttled calls are retried until this long after the lookup started.
+    #[serde(default = "default_retry_budget", with = "humantime_serde")]
+    pub retry_budget: Duration,
+    /// Read each finished scan's vulnerability list (ListRepoTagScanResult, paged)
+    /// for `count: fixable` and `allow-cves`.
+    #[serde(default = "super::default_vulnerability_details")]
+    pub vulnerability_details: bool,
+}
+
+impl AcrConfig {
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        validate_common(
+            at,
+            &self.region,
+            self.endpoint.as_deref(),
+            self.timeout,
+            &self.credentials,
+        )?;
+        self.scan_requests.validate(at)
+    }
+
+    pub fn rebase_paths(&mut self, base: &Path) {
+        self.credentials.rebase_paths(base);
+    }
+
+    /// Where and how the `acr` scanner (and `vulngate precheck --scan`) calls ACR.
+    pub fn client_settings(&self) -> ClientSettings {
+        ClientSettings {
+            endpoint: self
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| format!("cr.{}.aliyuncs.com", self.region.trim())),
+            credentials: self.credentials.clone(),
+            signature_version: self.signature_version,
+            timeout: self.timeout,
+            retry_budget: self.retry_budget,
+        }
+    }
+}
+
+/// `scanner: {sas: {...}}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SasConfig {
+    /// The account's region. China regions (`cn-*`) are served by
+    /// `tds.cn-shanghai.aliyuncs.com`, all others by `tds.ap-southeast-1.aliyuncs.com`.
+    pub region: String,
+    /// Container Registry instance of the images (`RepoInstanceId`), when known.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Region of the images' registry (`RepoRegionId`); taken from an
+    /// `*.<region>.cr.aliyuncs.com` host when absent.
+    #[serde(default)]
+    pub repo_region: Option<String>,
+    /// Endpoint override (`host` or `http(s)://host:port`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
+    /// `acs3` (default) or `v1`.
+    #[serde(default)]
+    pub signature_version: SignatureVersion,
+    /// Ask Security Center to scan an image it has no scan task for (uses scan quota).
+    #[serde(default)]
+    pub scan_on_missing: bool,
+    /// How many scans `scanOnMissing` asks for at most.
+    #[serde(default)]
+    pub scan_requests: ScanRequestLimit,
+    /// Count the system vulnerabilities an operator marked as handled too (as `hss`
+    /// counts), not only the unhandled ones.
+    #[serde(default)]
+    pub count_handled: bool,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_retry_budget", with = "humantime_serde")]
+    pub retry_budget: Duration,
+}
+
+impl SasConfig {
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        validate_common(
+            at,
+            &self.region,
+            self.endpoint.as_deref(),
+            self.timeout,
+            &self.credentials,
+        )?;
+        self.scan_requests.validate(at)
+    }
+
+    pub fn rebase_paths(&mut self, base: &Path) {
+        self.credentials.rebase_paths(base);
+    }
+
+    /// Where and how the `sas` scanner (and `vulngate precheck`) calls Security Center.
+    pub fn client_settings(&self) -> ClientSettings {
+        let default_endpoint = if self.region.trim().starts_with("cn-") {
+            "tds.cn-shanghai.aliyuncs.com"
+        } else {
+            "tds.ap-southeast-1.aliyuncs.com"
+        };
+        ClientSettings {
+            endpoint: self
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| default_endpoint.to_string()),
+            credentials: self.credentials.clone(),
+            signature_version: self.signature_version,
+            timeout: self.timeout,
+            retry_budget: self.retry_budget,
+        }
     }
 }
