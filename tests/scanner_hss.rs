@@ -450,7 +450,7 @@ registries:
         debug.contains(&dir.path().join("secrets/sk").display().to_string()),
         "{debug}"
     );
-    let s = vulngate::scan::build_scanner(&config.registries[0].scanner).unwrap();
+    let s = vulngate::app::scanners::build_scanner(&config.registries[0].scanner).unwrap();
     assert_eq!(s.kind(), "hss");
     let image = ImageRef::parse("swr.cn-north-4.myhuaweicloud.com/org/a:1").unwrap();
     let got = s
@@ -468,7 +468,7 @@ registries:
     assert!(err.contains("projectID"), "{err}");
     // A missing credential file stops start-up with a message naming it.
     std::fs::remove_file(dir.path().join("secrets/sk")).unwrap();
-    let err = vulngate::scan::build_scanner(&config.registries[0].scanner)
+    let err = vulngate::app::scanners::build_scanner(&config.registries[0].scanner)
         .err()
         .unwrap();
     assert!(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::{HostPattern, RegistryRoute, ScannerConfig};
+use crate::config::HostPattern;
 use crate::domain::scan_error::ScanError;
 use crate::domain::summary::ScanSummary;
 use crate::image::ImageRef;
@@ -50,37 +50,6 @@ pub trait Scanner: Send + Sync {
     }
 }
 
-/// Builds the scanner a route names. Errors say what to fix in the config
-/// (a missing credential file, a bad endpoint), prefixed by the kind.
-pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String> {
-    match config {
-        ScannerConfig::File(f) => {
-            let scanner = Arc::new(file::FileScanner::load(&f.path).map_err(|e| e.to_string())?);
-            if !f.reload_interval.is_zero() {
-                scanner.watch(f.reload_interval);
-            }
-            Ok(scanner)
-        }
-        ScannerConfig::Hss(c) => hss::HssScanner::new(c)
-            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
-            .map_err(|e| format!("hss: {e}")),
-        ScannerConfig::Harbor(c) => harbor::HarborScanner::new(c)
-            .map(|s| Arc::new(s) as Arc<dyn Scanner>)
-            .map_err(|e| format!("harbor: {e}")),
-        ScannerConfig::Acr(c) => {
-            let scanner = acr::AcrScanner::new(c).map_err(|e| format!("acr scanner: {e}"))?;
-            tracing::info!(
-                credentials = scanner.credential_source(),
-                "acr scanner ready"
-            );
-            Ok(Arc::new(scanner))
-        }
-        ScannerConfig::Sas(c) => Ok(Arc::new(
-            sas::SasScanner::new(c).map_err(|e| format!("sas scanner: {e}"))?,
-        )),
-    }
-}
-
 /// One route of the config: which scanner holds the images of matching registries.
 pub struct Route {
     pub index: usize,
@@ -94,27 +63,6 @@ pub struct ScannerRouter {
 }
 
 impl ScannerRouter {
-    pub fn from_config(routes: &[RegistryRoute]) -> Result<ScannerRouter, String> {
-        let mut built = Vec::with_capacity(routes.len());
-        for (index, route) in routes.iter().enumerate() {
-            let scanner = build_scanner(&route.scanner)
-                .and_then(|s| {
-                    rate_limit::RateLimited::wrap(
-                        s,
-                        route.max_requests_per_second,
-                        route.max_concurrent,
-                    )
-                })
-                .map_err(|e| format!("registries[{index}] ({}): {e}", route.host_match.0))?;
-            built.push(Route {
-                index,
-                pattern: route.host_match.clone(),
-                scanner,
-            });
-        }
-        Ok(ScannerRouter { routes: built })
-    }
-
     pub fn from_routes(routes: Vec<Route>) -> ScannerRouter {
         ScannerRouter { routes }
     }

@@ -472,8 +472,7 @@ fn client(shared: &SharedCacheConfig) -> Result<redis::Client, String> {
         settings = settings.set_password(password.expose());
     }
     info = info.set_redis_settings(settings);
-    // For rediss://, rustls takes the process's provider: vulngate uses ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // For rediss://, rustls takes the process's provider (app::install_crypto_provider).
     match &config.ca_file {
         Some(ca) => {
             let root = std::fs::read(ca)
