@@ -24,9 +24,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::alibaba_error::scan_error;
 use super::vulnlist::{self, MAX_ENTRIES};
 use super::{ScanTarget, Scanner};
-use crate::cloud::alibaba::client::{Api, Method, RpcClient, RpcError};
+use crate::cloud::alibaba::client::{Api, Method, RpcClient};
+use crate::cloud::alibaba::error::RpcError;
 use crate::cloud::alibaba::scan_requests::ScanRequestGate;
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64, same_digest};
 use crate::config::alibaba::AcrConfig;
@@ -173,7 +175,7 @@ impl AcrScanner {
         self.client
             .call(api, params, deadline)
             .await
-            .map_err(|e| e.into_scan_error(KIND))
+            .map_err(|e| scan_error(e, KIND))
     }
 
     /// As `call`, with "does not exist" answers as `None`.
@@ -186,7 +188,7 @@ impl AcrScanner {
         match self.client.call(api, params, deadline).await {
             Ok(v) => Ok(Some(v)),
             Err(RpcError::Api(e)) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into_scan_error(KIND)),
+            Err(e) => Err(scan_error(e, KIND)),
         }
     }
 

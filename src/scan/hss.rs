@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use super::backoff::{self, Attempt};
 use super::{ScanTarget, Scanner};
-use crate::cloud::huawei::auth::{Authenticator, Outgoing};
+use crate::cloud::huawei::auth::{AuthError, Authenticator, Outgoing};
 use crate::cloud::huawei::error::ApiError;
 use crate::cloud::huawei::signer;
 use crate::config::huawei::{HandleStatus, HssConfig};
@@ -36,6 +36,20 @@ pub const KIND: &str = "hss";
 /// Versions of one repository looked through for a digest (200 a page).
 const MAX_PAGES: u64 = 10;
 const PAGE_SIZE: u64 = 200;
+
+/// An authentication failure as the engine sees it.
+fn auth_error(e: AuthError) -> ScanError {
+    match e {
+        AuthError::Config(message) => ScanError::Config {
+            scanner: KIND,
+            message,
+        },
+        AuthError::Unavailable(message) => ScanError::Unavailable {
+            scanner: KIND,
+            message,
+        },
+    }
+}
 
 /// One HSS operation, for messages.
 #[derive(Clone, Copy)]
@@ -279,17 +293,15 @@ impl HssScanner {
         }
         let headers = self
             .auth
-            .headers(
-                KIND,
-                Outgoing {
-                    method,
-                    path,
-                    query,
-                    headers,
-                    body: body.unwrap_or_default(),
-                },
-            )
-            .await?;
+            .headers(Outgoing {
+                method,
+                path,
+                query,
+                headers,
+                body: body.unwrap_or_default(),
+            })
+            .await
+            .map_err(auth_error)?;
         let method =
             reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| ScanError::Config {
                 scanner: KIND,

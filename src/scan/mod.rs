@@ -1,6 +1,7 @@
 //! The normalized scan summary and the trait every scanner implements.
 
 pub mod acr;
+mod alibaba_error;
 pub mod backoff;
 pub mod cache;
 pub mod file;

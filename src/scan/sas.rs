@@ -31,6 +31,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::alibaba_error::scan_error;
 use super::{ScanTarget, Scanner};
 use crate::cloud::alibaba::client::{Api, Method, RpcClient};
 use crate::cloud::alibaba::scan_requests::{sas_task_refusal, ScanRequestGate};
@@ -109,7 +110,7 @@ impl SasScanner {
         self.client
             .call(api, params, deadline)
             .await
-            .map_err(|e| e.into_scan_error(KIND))
+            .map_err(|e| scan_error(e, KIND))
     }
 
     fn repo_region(&self, host: &str) -> Option<String> {

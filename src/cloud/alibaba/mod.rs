@@ -6,6 +6,7 @@
 pub mod client;
 pub mod credentials;
 pub mod encode;
+pub mod error;
 pub mod scan_requests;
 pub mod sign_v1;
 pub mod sign_v3;

@@ -8,7 +8,17 @@ use time::OffsetDateTime;
 use super::iam::IamTokens;
 use super::signer::{self, SignRequest};
 use crate::config::huawei::{default_endpoint, AkSkConfig, HuaweiAuthConfig};
-use crate::domain::scan_error::ScanError;
+
+/// Why a request could not be authenticated. The scanner maps it to its own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A credential is missing or unreadable, or IAM refused it: an operator must act.
+    #[error("{0}")]
+    Config(String),
+    /// IAM did not answer, or answered with something unusable: may pass.
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// The runtime side of [`HuaweiAuthConfig`].
 pub enum Authenticator {
@@ -54,12 +64,8 @@ impl Authenticator {
     }
 
     /// The headers to send: the request's own plus the authentication ones.
-    pub async fn headers(
-        &self,
-        scanner: &'static str,
-        req: Outgoing<'_>,
-    ) -> Result<Vec<(String, String)>, ScanError> {
-        let config = |message: String| ScanError::Config { scanner, message };
+    pub async fn headers(&self, req: Outgoing<'_>) -> Result<Vec<(String, String)>, AuthError> {
+        let config = AuthError::Config;
         let mut headers = req.headers;
         match self {
             Authenticator::AkSk(c) => {
@@ -96,7 +102,7 @@ impl Authenticator {
                 headers.push(("Authorization".into(), authorization));
             }
             Authenticator::Token(tokens) => {
-                let token = tokens.token(scanner).await?;
+                let token = tokens.token().await?;
                 headers.push(("X-Auth-Token".into(), token.expose().to_string()));
             }
         }
