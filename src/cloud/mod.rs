@@ -2,3 +2,4 @@
 
 pub mod alibaba;
 pub mod huawei;
+pub mod query;

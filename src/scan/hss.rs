@@ -26,7 +26,7 @@ use super::backoff::{self, Attempt};
 use super::{ScanTarget, Scanner};
 use crate::cloud::huawei::auth::{AuthError, Authenticator, Outgoing};
 use crate::cloud::huawei::error::ApiError;
-use crate::cloud::huawei::signer;
+use crate::cloud::query::{canonical_query, percent_encode};
 use crate::config::huawei::{HandleStatus, HssConfig};
 use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, SeverityCounts};
@@ -270,10 +270,10 @@ impl HssScanner {
         // sent in canonical form: what is signed is exactly what is sent.
         let wire_path = path
             .split('/')
-            .map(signer::escape)
+            .map(percent_encode)
             .collect::<Vec<_>>()
             .join("/");
-        let canonical_query = signer::canonical_query(query);
+        let canonical_query = canonical_query(query);
         let mut url = format!("{}{wire_path}", self.base);
         if !canonical_query.is_empty() {
             url.push('?');

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::credentials::{self, transport_text, CredentialProvider, Credentials};
-use super::encode::{canonical_query, percent_encode};
 use super::error::{rpc_outcome_label, ApiError, RpcError};
 use super::{sign_v1, sign_v3};
+use crate::cloud::query::{canonical_query, percent_encode};
 use crate::config::alibaba::{normalize_endpoint, ClientSettings, SignatureVersion};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

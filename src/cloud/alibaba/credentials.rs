@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::encode::percent_encode;
+use crate::cloud::query::percent_encode;
 use crate::config::alibaba::{normalize_endpoint, CredentialsConfig};
 use crate::secret::Secret;
 

@@ -5,7 +5,6 @@
 
 pub mod client;
 pub mod credentials;
-pub mod encode;
 pub mod error;
 pub mod scan_requests;
 pub mod sign_v1;
