@@ -19,7 +19,7 @@ pub struct PurgeAccess {
 
 impl PurgeAccess {
     /// The access of `ops.purge`: `None` unless enabled.
-    pub fn from_config(config: &crate::config::PurgeConfig) -> Option<PurgeAccess> {
+    pub fn from_config(config: &crate::config::serving::PurgeConfig) -> Option<PurgeAccess> {
         match (config.enabled, &config.token_file) {
             (true, Some(file)) => Some(PurgeAccess {
                 token_file: file.clone(),

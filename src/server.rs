@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::config::ConnectionsConfig;
+use crate::config::serving::ConnectionsConfig;
 use crate::connections::{self, Port, Timeouts};
 use crate::engine::Engine;
 use crate::purge::PurgeAccess;

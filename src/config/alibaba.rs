@@ -177,38 +177,6 @@ pub fn default_retry_budget() -> Duration {
     Duration::from_secs(3)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(
-            normalize_endpoint("cr.cn-hangzhou.aliyuncs.com")
-                .unwrap()
-                .as_str(),
-            "https://cr.cn-hangzhou.aliyuncs.com/"
-        );
-        assert_eq!(
-            normalize_endpoint("http://127.0.0.1:9000")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:9000/"
-        );
-        assert!(normalize_endpoint("ftp://x").is_err());
-        assert!(normalize_endpoint("http://x/path").is_err());
-    }
-
-    #[test]
-    fn half_a_key_pair_is_an_error() {
-        let c = CredentialsConfig {
-            access_key_id_file: Some("id".into()),
-            ..Default::default()
-        };
-        assert!(c.validate("x").unwrap_err().contains("go together"));
-    }
-}
-
 /// `scanRequests:` of an `acr` or `sas` scanner: at most `max` scan requests per `per`
 /// (a burst of `max`, refilled evenly over `per`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -396,5 +364,56 @@ impl SasConfig {
             timeout: self.timeout,
             retry_budget: self.retry_budget,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            normalize_endpoint("cr.cn-hangzhou.aliyuncs.com")
+                .unwrap()
+                .as_str(),
+            "https://cr.cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            normalize_endpoint("http://127.0.0.1:9000")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:9000/"
+        );
+        assert!(normalize_endpoint("ftp://x").is_err());
+        assert!(normalize_endpoint("http://x/path").is_err());
+    }
+
+    #[test]
+    fn half_a_key_pair_is_an_error() {
+        let c = CredentialsConfig {
+            access_key_id_file: Some("id".into()),
+            ..Default::default()
+        };
+        assert!(c.validate("x").unwrap_err().contains("go together"));
+    }
+
+    #[test]
+    fn config_keys() {
+        let c: AcrConfig = serde_yaml::from_str(
+            "region: cn-hangzhou\ninstanceId: cri-1\nsignatureVersion: v1\nscanOnMissing: true\n\
+             timeout: 2s\nretryBudget: 1s\ncredentials: {accessKeyIdFile: id, accessKeySecretFile: s}\n",
+        )
+        .unwrap();
+        assert_eq!(c.signature_version, SignatureVersion::V1);
+        assert!(c.scan_on_missing);
+        assert!(c.vulnerability_details, "on unless switched off");
+        let off: AcrConfig =
+            serde_yaml::from_str("region: cn-hangzhou\nvulnerabilityDetails: false\n").unwrap();
+        assert!(!off.vulnerability_details);
+        assert_eq!(c.client_settings().endpoint, "cr.cn-hangzhou.aliyuncs.com");
+        let err =
+            serde_yaml::from_str::<AcrConfig>("region: x\naccessKeySecret: oops\n").unwrap_err();
+        assert!(err.to_string().contains("accessKeySecret"), "{err}");
     }
 }

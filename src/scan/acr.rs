@@ -625,7 +625,6 @@ impl AcrScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::alibaba::SignatureVersion;
 
     #[test]
     fn seed_example_counts() {
@@ -692,24 +691,5 @@ mod tests {
             .unwrap()
             .0
             .is_empty());
-    }
-
-    #[test]
-    fn config_keys() {
-        let c: AcrConfig = serde_yaml::from_str(
-            "region: cn-hangzhou\ninstanceId: cri-1\nsignatureVersion: v1\nscanOnMissing: true\n\
-             timeout: 2s\nretryBudget: 1s\ncredentials: {accessKeyIdFile: id, accessKeySecretFile: s}\n",
-        )
-        .unwrap();
-        assert_eq!(c.signature_version, SignatureVersion::V1);
-        assert!(c.scan_on_missing);
-        assert!(c.vulnerability_details, "on unless switched off");
-        let off: AcrConfig =
-            serde_yaml::from_str("region: cn-hangzhou\nvulnerabilityDetails: false\n").unwrap();
-        assert!(!off.vulnerability_details);
-        assert_eq!(c.client_settings().endpoint, "cr.cn-hangzhou.aliyuncs.com");
-        let err =
-            serde_yaml::from_str::<AcrConfig>("region: x\naccessKeySecret: oops\n").unwrap_err();
-        assert!(err.to_string().contains("accessKeySecret"), "{err}");
     }
 }
