@@ -132,8 +132,10 @@ fn code_only(source: &str) -> String {
             out.extend(rest[..end].chars().filter(|c| *c == '\n'));
             out.push_str("\"\"");
             i += end;
-        } else if rest.starts_with("'\\") {
-            let end = rest[2..].find('\'').map_or(rest.len(), |e| e + 3);
+        } else if let Some(escaped) = rest.strip_prefix("'\\") {
+            // The escaped character may itself be a quote: `'\''`.
+            let after = escaped.get(1..).unwrap_or("");
+            let end = after.find('\'').map_or(rest.len(), |e| 2 + 1 + e + 1);
             i += end;
         } else if rest.len() >= 3
             && rest.starts_with('\'')
@@ -345,7 +347,7 @@ fn the_reader_finds_imports_and_ignores_comments_and_strings() {
     let code = code_only(
         "use crate::{a::X, b::{c, d}};\n\
          // crate::commented\n\
-         let s = \"crate::quoted\"; let r = r#\"crate::raw\"#; let c = '\"';\n\
+         let s = \"crate::quoted\"; let r = r#\"crate::raw\"#; let c = '\"'; let q = '\\'';\n\
          crate::e::f(); $crate::g;\n",
     );
     let mut found = named_modules(&code);

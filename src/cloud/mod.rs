@@ -1,5 +1,5 @@
 //! Cloud-vendor plumbing shared by the scanners of one vendor (signing, credentials, RPC clients).
 
 pub mod alibaba;
-pub mod huawei;
-pub mod query;
+pub(crate) mod huawei;
+pub(crate) mod query;

@@ -7,9 +7,9 @@
 pub mod alibaba;
 pub mod harbor;
 pub mod huawei;
-pub mod retry;
+pub(crate) mod retry;
 pub mod serving;
-pub mod shared_cache;
+pub(crate) mod shared_cache;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

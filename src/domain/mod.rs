@@ -2,11 +2,11 @@
 //! summaries, policy modes and rules, limit keys, digest keys, quoting request data).
 //! Plain values and pure functions; nothing here imports another module of the crate.
 
-pub mod accepted;
+pub(crate) mod accepted;
 pub mod annotations;
-pub mod digest_key;
+pub(crate) mod digest_key;
 pub mod limits;
 pub mod rules;
 pub mod scan_error;
 pub mod summary;
-pub mod text;
+pub(crate) mod text;

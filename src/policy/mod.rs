@@ -1,8 +1,8 @@
 //! Pure policy: namespace annotations merged over the cluster defaults, and a scan
 //! summary judged against the resulting limits. No I/O here.
 
-pub mod allowlist;
-pub mod counting;
+pub(crate) mod allowlist;
+pub(crate) mod counting;
 
 use std::collections::BTreeMap;
 use std::fmt;

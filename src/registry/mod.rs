@@ -5,10 +5,10 @@
 //! - `pull_secrets`: imagePullSecrets through the Kubernetes API;
 //! - `cache`: tag and digest caches with single-flight resolution.
 
-pub mod cache;
-pub mod client;
-pub mod credentials;
-pub mod pull_secrets;
+pub(crate) mod cache;
+pub(crate) mod client;
+pub(crate) mod credentials;
+pub(crate) mod pull_secrets;
 
 use std::sync::Arc;
 use std::time::Duration;

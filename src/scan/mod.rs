@@ -2,8 +2,8 @@
 
 pub mod acr;
 mod alibaba_error;
-pub mod backoff;
-pub mod cache;
+pub(crate) mod backoff;
+pub(crate) mod cache;
 pub mod file;
 pub mod harbor;
 pub mod hss;

@@ -12,8 +12,8 @@
 //! reconnects by itself; TLS through rustls with the process's ring provider; Redis
 //! 6+/7 and Valkey; the crate also serves Sentinel and Cluster should they be needed).
 
-pub mod signed;
-pub mod wire;
+pub(crate) mod signed;
+pub(crate) mod wire;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! Huawei Cloud: the SDK-HMAC-SHA256 signer, IAM tokens, error responses.
 
-pub mod auth;
-pub mod error;
-pub mod iam;
-pub mod signer;
+pub(crate) mod auth;
+pub(crate) mod error;
+pub(crate) mod iam;
+pub(crate) mod signer;
