@@ -40,20 +40,10 @@ pub fn scan_error(error: RpcError, scanner: &'static str) -> ScanError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::alibaba::error::ApiError;
+    use crate::cloud::alibaba::error::example_api_error;
 
     fn api_error(status: u16, code: &str) -> RpcError {
-        RpcError::Api(ApiError {
-            product: "cr",
-            action: "GetRepoTagScanSummary",
-            ram_action: "cr:GetScanCount",
-            http_status: status,
-            code: code.into(),
-            message: "m".into(),
-            request_id: Some("RID-1".into()),
-            auth_action: None,
-            retry_after: None,
-        })
+        RpcError::Api(example_api_error(status, code))
     }
 
     #[test]

@@ -187,23 +187,30 @@ pub fn rpc_outcome_label(result: &Result<Value, RpcError>) -> &'static str {
 
 impl std::error::Error for RpcError {}
 
+/// A GetRepoTagScanSummary error answer with `status` and `code` (request id
+/// `RID-1`), for the tests of the errors and of their mapping by the scanners.
+#[cfg(test)]
+pub(crate) fn example_api_error(status: u16, code: &str) -> ApiError {
+    ApiError {
+        product: "cr",
+        action: "GetRepoTagScanSummary",
+        ram_action: "cr:GetScanCount",
+        http_status: status,
+        code: code.into(),
+        message: "m".into(),
+        request_id: Some("RID-1".into()),
+        auth_action: None,
+        retry_after: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn error_kinds() {
-        let e = |status: u16, code: &str| ApiError {
-            product: "cr",
-            action: "GetRepoTagScanSummary",
-            ram_action: "cr:GetScanCount",
-            http_status: status,
-            code: code.into(),
-            message: "m".into(),
-            request_id: Some("RID-1".into()),
-            auth_action: None,
-            retry_after: None,
-        };
+        let e = example_api_error;
         assert!(e(400, "Throttling.User").is_throttling());
         assert!(e(503, "ServiceUnavailable").is_throttling());
         assert!(e(403, "Forbidden.RAM").is_permission());
