@@ -425,6 +425,12 @@ struct ResponseOut<'a> {
     warnings: &'a [String],
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     audit_annotations: &'a BTreeMap<String, String>,
+    /// `JSONPatch` when `patch` is set (a mutating answer, pin.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    /// The JSON Patch, base64-encoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -437,6 +443,18 @@ struct StatusOut<'a> {
 
 /// Encodes the response AdmissionReview in the version the request came in.
 pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
+    encode_patched(api_version, uid, verdict, None)
+}
+
+/// [`encode`] with a JSON Patch (`patch`: the JSON array of operations) for the
+/// apiserver to apply, as a mutating webhook answers.
+pub fn encode_patched(
+    api_version: &str,
+    uid: &str,
+    verdict: &Verdict,
+    patch: Option<&[u8]>,
+) -> Vec<u8> {
+    use base64::Engine as _;
     let status = match (&verdict.message, verdict.allowed) {
         (Some(message), false) => Some(StatusOut {
             code: 403,
@@ -455,6 +473,8 @@ pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
             status,
             warnings: &verdict.warnings,
             audit_annotations: &verdict.audit_annotations,
+            patch_type: patch.map(|_| "JSONPatch"),
+            patch: patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
         },
     };
     // Sized for the whole answer up front: growing it reallocates once or twice.
@@ -463,7 +483,9 @@ pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
         + (verdict.audit_annotations.iter())
             .map(|(k, v)| k.len() + v.len() + 6)
             .sum::<usize>();
-    let mut body = Vec::with_capacity(160 + api_version.len() + uid.len() + texts * 9 / 8);
+    let patched = patch.map_or(0, |p| p.len() * 4 / 3 + 40);
+    let mut body =
+        Vec::with_capacity(160 + api_version.len() + uid.len() + texts * 9 / 8 + patched);
     // Plain structs of strings and maps always serialize.
     match serde_json::to_writer(&mut body, &out) {
         Ok(()) => body,

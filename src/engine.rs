@@ -141,6 +141,16 @@ pub struct PodJudgement<'a> {
     pub containers: Vec<ContainerResult<'a>>,
 }
 
+/// A review that judged no container: its verdict alone.
+impl From<Verdict> for PodJudgement<'_> {
+    fn from(verdict: Verdict) -> Self {
+        PodJudgement {
+            verdict,
+            containers: Vec::new(),
+        }
+    }
+}
+
 /// One pod's containers to judge, and where they come from.
 struct PodUnderReview<'p, 'c> {
     subject: Subject<'p>,
@@ -285,8 +295,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let budget = deadline.map_or(self.deadline, |d| d.min(self.deadline));
-        let verdict = self.decide(&request, TokioInstant::now() + budget).await;
+        let verdict = self.decide(&request, self.deadline_from(deadline)).await;
         let result = result_label(&verdict);
         let elapsed = started.elapsed();
         self.metrics.review(&request.kind.kind, result, elapsed);
@@ -311,24 +320,44 @@ impl Engine {
         ))
     }
 
+    /// When a review must be answered: the configured deadline, shortened by the
+    /// apiserver's `?timeout=` (already less its margin).
+    pub fn deadline_from(&self, apiserver: Option<Duration>) -> TokioInstant {
+        TokioInstant::now() + apiserver.map_or(self.deadline, |d| d.min(self.deadline))
+    }
+
     pub async fn decide(&self, request: &Request<'_>, deadline: TokioInstant) -> Verdict {
+        self.judge_review(request, deadline, false).await.verdict
+    }
+
+    /// [`Engine::decide`], keeping each judged container's outcome when `for_pinning`
+    /// (`POST /mutate`, pin.rs); no container when nothing was judged. Pinning
+    /// publishes no Event: the validating review of the same object does.
+    pub async fn judge_review<'r>(
+        &self,
+        request: &'r Request<'_>,
+        deadline: TokioInstant,
+        for_pinning: bool,
+    ) -> PodJudgement<'r> {
         let kind = request.kind.kind.as_ref();
         let Some(path) = PodSpecPath::for_kind(kind) else {
-            return allow_unjudged(format!("kind {kind:?} carries no pod spec"));
+            return allow_unjudged(format!("kind {kind:?} carries no pod spec")).into();
         };
         match request.operation.as_ref() {
             "CREATE" | "UPDATE" => {}
-            other => return allow_unjudged(format!("operation {other} is not judged")),
+            other => return allow_unjudged(format!("operation {other} is not judged")).into(),
         }
         if let Some(sub) = &request.sub_resource {
             if !(kind == "Pod" && sub == "ephemeralcontainers") {
-                return allow_unjudged(format!("subresource {sub} is not judged"));
+                return allow_unjudged(format!("subresource {sub} is not judged")).into();
             }
         }
         let object = match &request.object {
             Ok(Some(o)) => o,
-            Ok(None) => return deny_plain(format!("{kind} review has no object to judge")),
-            Err(e) => return deny_plain(format!("vulngate could not read this {kind}: {e}")),
+            Ok(None) => return deny_plain(format!("{kind} review has no object to judge")).into(),
+            Err(e) => {
+                return deny_plain(format!("vulngate could not read this {kind}: {e}")).into()
+            }
         };
         let namespace = request
             .namespace
@@ -336,10 +365,10 @@ impl Engine {
             .or(object.metadata.namespace.as_deref())
             .unwrap_or("default");
         if self.exempt_namespaces.contains(namespace) {
-            return allow_unjudged(format!("namespace {namespace} is exempt"));
+            return allow_unjudged(format!("namespace {namespace} is exempt")).into();
         }
         let Some(spec) = path.pod_spec(object) else {
-            return deny_plain(format!("{kind} has no pod template to judge"));
+            return deny_plain(format!("{kind} has no pod template to judge")).into();
         };
         let mut containers = spec.images();
         if request.operation == "UPDATE" {
@@ -352,7 +381,7 @@ impl Engine {
                 containers.retain(|c| !old.contains(&(c.name, c.image)));
             }
             if containers.is_empty() {
-                return allow_unjudged("the update adds or changes no image".into());
+                return allow_unjudged("the update adds or changes no image".into()).into();
             }
         }
         let subject = Subject::Object {
@@ -364,7 +393,7 @@ impl Engine {
             controller: (kind == "Pod" && request.operation == "CREATE")
                 .then(|| controller_of(request, object))
                 .flatten(),
-            dry_run: request.dry_run,
+            dry_run: request.dry_run || for_pinning,
         };
         let pod = PodUnderReview {
             subject,
@@ -373,9 +402,13 @@ impl Engine {
             spec: Some(spec),
             origin: &origin,
             deadline,
-            per_container: false,
+            per_container: for_pinning,
         };
-        self.judge_containers(&pod).await.0
+        let (verdict, containers) = self.judge_containers(&pod).await;
+        PodJudgement {
+            verdict,
+            containers,
+        }
     }
 
     /// Judges a pod spec's containers as a new Pod in `namespace` created directly by a
@@ -1216,7 +1249,8 @@ fn unscanned(digest: &str, summary: &ScanSummary) -> Outcome {
     }
 }
 
-fn digest_of(outcome: &Outcome) -> Option<&str> {
+/// The digest an outcome judged (or found unscanned), if any.
+pub fn digest_of(outcome: &Outcome) -> Option<&str> {
     match outcome {
         Outcome::Passed { digest, .. } | Outcome::OverLimit { digest, .. } => Some(digest),
         Outcome::Unscanned { digest, .. } => digest.as_deref(),

@@ -19,6 +19,7 @@ pub mod log_writer;
 pub mod metrics;
 pub mod namespaces;
 pub mod pattern;
+pub mod pin;
 pub mod policy;
 pub mod precheck;
 pub mod progress;

@@ -359,7 +359,8 @@ async fn serve(
         tracing::info!(interval = %humantime::format_duration(interval), "background audit on");
     }
     let purge = vulngate::purge::PurgeAccess::from_config(&config.ops.purge);
-    let state = AppState::with_purge(engine, purge);
+    let pin_digests = config.pin_digests.enabled;
+    let state = AppState::with_pinning(engine, purge, pin_digests);
     let options = ServeOptions {
         listen: config.listen,
         ops_listen: config.ops_listen,
@@ -374,6 +375,9 @@ async fn serve(
         println!(
             "vulngate: webhook on https://{webhook}/validate, health and metrics on http://{ops}"
         );
+        if pin_digests {
+            println!("vulngate: pinning images to their digests on https://{webhook}/mutate");
+        }
         if let Some(g) = &generated {
             if let Origin::Replaced(why) = &g.origin {
                 tracing::warn!(reason = %why, "generated certificate replaced by a new one");

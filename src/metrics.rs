@@ -97,6 +97,7 @@ pub struct Metrics {
     tls_reloads: Counter,
     tls_certificate_expiry: Gauge,
     controller_pods_warned: Counter,
+    images_pinned: Counter,
     pods_over_limit: Family<NamespaceVerdictLabels, Gauge>,
     /// Namespaces with a `pods_over_limit` series, so a namespace gone is removed.
     audited_namespaces: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -181,6 +182,12 @@ impl Metrics {
             "Pods over their limits allowed with a warning because a built-in controller created them",
             controller_pods_warned.clone(),
         );
+        let images_pinned = Counter::default();
+        registry.register(
+            "images_pinned",
+            "Images rewritten by POST /mutate to the digest their tag resolved to when judged",
+            images_pinned.clone(),
+        );
         registry.register(
             "reviews_in_flight",
             "Reviews being decided",
@@ -220,6 +227,7 @@ impl Metrics {
             tls_reloads,
             tls_certificate_expiry,
             controller_pods_warned,
+            images_pinned,
             scanner_calls_total: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -285,6 +293,11 @@ impl Metrics {
 
     pub fn controller_pod_warned(&self) {
         self.controller_pods_warned.inc();
+    }
+
+    /// Images one `POST /mutate` answer pinned to their digests.
+    pub fn images_pinned(&self, count: usize) {
+        self.images_pinned.inc_by(count as u64);
     }
 
     pub fn tls_reloaded(&self) {

@@ -1,4 +1,5 @@
-//! The servers: the TLS webhook (`POST /validate`, HTTP/1.1 and HTTP/2) and the
+//! The servers: the TLS webhook (`POST /validate`, and `POST /mutate` when
+//! `pinDigests.enabled`, see pin.rs; HTTP/1.1 and HTTP/2) and the
 //! plain-HTTP ops port (`/healthz`, `/readyz`, `/metrics`; `POST /cache/purge` when
 //! configured, see purge.rs).
 
@@ -51,6 +52,8 @@ pub struct AppState {
     shutting_down: AtomicBool,
     /// `POST /cache/purge`, when configured (`ops.purge`).
     purge: Option<PurgeAccess>,
+    /// `POST /mutate` is served (`pinDigests.enabled`).
+    pin_digests: bool,
 }
 
 impl AppState {
@@ -60,10 +63,20 @@ impl AppState {
     }
 
     pub fn with_purge(engine: Arc<Engine>, purge: Option<PurgeAccess>) -> Arc<AppState> {
+        AppState::with_pinning(engine, purge, false)
+    }
+
+    /// The state of servers that also answer `POST /mutate` when `pin_digests`.
+    pub fn with_pinning(
+        engine: Arc<Engine>,
+        purge: Option<PurgeAccess>,
+        pin_digests: bool,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             engine,
             shutting_down: AtomicBool::new(false),
             purge,
+            pin_digests,
         })
     }
 
@@ -76,9 +89,15 @@ impl AppState {
     }
 }
 
+/// `POST /validate`; `POST /mutate` only when pinning is on (else a 404).
 pub fn webhook_router(state: Arc<AppState>, request_timeout: Duration) -> Router {
-    Router::new()
-        .route("/validate", post(validate))
+    let router = Router::new().route("/validate", post(validate));
+    let router = if state.pin_digests {
+        router.route("/mutate", post(mutate))
+    } else {
+        router
+    };
+    router
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -115,7 +134,7 @@ async fn purge(
     }
 }
 
-/// What `POST /validate` reads besides the body, taken from the request head by
+/// What `POST /validate` and `POST /mutate` read besides the body, taken from the request head by
 /// reference (no copy of its header map or query).
 struct ReviewHead {
     json: bool,
@@ -143,6 +162,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ReviewHead {
 }
 
 async fn validate(State(state): State<Arc<AppState>>, head: ReviewHead, body: Bytes) -> Response {
+    answer(&head, || state.engine.review(&body, head.deadline)).await
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, head: ReviewHead, body: Bytes) -> Response {
+    answer(&head, || {
+        crate::pin::review(&state.engine, &body, head.deadline)
+    })
+    .await
+}
+
+/// A review's HTTP answer: 415 unless JSON, 400 when undecodable, else the review.
+async fn answer<F>(head: &ReviewHead, decide: impl FnOnce() -> F) -> Response
+where
+    F: std::future::Future<Output = Result<Vec<u8>, crate::admission::BadReview>>,
+{
     if !head.json {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -150,7 +184,7 @@ async fn validate(State(state): State<Arc<AppState>>, head: ReviewHead, body: By
         )
             .into_response();
     }
-    match state.engine.review(&body, head.deadline).await {
+    match decide().await {
         Ok(out) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "undecodable review");

@@ -87,9 +87,12 @@ args=(
   --timestamp "$epoch" -f "$stage/Containerfile" -t "$image"
 )
 [ -n "${IIDFILE:-}" ] && args+=(--iidfile "$IIDFILE")
+# --layers=false: one commit for the whole Containerfile. With intermediate images, two
+# builds running at once could each find the other's intermediate image and record it as
+# the base (org.opencontainers.image.base.name), giving one commit two image digests.
 case "$builder" in
-  podman) podman build --no-cache --quiet "${args[@]}" "$stage" >/dev/null ;;
-  buildah) buildah build --no-cache --quiet "${args[@]}" "$stage" >/dev/null ;;
+  podman) podman build --no-cache --layers=false --quiet "${args[@]}" "$stage" >/dev/null ;;
+  buildah) buildah build --no-cache --layers=false --quiet "${args[@]}" "$stage" >/dev/null ;;
   *) die "BUILDER must be podman or buildah" ;;
 esac
 echo "built $image ($("$builder" image inspect --format '{{.Id}}' "$image"))"

@@ -61,6 +61,18 @@ pub struct Config {
     pub review: ReviewBounds,
     #[serde(default)]
     pub ops: OpsConfig,
+    /// `POST /mutate`: rewrite tags to the digests judged (pin.rs); off by default.
+    #[serde(default)]
+    pub pin_digests: PinDigestsConfig,
+}
+
+/// `pinDigests: {enabled: true}` serves the mutating webhook that pins each allowed
+/// image to the digest its tag resolved to; off, `POST /mutate` is a 404.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PinDigestsConfig {
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// What one review may cost: each distinct image may mean registry and scanner calls.
@@ -618,6 +630,15 @@ mod tests {
             config.ops.purge.token_file.as_deref(),
             Some(Path::new("/etc/vulngate/purge/token"))
         );
+    }
+
+    #[test]
+    fn pinning_is_off_unless_enabled_and_its_typos_are_named() {
+        assert!(!parse("").expect("config").pin_digests.enabled);
+        let config = parse("pinDigests: {enabled: true}\n").expect("config");
+        assert!(config.pin_digests.enabled);
+        let err = parse("pinDigests: {enable: true}\n").expect_err("typo");
+        assert!(err.contains("enable"), "{err}");
     }
 
     #[test]

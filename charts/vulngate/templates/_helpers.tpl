@@ -135,6 +135,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "log" $c.log
   "shutdown" $c.shutdown
   "connections" $c.connections
+  "pinDigests" (dict "enabled" .Values.pinDigests.enabled)
 }}
 {{- if $c.namespacesFile }}
 {{- $_ := set $cfg "namespacesFile" $c.namespacesFile }}
@@ -195,18 +196,20 @@ matchExpressions:
 {{- end }}
 
 {{/* Fields shared by the webhooks; takes (dict "root" $ "caBundle" "<base64 PEM or empty>"). */}}
+{{/* What the validating and the pinning (mutating) webhooks share; `path`,
+`failurePolicy` and `reviewVersions` default to the validating webhook's. */}}
 {{- define "vulngate.webhookCommon" -}}
 {{- $ := .root -}}
-admissionReviewVersions: ["v1"]
+admissionReviewVersions: {{ .reviewVersions | default (list "v1") | toJson }}
 sideEffects: None
-failurePolicy: {{ $.Values.webhook.failurePolicy }}
+failurePolicy: {{ .failurePolicy | default $.Values.webhook.failurePolicy }}
 matchPolicy: Equivalent
 timeoutSeconds: {{ $.Values.webhook.timeoutSeconds }}
 clientConfig:
   service:
     name: {{ include "vulngate.fullname" $ }}
     namespace: {{ $.Release.Namespace }}
-    path: /validate
+    path: {{ .path | default "/validate" }}
     port: {{ $.Values.service.port }}
   {{- with .caBundle }}
   caBundle: {{ . }}
@@ -220,6 +223,26 @@ objectSelector:
 {{- with $.Values.webhook.matchConditions }}
 matchConditions:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The rules of the workloads webhook: `resources` (workload resource names) grouped
+by API group. */}}
+{{- define "vulngate.workloadRules" -}}
+{{- $groups := dict "deployments" "apps" "replicasets" "apps" "statefulsets" "apps" "daemonsets" "apps" "jobs" "batch" "cronjobs" "batch" "replicationcontrollers" "" }}
+{{- $byGroup := dict "apps" list "batch" list "" list }}
+{{- range .resources }}
+{{- $g := index $groups . }}
+{{- $_ := set $byGroup $g (append (index $byGroup $g) .) }}
+{{- end }}
+{{- range $g := list "apps" "batch" "" }}
+{{- with index $byGroup $g }}
+- apiGroups: [{{ $g | quote }}]
+  apiVersions: ["v1"]
+  operations: ["CREATE", "UPDATE"]
+  resources: {{ toJson . }}
+  scope: Namespaced
+{{- end }}
 {{- end }}
 {{- end }}
 
