@@ -76,7 +76,7 @@ pub fn load_config(path: Option<&Path>, state_dir: &Path) -> Result<Config, Stri
 /// provider, and rustls then picks none by itself. A provider installed already
 /// (by a test, say) is kept.
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::crypto::install_default_provider();
 }
 
 /// The process's one Kubernetes API client (in-cluster config or kubeconfig), made

@@ -37,6 +37,7 @@ const MAX_DERIVED_SLOTS: usize = 16_384;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, as the Go runtime does at start
 /// (containers often start with a soft limit of 1024). Returns the soft limit in force.
+#[allow(unsafe_code, reason = "libc rlimit calls, see SAFETY")]
 pub fn raise_open_file_limit() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -31,6 +31,7 @@ pub fn plain_len(bytes: &[u8]) -> usize {
 /// every x86-64 CPU (a target feature of the x86-64 baseline), so nothing is detected
 /// at run time.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code, reason = "SSE2 intrinsics, see SAFETY")]
 fn special_bytes(chunk: &[u8]) -> u32 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,

@@ -8,6 +8,7 @@ pub mod background_audit;
 pub mod cloud;
 pub mod config;
 pub mod connections;
+pub mod crypto;
 pub mod domain;
 pub mod engine;
 pub(crate) mod events;

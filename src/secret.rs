@@ -45,8 +45,8 @@ pub enum SecretSource {
     Env(String),
 }
 
-/// The one-key map form, read as a struct (serde_yaml 0.9 reads enums only
-/// from `!tag` syntax, and not nested).
+/// The one-key map form, read as a struct so that a wrong or missing key gets the
+/// message below rather than a generic enum error.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SecretSourceMap {
@@ -108,10 +108,13 @@ mod tests {
 
     #[test]
     fn sources_are_written_as_one_key_maps() {
-        let f: SecretSource = serde_yaml::from_str("{file: /etc/x}").unwrap();
+        let f: SecretSource = serde_saphyr::from_str("{file: /etc/x}").unwrap();
         assert_eq!(f, SecretSource::File("/etc/x".into()));
         for bad in ["hunter2", "{value: hunter2}", "{file: /a, env: B}", "{}"] {
-            assert!(serde_yaml::from_str::<SecretSource>(bad).is_err(), "{bad}");
+            assert!(
+                serde_saphyr::from_str::<SecretSource>(bad).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -138,7 +141,7 @@ mod tests {
             .unwrap_err()
             .contains("cannot read credential file"));
         let env: SecretSource =
-            serde_yaml::from_str("{env: VULNGATE_TEST_SURELY_UNSET_VAR}").unwrap();
+            serde_saphyr::from_str("{env: VULNGATE_TEST_SURELY_UNSET_VAR}").unwrap();
         assert!(env.load().unwrap_err().contains("is not set"));
     }
 }

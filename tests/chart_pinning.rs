@@ -3,7 +3,7 @@
 //! serves `POST /mutate`. Real `helm template` and `kubernetes-validate` (from
 //! tests/setup.d/helm.sh; a missing tool fails naming it).
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 #[path = "support/chart.rs"]
 mod chart_support;
@@ -16,7 +16,7 @@ fn mutating(docs: &[Value]) -> Vec<&Value> {
 
 fn named<'a>(config: &'a Value, name: &str) -> Option<&'a Value> {
     config["webhooks"]
-        .as_sequence()
+        .as_array()
         .expect("webhooks")
         .iter()
         .find(|w| w["name"] == name)
@@ -24,7 +24,7 @@ fn named<'a>(config: &'a Value, name: &str) -> Option<&'a Value> {
 
 fn resources(webhook: &Value) -> Vec<String> {
     webhook["rules"]
-        .as_sequence()
+        .as_array()
         .expect("rules")
         .iter()
         .flat_map(|r| str_list(&r["resources"]))
@@ -187,7 +187,7 @@ fn the_rendered_pinning_webhook_validates_against_kubernetes_schemas() {
     assert_eq!(only.len(), 1);
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("pinning.yaml");
-    std::fs::write(&file, serde_yaml::to_string(only[0]).expect("yaml")).expect("write");
+    std::fs::write(&file, serde_json::to_string_pretty(only[0]).expect("yaml")).expect("write");
     let kv = tool("kubernetes-validate");
     let result = run(&kv, &["--strict", file.to_str().expect("utf-8 path")]);
     let text = format!("{}{}", result.stdout, result.stderr);

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use cel_interpreter::{Context, Program, Value as Cel};
 use chart_support::*;
 use serde_json::json;
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// What `.Capabilities.APIVersions.Has` looks for; `helm template` without a cluster
 /// lacks it unless told with `--api-versions`.
@@ -33,15 +33,15 @@ fn ingress(docs: &[Value]) -> Vec<(String, Vec<Value>)> {
     let np = one(docs, "NetworkPolicy");
     assert_eq!(str_list(&np["spec"]["policyTypes"]), vec!["Ingress"]);
     np["spec"]["ingress"]
-        .as_sequence()
+        .as_array()
         .expect("ingress rules")
         .iter()
         .map(|rule| {
-            let ports = rule["ports"].as_sequence().expect("ports");
+            let ports = rule["ports"].as_array().expect("ports");
             assert_eq!(ports.len(), 1, "one port per rule: {rule:?}");
             assert_eq!(ports[0]["protocol"], "TCP");
             let port = ports[0]["port"].as_str().expect("a named port").to_string();
-            let from = rule["from"].as_sequence().cloned().unwrap_or_default();
+            let from = rule["from"].as_array().cloned().unwrap_or_default();
             (port, from)
         })
         .collect()
@@ -103,14 +103,14 @@ fn the_ops_port_is_on_no_service_and_the_service_monitor_scrapes_the_pods() {
     let docs = installed(&render(&["-f", &full_values()]));
     let svc = one(&docs, "Service");
     let targets: Vec<&Value> = svc["spec"]["ports"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|p| &p["targetPort"])
         .collect();
     assert_eq!(targets, vec!["https"]);
     let sm = one(&docs, "ServiceMonitor");
-    let endpoints = sm["spec"]["endpoints"].as_sequence().unwrap();
+    let endpoints = sm["spec"]["endpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 1);
     // A Service port would be needed for `port:`; `targetPort` names the Pods' port.
     assert!(endpoints[0]["port"].is_null(), "{:?}", endpoints[0]);
@@ -192,7 +192,7 @@ impl LockdownPolicy {
         let docs = installed(&render(&args));
         let spec = &one(&docs, "ValidatingAdmissionPolicy")["spec"];
         let variables = spec["variables"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
             .map(|v| {
@@ -203,7 +203,7 @@ impl LockdownPolicy {
             })
             .collect();
         let validations = spec["validations"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
             .map(|v| (compile(&v["expression"]), compile(&v["messageExpression"])))

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_yaml::Value;
+use serde_json::Value;
 use support::webhook::{digest, object_with_pod_spec, pod_spec, review, Webhook};
 
 fn b64(v: &Value) -> String {
@@ -56,10 +56,10 @@ async fn serve(
     let mut files: Vec<(String, String)> = vec![];
     let mut config_text = None;
     let mut scans_dir = None;
-    for m in container["volumeMounts"].as_sequence().unwrap() {
+    for m in container["volumeMounts"].as_array().unwrap() {
         let mount = m["mountPath"].as_str().unwrap();
         let vol = pod["volumes"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
             .find(|v| v["name"] == m["name"])
@@ -72,9 +72,9 @@ async fn serve(
                     .clone();
                 config_text = Some(data[sub].as_str().unwrap().to_string());
             } else if let Some(made) = find("ConfigMap", &|d| d["metadata"]["name"] == cm) {
-                for (k, v) in made["data"].as_mapping().unwrap() {
+                for (k, v) in made["data"].as_object().unwrap() {
                     files.push((
-                        format!("{}/{}", local(mount), k.as_str().unwrap()),
+                        format!("{}/{}", local(mount), k.as_str()),
                         v.as_str().unwrap().to_string(),
                     ));
                 }
@@ -82,8 +82,8 @@ async fn serve(
         } else if let Some(secret) = vol["secret"]["secretName"].as_str() {
             match find("Secret", &|d| d["metadata"]["name"] == secret) {
                 Some(s) => {
-                    for (k, v) in s["data"].as_mapping().unwrap() {
-                        files.push((format!("{}/{}", local(mount), k.as_str().unwrap()), b64(v)));
+                    for (k, v) in s["data"].as_object().unwrap() {
+                        files.push((format!("{}/{}", local(mount), k.as_str()), b64(v)));
                     }
                 }
                 None => {
@@ -92,8 +92,8 @@ async fn serve(
                     }
                 }
             }
-        } else if vol["persistentVolumeClaim"].is_mapping()
-            || vol["emptyDir"].is_mapping() && mount != "/tmp"
+        } else if vol["persistentVolumeClaim"].is_object()
+            || vol["emptyDir"].is_object() && mount != "/tmp"
         {
             scans_dir = Some(local(mount));
         }
@@ -109,7 +109,7 @@ async fn serve(
     let test_ns_name = test_ns["metadata"]["name"].as_str().unwrap().to_string();
     files.push((
         "etc/vulngate/namespaces/namespaces.yaml".into(),
-        serde_yaml::to_string(&test_ns).unwrap(),
+        serde_json::to_string_pretty(&test_ns).unwrap(),
     ));
 
     // Scan results in each directory the routes read.
@@ -150,7 +150,7 @@ async fn serve(
     let port: u16 = webhook.base.rsplit_once(':').unwrap().1.parse().unwrap();
     let ca =
         reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("caBundle is a PEM certificate");
-    let client = reqwest::Client::builder()
+    let client = vulngate::crypto::http_client()
         .tls_certs_only([ca])
         .resolve(&host, ([127, 0, 0, 1], port).into())
         .timeout(Duration::from_secs(20))

@@ -251,9 +251,9 @@ fn notes_example(notes: &str) -> (String, Vec<(String, String)>, String) {
 }
 
 /// Points every path of the pod's config at the host folder its volume is laid out in.
-fn move_paths(value: &mut serde_yaml::Value, pod: &Pod) {
+fn move_paths(value: &mut serde_json::Value, pod: &Pod) {
     match value {
-        serde_yaml::Value::String(s) if s.starts_with('/') => {
+        serde_json::Value::String(s) if s.starts_with('/') => {
             let on_volume = pod
                 .mounts()
                 .iter()
@@ -262,8 +262,8 @@ fn move_paths(value: &mut serde_yaml::Value, pod: &Pod) {
                 *s = pod.host_path(s).display().to_string();
             }
         }
-        serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(|v| move_paths(v, pod)),
-        serde_yaml::Value::Mapping(map) => map.values_mut().for_each(|v| move_paths(v, pod)),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| move_paths(v, pod)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| move_paths(v, pod)),
         _ => {}
     }
 }
@@ -272,7 +272,7 @@ fn move_paths(value: &mut serde_yaml::Value, pod: &Pod) {
 /// trusting only `ca_pem`.
 fn apiserver_client(ca_pem: &[u8], host: &str, port: u16) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(ca_pem).expect("CA PEM");
-    reqwest::Client::builder()
+    vulngate::crypto::http_client()
         .tls_certs_only([ca])
         .resolve(host, ([127, 0, 0, 1], port).into())
         .timeout(Duration::from_secs(15))
@@ -304,11 +304,11 @@ async fn run_helm_test(chart: &Rendered, work: &Path) -> (i32, String) {
     let vwc = chart
         .find("ValidatingWebhookConfiguration", None)
         .expect("webhook configuration");
-    let checks_pod_creates = |w: &serde_yaml::Value| {
-        w["rules"].as_sequence().into_iter().flatten().any(|r| {
+    let checks_pod_creates = |w: &serde_json::Value| {
+        w["rules"].as_array().into_iter().flatten().any(|r| {
             let has = |field: &str, want: &str| {
                 r[field]
-                    .as_sequence()
+                    .as_array()
                     .into_iter()
                     .flatten()
                     .any(|v| v.as_str() == Some(want) || v.as_str() == Some("*"))
@@ -317,7 +317,7 @@ async fn run_helm_test(chart: &Rendered, work: &Path) -> (i32, String) {
         })
     };
     let targets: Vec<WebhookTarget> = vwc["webhooks"]
-        .as_sequence()
+        .as_array()
         .expect("webhooks")
         .iter()
         .filter(|w| checks_pod_creates(w))
@@ -331,7 +331,7 @@ async fn run_helm_test(chart: &Rendered, work: &Path) -> (i32, String) {
             // The Service's port leads to the container's `https` port.
             let deployment = chart.find("Deployment", None).expect("Deployment");
             let port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
-                .as_sequence()
+                .as_array()
                 .expect("ports")
                 .iter()
                 .find(|p| p["name"] == "https")
@@ -451,7 +451,7 @@ tests:
         .to_string();
     let demo_ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": demo, "annotations": annotations.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()}});
-    let namespaces = serde_yaml::to_string(&json!({"apiVersion": "v1", "kind": "List",
+    let namespaces = serde_json::to_string_pretty(&json!({"apiVersion": "v1", "kind": "List",
         "items": [demo_ns, serde_json::to_value(test_ns).expect("JSON")]}))
     .expect("YAML");
     let deployment = chart.find("Deployment", None).expect("a Deployment");
@@ -548,10 +548,10 @@ tests:
         std::fs::read(pod.host_path("/etc/vulngate/config.yaml")).expect("config"),
     )
     .expect("UTF-8 config");
-    let mut config_yaml: serde_yaml::Value =
-        serde_yaml::from_str(&config_text).expect("config YAML");
+    let mut config_yaml: serde_json::Value =
+        serde_saphyr::from_str(&config_text).expect("config YAML");
     move_paths(&mut config_yaml, &pod);
-    let config_text = serde_yaml::to_string(&config_yaml).expect("YAML");
+    let config_text = serde_json::to_string_pretty(&config_yaml).expect("YAML");
     let local_config = work.path().join("config.yaml");
     std::fs::write(&local_config, &config_text).expect("config");
     let config =
@@ -640,7 +640,8 @@ tests:
 
     // Stopped as the kubelet stops it; reviews keep coming while the endpoint is being
     // removed (config.shutdown.drainDelay), and every one is answered.
-    let chart_config: serde_yaml::Value = serde_yaml::from_str(&config_text).expect("config YAML");
+    let chart_config: serde_json::Value =
+        serde_saphyr::from_str(&config_text).expect("config YAML");
     let drain = humantime::parse_duration(
         chart_config["shutdown"]["drainDelay"]
             .as_str()

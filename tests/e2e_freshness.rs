@@ -169,8 +169,10 @@ fn a_summaries_file_of_100000_digests_loads_within_the_charts_memory_limit() {
     // The child's own peak RSS, from the kernel when it is reaped.
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    #[allow(unsafe_code, reason = "zeroed rusage, see SAFETY")]
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child, with pointers to live locals.
+    #[allow(unsafe_code, reason = "libc wait4, see SAFETY")]
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32, "wait4 failed");
     assert!(

@@ -80,7 +80,7 @@ impl Setup {
             self.dir.path().join("id").display(),
             self.dir.path().join("secret").display(),
         );
-        serde_yaml::from_str(&yaml).unwrap()
+        serde_saphyr::from_str(&yaml).unwrap()
     }
 
     fn scanner(&self, extra: &str) -> AcrScanner {
@@ -436,7 +436,7 @@ async fn rrsa_exchanges_the_token_file_and_refreshes_before_expiry() {
         token_file.display(),
         url = s.server.url
     );
-    let config: AcrConfig = serde_yaml::from_str(&yaml).unwrap();
+    let config: AcrConfig = serde_saphyr::from_str(&yaml).unwrap();
     // Inherited access key variables do not override an explicit RRSA choice.
     let env = |k: &str| match k {
         "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("LTAI-test".to_string()),

@@ -35,7 +35,7 @@ fn scanner(server: &HarborServer, robot: &Robot, extra: &str) -> HarborScanner {
         server.url(),
         robot.path.display()
     );
-    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    let config: HarborConfig = serde_saphyr::from_str(&yaml).unwrap();
     HarborScanner::new(&config).unwrap()
 }
 
@@ -221,7 +221,7 @@ async fn a_404_for_a_wrong_project_repository_or_url_is_a_config_error() {
         server.url(),
         robot.path.display()
     );
-    let wrong_url = HarborScanner::new(&serde_yaml::from_str(&yaml).unwrap()).unwrap();
+    let wrong_url = HarborScanner::new(&serde_saphyr::from_str(&yaml).unwrap()).unwrap();
     match summary(&wrong_url, "harbor.example.com/library/nginx:1", D1).await {
         Err(ScanError::Config { message, .. }) => assert!(message.contains("url"), "{message}"),
         other => panic!("a wrong url is not \"not scanned\": {other:?}"),
@@ -386,7 +386,7 @@ async fn config_errors_are_clear() {
     assert!(err.to_string().contains("<project>/<repository>"), "{err}");
 
     let yaml = "url: \"ftp://harbor\"\nusername: r\npassword: {env: VULNGATE_TEST_UNSET}\n";
-    let config: HarborConfig = serde_yaml::from_str(yaml).unwrap();
+    let config: HarborConfig = serde_saphyr::from_str(yaml).unwrap();
     assert!(HarborScanner::new(&config)
         .err()
         .unwrap()
@@ -395,7 +395,7 @@ async fn config_errors_are_clear() {
         "url: \"{}\"\nusername: r\npassword: {{env: VULNGATE_TEST_UNSET}}\n",
         server.url()
     );
-    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    let config: HarborConfig = serde_saphyr::from_str(&yaml).unwrap();
     let err = HarborScanner::new(&config).err().unwrap();
     assert!(
         err.contains("password") && err.contains("VULNGATE_TEST_UNSET"),
@@ -406,7 +406,7 @@ async fn config_errors_are_clear() {
         server.url(),
         robot.path.display()
     );
-    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    let config: HarborConfig = serde_saphyr::from_str(&yaml).unwrap();
     let err = HarborScanner::new(&config).err().unwrap();
     assert!(err.contains("caFile /nonexistent/ca.pem"), "{err}");
     std::fs::write(robot.path.with_file_name("ca.pem"), "not a certificate").unwrap();
@@ -414,14 +414,14 @@ async fn config_errors_are_clear() {
         "/nonexistent/ca.pem",
         &robot.path.with_file_name("ca.pem").display().to_string(),
     );
-    let config: HarborConfig = serde_yaml::from_str(&yaml).unwrap();
+    let config: HarborConfig = serde_saphyr::from_str(&yaml).unwrap();
     assert!(HarborScanner::new(&config)
         .err()
         .unwrap()
         .contains("caFile"));
     let yaml = "url: x\nusername: r\npassword: hunter2\n";
     assert!(
-        serde_yaml::from_str::<HarborConfig>(yaml).is_err(),
+        serde_saphyr::from_str::<HarborConfig>(yaml).is_err(),
         "an inline password is refused"
     );
 }

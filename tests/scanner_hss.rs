@@ -64,7 +64,7 @@ fn scanner(server: &HssServer, creds: &Creds, extra: &str) -> HssScanner {
         server.url(),
         creds.yaml_auth
     );
-    let config: HssConfig = serde_yaml::from_str(&yaml).unwrap();
+    let config: HssConfig = serde_saphyr::from_str(&yaml).unwrap();
     HssScanner::new(&config).unwrap()
 }
 
@@ -600,7 +600,7 @@ async fn counting_can_leave_out_handled_vulnerabilities() {
 
 fn scanner_config(extra: &str) -> Result<HssScanner, String> {
     let config: HssConfig =
-        serde_yaml::from_str(&format!("region: {REGION}\nprojectId: {PROJECT}\n{extra}"))
+        serde_saphyr::from_str(&format!("region: {REGION}\nprojectId: {PROJECT}\n{extra}"))
             .map_err(|e| e.to_string())?;
     HssScanner::new(&config)
 }

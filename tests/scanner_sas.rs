@@ -62,7 +62,7 @@ fn scanner(server: &Server, dir: &tempfile::TempDir, extra: &str) -> SasScanner 
         dir.path().join("id").display(),
         dir.path().join("secret").display(),
     );
-    let config: SasConfig = serde_yaml::from_str(&yaml).unwrap();
+    let config: SasConfig = serde_saphyr::from_str(&yaml).unwrap();
     SasScanner::with_env(&config, &|_| None).unwrap()
 }
 

@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn config_keys() {
-        let c: AcrConfig = serde_yaml::from_str(
+        let c: AcrConfig = serde_saphyr::from_str(
             "region: cn-hangzhou\ninstanceId: cri-1\nsignatureVersion: v1\nscanOnMissing: true\n\
              timeout: 2s\nretryBudget: 1s\ncredentials: {accessKeyIdFile: id, accessKeySecretFile: s}\n",
         )
@@ -409,11 +409,11 @@ mod tests {
         assert!(c.scan_on_missing);
         assert!(c.vulnerability_details, "on unless switched off");
         let off: AcrConfig =
-            serde_yaml::from_str("region: cn-hangzhou\nvulnerabilityDetails: false\n").unwrap();
+            serde_saphyr::from_str("region: cn-hangzhou\nvulnerabilityDetails: false\n").unwrap();
         assert!(!off.vulnerability_details);
         assert_eq!(c.client_settings().endpoint, "cr.cn-hangzhou.aliyuncs.com");
         let err =
-            serde_yaml::from_str::<AcrConfig>("region: x\naccessKeySecret: oops\n").unwrap_err();
+            serde_saphyr::from_str::<AcrConfig>("region: x\naccessKeySecret: oops\n").unwrap_err();
         assert!(err.to_string().contains("accessKeySecret"), "{err}");
     }
 }

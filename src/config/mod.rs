@@ -242,7 +242,6 @@ pub struct RegistryRoute {
     /// Registry host pattern: `*`, `*.cr.aliyuncs.com`, `swr.*.myhuaweicloud.com`, `localhost:5000`.
     #[serde(rename = "match")]
     pub host_match: HostPattern,
-    #[serde(with = "serde_yaml::with::singleton_map")]
     pub scanner: ScannerConfig,
     /// How to reach the registry for tag resolution; `None` means defaults (HTTPS).
     #[serde(default)]
@@ -406,13 +405,22 @@ impl Config {
 
     /// Parses config text; errors name the offending key (`policy.defaults.limits: ...`).
     pub fn from_yaml(text: &str, base: &Path) -> Result<Config, String> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let (path, inner) = (e.path().to_string(), e.inner().to_string());
-            if path == "." || inner.starts_with(&path) {
-                inner
-            } else {
-                format!("{path}: {inner}")
+        let mut path = None;
+        let parsed =
+            serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    path = Some(e.path().to_string());
+                    e.into_inner()
+                })
+            });
+        let mut config: Config = parsed.map_err(|e| {
+            let inner = e.to_string();
+            match path {
+                // "." is the root, "?" a place serde_path_to_error could not follow.
+                Some(path) if path != "." && path != "?" && !inner.starts_with(&path) => {
+                    format!("{path}: {inner}")
+                }
+                _ => inner,
             }
         })?;
         config.validate()?;
@@ -574,6 +582,15 @@ fn default_log_level() -> String {
     "info".to_string()
 }
 
+/// serde-saphyr's defaults, but YAML 1.2 booleans only (`enabled: yes` is an error, not
+/// `true`), and no source snippet in errors: they name the key and its line.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.with_snippet = false;
+    options
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,7 +611,7 @@ mod tests {
             ("reg.example.com:8443", "reg.example.com:8443"),
             ("*.Example.com", "*.example.com"),
         ] {
-            let pattern: HostPattern = serde_yaml::from_str(&format!("{written:?}")).unwrap();
+            let pattern: HostPattern = serde_saphyr::from_str(&format!("{written:?}")).unwrap();
             assert_eq!(pattern.0, canonical, "{written}");
         }
     }
@@ -674,6 +691,57 @@ mod tests {
         ] {
             let err = parse(yaml).expect_err(yaml);
             assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_yaml_error_names_its_key_and_line() {
+        let route = "registries:\n  - match: \"*\"\n    scanner: {file: {path: s}}\n";
+        for (yaml, named) in [
+            (
+                format!("{route}cache: {{ttll: 5m}}\n"),
+                "cache.ttll: unknown field `ttll`",
+            ),
+            (
+                format!("{route}cache: {{maxEntries: many}}\n"),
+                "cache.maxEntries: ",
+            ),
+            (format!("{route}deadline: soon\n"), "deadline: "),
+            (
+                format!("{route}  - match: x\n    scanner: {{file: {{pth: s}}}}\n"),
+                "registries[1].scanner.file.pth: unknown field `pth`",
+            ),
+            (
+                "registries:\n  - match: \"*\"\n    scanner: {filez: {path: s}}\n".into(),
+                "registries[0].scanner: unknown variant `filez`",
+            ),
+            (
+                "registries:\n  - scanner: {file: {path: s}}\n".into(),
+                "registries[0]: missing field `match`",
+            ),
+            (
+                format!("{route}policy: {{defaults: {{mode: enfroce}}}}\n"),
+                "policy.defaults.mode: unknown variant `enfroce`",
+            ),
+            (
+                format!(
+                    "{route}cache: {{shared: {{redis: {{url: x, password: {{vault: x}}}}}}}}\n"
+                ),
+                "cache.shared.redis.password.vault: unknown field `vault`",
+            ),
+            // YAML 1.2 booleans only, as the chart's Helm writes them.
+            (
+                format!("{route}ops: {{purge: {{enabled: yes}}}}\n"),
+                "ops.purge.enabled: ",
+            ),
+            (
+                format!("{route}deadline: 1s\ndeadline: 2s\n"),
+                "duplicate mapping key: deadline",
+            ),
+        ] {
+            let err = Config::from_yaml(&yaml, Path::new("/")).expect_err(&yaml);
+            assert!(err.starts_with(named), "{yaml}: {err}");
+            assert!(err.contains(" at line "), "{yaml}: {err}");
         }
     }
 

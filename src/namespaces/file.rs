@@ -42,13 +42,11 @@ impl FileNamespaces {
 
     pub fn parse(text: &str) -> Result<FileNamespaces, String> {
         let mut out = FileNamespaces::default();
-        for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let doc = Option::<Doc>::deserialize(document)
+        // Empty documents are skipped; a parse error names its line.
+        let documents: Vec<Doc> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+        for (i, doc) in documents.into_iter().enumerate() {
+            out.add(doc)
                 .map_err(|e| format!("document {}: {e}", i + 1))?;
-            if let Some(doc) = doc {
-                out.add(doc)
-                    .map_err(|e| format!("document {}: {e}", i + 1))?;
-            }
         }
         Ok(out)
     }

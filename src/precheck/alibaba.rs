@@ -385,7 +385,7 @@ mod tests {
     }
 
     fn sas() -> SasConfig {
-        serde_yaml::from_str("region: cn-hangzhou\ninstanceId: cri-sas\n").expect("sas config")
+        serde_saphyr::from_str("region: cn-hangzhou\ninstanceId: cri-sas\n").expect("sas config")
     }
 
     fn param<'a>(params: &'a [(&str, String)], key: &str) -> Option<&'a str> {

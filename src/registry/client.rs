@@ -82,6 +82,7 @@ impl Connection {
             platform_resolver: None,
             ..ClientConfig::default()
         };
+        crate::crypto::install_default_provider();
         Client::try_from(config)
             .map_err(|e| format!("cannot set up a client for registry {}: {e}", self.host))
     }

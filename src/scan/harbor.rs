@@ -272,7 +272,7 @@ impl HarborScanner {
             .password
             .load()
             .map_err(|e| format!("password: {e}"))?;
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::crypto::http_client()
             .timeout(config.timeout)
             .connect_timeout(config.timeout);
         if let Some(ca) = &config.ca_file {
@@ -603,9 +603,9 @@ mod tests {
     #[test]
     fn vulnerability_details_switch_defaults_on() {
         let c: HarborConfig =
-            serde_yaml::from_str("url: https://h\nusername: r\npassword: {env: X}\n").unwrap();
+            serde_saphyr::from_str("url: https://h\nusername: r\npassword: {env: X}\n").unwrap();
         assert!(c.vulnerability_details);
-        let c: HarborConfig = serde_yaml::from_str(
+        let c: HarborConfig = serde_saphyr::from_str(
             "url: https://h\nusername: r\npassword: {env: X}\nvulnerabilityDetails: false\n",
         )
         .unwrap();

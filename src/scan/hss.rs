@@ -183,7 +183,7 @@ impl HssScanner {
             None => h.to_string(),
         };
         config.auth.check().map_err(|e| format!("auth: {e}"))?;
-        let http = reqwest::Client::builder()
+        let http = crate::crypto::http_client()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()
@@ -652,7 +652,7 @@ mod tests {
     }
 
     fn config(yaml: &str) -> Result<HssConfig, String> {
-        serde_yaml::from_str::<HssConfig>(yaml).map_err(|e| e.to_string())
+        serde_saphyr::from_str::<HssConfig>(yaml).map_err(|e| e.to_string())
     }
 
     #[test]

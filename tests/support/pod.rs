@@ -13,8 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use serde::Deserialize as _;
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::container::{KubeletVolume, Podman};
 use super::helm::helm;
@@ -45,10 +44,8 @@ fn helm_out(args: &[&str]) -> String {
 pub fn template(args: &[&str]) -> Vec<Value> {
     let common = ["vulngate", "charts/vulngate", "--namespace", "vulngate"];
     let manifests = helm_out(&[&["template"], &common[..], args].concat());
-    serde_yaml::Deserializer::from_str(&manifests)
-        .map(|d| Value::deserialize(d).expect("rendered YAML"))
-        .filter(|d| !d.is_null())
-        .collect()
+    // Empty documents are skipped.
+    serde_saphyr::from_multiple(&manifests).expect("rendered YAML")
 }
 
 impl Rendered {
@@ -75,7 +72,7 @@ impl Rendered {
     /// The files a ConfigMap or Secret of the chart holds (Secrets' data decoded).
     pub fn data(&self, kind: &str, name: &str) -> Option<Files> {
         let doc = self.find(kind, Some(name))?;
-        let data = doc["data"].as_mapping().expect("data");
+        let data = doc["data"].as_object().expect("data");
         Some(
             data.iter()
                 .map(|(k, v)| {
@@ -87,7 +84,7 @@ impl Rendered {
                     } else {
                         text.as_bytes().to_vec()
                     };
-                    (k.as_str().expect("key").to_string(), bytes)
+                    (k.as_str().to_string(), bytes)
                 })
                 .collect(),
         )
@@ -135,14 +132,10 @@ impl Pod {
                 .or_else(|| external(kind, name))
                 .unwrap_or_else(|| panic!("{kind} {name} is neither rendered nor provided"))
         };
-        for mount in container["volumeMounts"]
-            .as_sequence()
-            .into_iter()
-            .flatten()
-        {
+        for mount in container["volumeMounts"].as_array().into_iter().flatten() {
             let name = mount["name"].as_str().expect("volume name");
             let volume = pod["volumes"]
-                .as_sequence()
+                .as_array()
                 .expect("volumes")
                 .iter()
                 .find(|v| v["name"].as_str() == Some(name))
@@ -153,7 +146,7 @@ impl Pod {
                     HostVolume::Projected(KubeletVolume::create(&dir, &source("ConfigMap", cm)))
                 } else if let Some(secret) = volume["secret"]["secretName"].as_str() {
                     HostVolume::Projected(KubeletVolume::create(&dir, &source("Secret", secret)))
-                } else if volume["emptyDir"].is_mapping() {
+                } else if volume["emptyDir"].is_object() {
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::create_dir_all(&dir).expect("emptyDir");
                     // The kubelet makes an emptyDir world-writable.
@@ -175,11 +168,11 @@ impl Pod {
             mounts.push((path, host, mount["readOnly"].as_bool().unwrap_or(false)));
         }
         let mut env = vec![];
-        for e in container["env"].as_sequence().into_iter().flatten() {
+        for e in container["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().expect("env name").to_string();
             let value = if let Some(v) = e["value"].as_str() {
                 v.to_string()
-            } else if e["valueFrom"]["secretKeyRef"].is_mapping() {
+            } else if e["valueFrom"]["secretKeyRef"].is_object() {
                 let r = &e["valueFrom"]["secretKeyRef"];
                 let files = source("Secret", r["name"].as_str().expect("secret name"));
                 let key = r["key"].as_str().expect("key");
@@ -267,7 +260,7 @@ impl Pod {
 
     pub fn port(&self, name: &str) -> u16 {
         let port = self.container["ports"]
-            .as_sequence()
+            .as_array()
             .expect("ports")
             .iter()
             .find(|p| p["name"].as_str() == Some(name))
@@ -311,10 +304,10 @@ impl Pod {
             args.push("--security-opt=no-new-privileges".into());
         }
         let caps = &self.security("capabilities");
-        for cap in caps["drop"].as_sequence().into_iter().flatten() {
+        for cap in caps["drop"].as_array().into_iter().flatten() {
             args.push(format!("--cap-drop={}", cap.as_str().expect("capability")));
         }
-        for cap in caps["add"].as_sequence().into_iter().flatten() {
+        for cap in caps["add"].as_array().into_iter().flatten() {
             args.push(format!("--cap-add={}", cap.as_str().expect("capability")));
         }
         for (name, value) in &self.env {
@@ -327,7 +320,7 @@ impl Pod {
                 if *read_only { ",ro=true" } else { "" }
             ));
         }
-        if let Some(command) = self.container["command"].as_sequence() {
+        if let Some(command) = self.container["command"].as_array() {
             let command: Vec<&str> = command.iter().filter_map(|c| c.as_str()).collect();
             args.push(format!(
                 "--entrypoint={}",
@@ -335,7 +328,7 @@ impl Pod {
             ));
         }
         args.push(self.image_reference());
-        for arg in self.container["args"].as_sequence().into_iter().flatten() {
+        for arg in self.container["args"].as_array().into_iter().flatten() {
             args.push(arg.as_str().expect("string arg").to_string());
         }
         args
@@ -415,7 +408,7 @@ impl Pod {
     /// periodSeconds) until it passes; fails after `within` or when the container exits.
     pub fn wait_ready(&self, within: Duration) -> Duration {
         let probe = &self.container["readinessProbe"];
-        assert!(probe["httpGet"].is_mapping(), "no httpGet readinessProbe");
+        assert!(probe["httpGet"].is_object(), "no httpGet readinessProbe");
         let started = self.started.expect("running");
         std::thread::sleep(Self::seconds(probe, "initialDelaySeconds", 0));
         loop {
@@ -441,7 +434,7 @@ impl Pod {
     /// The livenessProbe passes once its initialDelaySeconds are over.
     pub fn check_liveness(&self) {
         let probe = &self.container["livenessProbe"];
-        assert!(probe["httpGet"].is_mapping(), "no httpGet livenessProbe");
+        assert!(probe["httpGet"].is_object(), "no httpGet livenessProbe");
         let delay = Self::seconds(probe, "initialDelaySeconds", 0);
         let started = self.started.expect("running");
         std::thread::sleep(delay.saturating_sub(started.elapsed()));

@@ -225,6 +225,7 @@ impl Registry {
                 }],
             ),
         };
+        vulngate::crypto::install_default_provider();
         Client::try_from(ClientConfig {
             protocol,
             extra_root_certificates,
@@ -611,7 +612,7 @@ impl Proxy {
             delay,
             strip_digest,
             requests: requests.clone(),
-            http: reqwest::Client::builder()
+            http: vulngate::crypto::http_client()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("proxy client"),

@@ -63,6 +63,7 @@ pub struct Launch {
 
 /// Raises this process's soft RLIMIT_NOFILE to its hard limit and returns it: tests
 /// that hold thousands of connections need as many descriptors on their side.
+#[allow(unsafe_code, reason = "libc rlimit calls, see SAFETY")]
 pub fn raise_own_open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -143,6 +144,7 @@ impl ServerProcess {
         if let Some(soft) = soft_open_files {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe calls between fork and exec.
+            #[allow(unsafe_code, reason = "pre_exec, see SAFETY")]
             unsafe {
                 command.pre_exec(move || {
                     let mut limit = libc::rlimit {

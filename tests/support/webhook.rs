@@ -230,7 +230,7 @@ impl Webhook {
     /// A client that trusts only the generated CA; HTTP/2 (by ALPN) or HTTP/1.1.
     pub fn client(&self, http2: bool) -> reqwest::Client {
         let ca = reqwest::Certificate::from_pem(&self.ca_pem).expect("CA PEM");
-        let builder = reqwest::Client::builder()
+        let builder = vulngate::crypto::http_client()
             .tls_certs_only([ca])
             .timeout(Duration::from_secs(30));
         let builder = if http2 {

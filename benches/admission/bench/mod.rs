@@ -8,7 +8,7 @@ pub mod fleet;
 pub mod memory;
 pub mod setup;
 
-#[path = "../../../tests/support/apiserver.rs"]
+#[path = "../../../tests/support/apiserver/mod.rs"]
 pub mod apiserver;
 #[path = "../../../tests/support/redis.rs"]
 pub mod redis;

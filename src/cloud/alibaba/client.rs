@@ -86,7 +86,7 @@ impl RpcClient {
             (Some(h), None) => h.to_string(),
             (None, _) => return Err(format!("endpoint {:?} has no host", settings.endpoint)),
         };
-        let http = reqwest::Client::builder()
+        let http = crate::crypto::http_client()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .user_agent(concat!("vulngate/", env!("CARGO_PKG_VERSION")))

@@ -405,6 +405,10 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    fn http() -> reqwest::Client {
+        crate::crypto::http_client().build().unwrap()
+    }
+
     #[tokio::test]
     async fn files_come_first_and_are_re_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -418,7 +422,7 @@ mod tests {
             ..Default::default()
         };
         let env = env_of(&[(ENV_ACCESS_KEY_ID, "ENVID"), (ENV_ACCESS_KEY_SECRET, "x")]);
-        let p = from_config(&config, &env, reqwest::Client::new()).unwrap();
+        let p = from_config(&config, &env, http()).unwrap();
         assert_eq!(p.source(), "files");
         let c = p.credentials().await.unwrap();
         assert_eq!(c.access_key_id, "AKID1");
@@ -438,7 +442,7 @@ mod tests {
             (ENV_OIDC_PROVIDER_ARN, "acs:ram::1:oidc-provider/p"),
             (ENV_OIDC_TOKEN_FILE, "/var/run/token"),
         ]);
-        let p = from_config(&CredentialsConfig::default(), &env, reqwest::Client::new()).unwrap();
+        let p = from_config(&CredentialsConfig::default(), &env, http()).unwrap();
         assert_eq!(p.source(), "env");
         let c = p.credentials().await.unwrap();
         assert_eq!(c.security_token.unwrap().expose(), "tok");
@@ -447,23 +451,17 @@ mod tests {
             rrsa: Some(RrsaConfig::default()),
             ..Default::default()
         };
-        let p = from_config(&config, &env, reqwest::Client::new()).unwrap();
+        let p = from_config(&config, &env, http()).unwrap();
         assert_eq!(p.source(), "rrsa");
         assert!(format!("{p:?}").contains("sts.aliyuncs.com"));
     }
 
     #[test]
     fn nothing_configured_is_a_clear_error() {
-        let err = from_config(
-            &CredentialsConfig::default(),
-            &env_of(&[]),
-            reqwest::Client::new(),
-        )
-        .unwrap_err();
+        let err = from_config(&CredentialsConfig::default(), &env_of(&[]), http()).unwrap_err();
         assert!(err.contains("accessKeyIdFile"), "{err}");
         let half = env_of(&[(ENV_ACCESS_KEY_ID, "x")]);
-        let err =
-            from_config(&CredentialsConfig::default(), &half, reqwest::Client::new()).unwrap_err();
+        let err = from_config(&CredentialsConfig::default(), &half, http()).unwrap_err();
         assert!(err.contains("must both be set"), "{err}");
         let config = CredentialsConfig {
             rrsa: Some(RrsaConfig {
@@ -472,7 +470,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let err = from_config(&config, &env_of(&[]), reqwest::Client::new()).unwrap_err();
+        let err = from_config(&config, &env_of(&[]), http()).unwrap_err();
         assert!(
             err.contains("oidcProviderArn") && err.contains("tokenFile"),
             "{err}"

@@ -83,8 +83,8 @@ where
         de.end().map_err(|e| e.to_string())?;
         Ok(value)
     } else {
-        // serde_yaml would read the whole file and hold every parser event of it
-        // before the first entry is read; serde-saphyr parses as it deserializes.
+        // serde-saphyr parses as it deserializes: a whole-file parser would hold every
+        // parser event of the file before the first entry is read.
         serde_saphyr::with_deserializer_from_reader_with_options(reader, yaml_options(), |de| {
             seed.deserialize(de)
         })

@@ -298,6 +298,7 @@ fn list_files(path: &Path) -> Result<Vec<(PathBuf, Stamp)>, FileScanError> {
 
 /// Reading a large report briefly takes more than its table; glibc keeps freed
 /// memory for reuse, which would leave the webhook's RSS at that peak for good.
+#[allow(unsafe_code, reason = "libc malloc_trim, see SAFETY")]
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no
