@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
+use crate::domain::text::{clip, MAX_QUOTED};
+
 mod judged;
 mod skim;
 
@@ -15,23 +17,6 @@ pub(crate) use judged::{scope, JudgedPod, Scope};
 
 pub(crate) const V1: &str = "admission.k8s.io/v1";
 pub(crate) const V1BETA1: &str = "admission.k8s.io/v1beta1";
-
-/// Longest piece of request data quoted back in a message or a log line.
-pub(crate) const MAX_QUOTED: usize = 256;
-
-/// `s` cut to at most `max` bytes (on a character boundary), saying how long it was.
-/// Request data quoted in answers and logs goes through here, so a 7 MiB value
-/// never becomes a 7 MiB message or log line.
-pub(crate) fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    std::borrow::Cow::Owned(format!("{}... ({} bytes)", &s[..end], s.len()))
-}
 
 /// An undecodable review: answered with HTTP 400, since it has no uid to answer.
 #[derive(Debug, thiserror::Error)]
@@ -329,7 +314,7 @@ pub enum PodSpecPath {
 }
 
 /// The kinds vulngate judges and where each one's pod spec sits.
-pub(crate) const JUDGED_KINDS: [(&str, PodSpecPath); 8] = [
+pub const JUDGED_KINDS: [(&str, PodSpecPath); 8] = [
     ("Pod", PodSpecPath::Pod),
     ("Deployment", PodSpecPath::Template),
     ("ReplicaSet", PodSpecPath::Template),

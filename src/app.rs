@@ -1,6 +1,8 @@
 //! Wiring: the config file turned into a running engine, certificate and logger.
 //! Shared by every command so `serve`, `review` and `check` decide alike.
 
+pub mod scanners;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +13,9 @@ use crate::engine::{Engine, EngineParts};
 use crate::metrics::Metrics;
 use crate::namespaces::file::FileNamespaces;
 use crate::namespaces::NamespaceSource;
-use crate::scan::ScannerRouter;
+use crate::registry::RegistryResolver;
+use crate::resolve::DigestResolver;
+use crate::shared_cache::SharedTier;
 use crate::tls::{GeneratedTls, ReloadingCert};
 
 /// The files of the embedded default, written out so users can read and edit them.
@@ -67,18 +71,79 @@ pub fn load_config(path: Option<&Path>, state_dir: &Path) -> Result<Config, Stri
     Config::load(&path).map_err(|e| e.to_string())
 }
 
-pub async fn namespace_source(config: &Config) -> Result<Arc<dyn NamespaceSource>, String> {
-    match &config.namespaces_file {
-        Some(path) => Ok(Arc::new(FileNamespaces::load(path)?)),
-        None => crate::namespaces::cluster_source().await,
+/// Chooses the process's one rustls crypto provider (ring, the backend vulngate is
+/// built with) before any TLS client or server is made: the tree also holds another
+/// provider, and rustls then picks none by itself. A provider installed already
+/// (by a test, say) is kept.
+pub fn install_crypto_provider() {
+    crate::crypto::install_default_provider();
+}
+
+/// The process's one Kubernetes API client (in-cluster config or kubeconfig), made
+/// at first use: a config that reads namespaces from a file, resolves no pull
+/// secrets and audits nothing never needs one. Clones share the client.
+#[derive(Clone, Default)]
+pub struct KubeClient(Arc<tokio::sync::OnceCell<kube::Client>>);
+
+impl KubeClient {
+    pub async fn get(&self) -> Result<kube::Client, String> {
+        self.0
+            .get_or_try_init(|| async {
+                install_crypto_provider();
+                kube::Client::try_default()
+                    .await
+                    .map_err(|e| format!("no Kubernetes API client: {e}"))
+            })
+            .await
+            .cloned()
     }
 }
 
+pub async fn namespace_source(
+    config: &Config,
+    kube: &KubeClient,
+) -> Result<Arc<dyn NamespaceSource>, String> {
+    match &config.namespaces_file {
+        Some(path) => Ok(Arc::new(FileNamespaces::load(path)?)),
+        None => Ok(crate::namespaces::cluster_source(kube.get().await?)),
+    }
+}
+
+/// The tag resolver the config asks for; `None` when no route resolves tags.
+async fn registry_resolver(
+    config: &Config,
+    shared: Option<Arc<SharedTier>>,
+    kube: &KubeClient,
+) -> Result<Option<Arc<dyn DigestResolver>>, String> {
+    if !RegistryResolver::wanted(config) {
+        return Ok(None);
+    }
+    let client = if config.resolution.use_image_pull_secrets {
+        let client = kube.get().await;
+        Some(client.map_err(|e| format!("resolution.useImagePullSecrets: {e}"))?)
+    } else {
+        None
+    };
+    let resolver = RegistryResolver::from_config(config, client)?.with_shared(shared);
+    Ok(Some(Arc::new(resolver)))
+}
+
+/// The engine of `config`, with a Kubernetes client of its own when it needs one.
 pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, String> {
-    let namespaces = namespace_source(config).await?;
-    let router = ScannerRouter::from_config(&config.registries)?;
+    build_engine_with(config, metrics, &KubeClient::default()).await
+}
+
+/// The engine of `config`, sharing the process's Kubernetes client `kube`.
+pub async fn build_engine_with(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    kube: &KubeClient,
+) -> Result<Engine, String> {
+    install_crypto_provider();
+    let namespaces = namespace_source(config, kube).await?;
+    let router = scanners::scanner_router(&config.registries)?;
     let shared = match &config.cache.shared {
-        Some(shared) => Some(crate::shared_cache::SharedTier::new(
+        Some(shared) => Some(SharedTier::new(
             shared,
             &config.cache,
             &config.registries,
@@ -86,7 +151,7 @@ pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engi
         )?),
         None => None,
     };
-    let resolver = crate::resolve::from_config(config, shared.clone()).await?;
+    let resolver = registry_resolver(config, shared.clone(), kube).await?;
     let mut engine = Engine::new(
         config,
         EngineParts {
@@ -101,7 +166,8 @@ pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engi
     }
     if config.namespaces_file.is_none() {
         // Policies come from the cluster, so Events can go there too.
-        let client = kube::Client::try_default()
+        let client = kube
+            .get()
             .await
             .map_err(|e| format!("Kubernetes API client for Events: {e}"))?;
         engine.set_events(crate::events::Events::new(client));

@@ -17,10 +17,10 @@ use serde::Serialize;
 use crate::admission::ObjectLite;
 use crate::decision::text::{violation_text, LimitViolation, ViolationForm};
 use crate::decision::{Effect, ImageOutcome};
+use crate::domain::summary::Severity;
 use crate::engine::Engine;
 use crate::image::ImageRef;
 use crate::pattern::{wildcard_match, ImagePattern};
-use crate::scan::Severity;
 
 /// Pods judged at once; the summary cache makes concurrent lookups of one digest one call.
 const CONCURRENCY: usize = 8;

@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::config::ConnectionsConfig;
+use crate::config::serving::ConnectionsConfig;
 
 /// File descriptors kept for everything that is not a client connection: scanner,
 /// registry and apiserver clients, config and report files, the log.

@@ -66,7 +66,7 @@ impl Events {
                 type_: EventType::Warning,
                 reason: reason.into(),
                 // The API takes at most 1 kB of note.
-                note: Some(crate::admission::clip(&note, 900).into_owned()),
+                note: Some(crate::domain::text::clip(&note, 900).into_owned()),
                 action: action.into(),
                 secondary: None,
             };

@@ -4,7 +4,7 @@ use std::fmt;
 
 use oci_client::ParseError;
 
-use crate::scan::digest_key::DigestKey;
+use crate::domain::digest_key::DigestKey;
 use crate::thread_cache::PerThreadMap;
 
 mod grammar;
@@ -31,7 +31,7 @@ pub struct ImageRef {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "invalid image reference {:?}: {reason}",
-    crate::admission::clip(reference, crate::admission::MAX_QUOTED)
+    crate::domain::text::clip(reference, crate::domain::text::MAX_QUOTED)
 )]
 pub struct InvalidImage {
     pub reference: String,
@@ -227,7 +227,7 @@ fn check_digest(d: &str) -> Result<(), String> {
         _ => {
             return Err(format!(
                 "digest algorithm {:?} is not sha256, sha384 or sha512",
-                crate::admission::clip(algorithm, 32)
+                crate::domain::text::clip(algorithm, 32)
             ))
         }
     };

@@ -10,12 +10,13 @@ pub mod config;
 pub mod connections;
 pub mod crypto;
 pub mod decision;
+pub mod domain;
 pub mod engine;
-pub mod events;
-pub mod httputil;
+pub(crate) mod events;
+pub(crate) mod httputil;
 pub mod image;
-pub mod json_text;
-pub mod log_format;
+pub(crate) mod json_text;
+pub(crate) mod log_format;
 pub mod log_writer;
 pub mod metrics;
 pub mod namespaces;
@@ -31,7 +32,7 @@ pub mod scan;
 pub mod secret;
 pub mod server;
 pub mod shared_cache;
-pub mod thread_cache;
+pub(crate) mod thread_cache;
 pub mod tls;
 
 /// The hasher of the maps every review reads (cached summaries, parsed references,

@@ -13,9 +13,9 @@ use vulngate::audit;
 use vulngate::background_audit::BackgroundAudit;
 use vulngate::config::Config;
 use vulngate::decision::Effect;
+use vulngate::domain::summary::Severity;
 use vulngate::engine::Engine;
 use vulngate::metrics::Metrics;
-use vulngate::scan::Severity;
 use vulngate::server::{self, AppState, ServeOptions};
 use vulngate::tls::Origin;
 
@@ -129,10 +129,10 @@ impl ConfigArgs {
 
     /// The config and engine of a one-shot command, which logs only warnings (stdout
     /// is kept for its answer).
-    async fn one_shot(&self) -> Result<(Config, Engine), String> {
+    async fn one_shot(&self, kube: &app::KubeClient) -> Result<(Config, Engine), String> {
         let config = self.load()?;
         let _direct = app::init_logging(&config.log, Some("warn"), app::LogWriter::Direct);
-        let engine = app::build_engine(&config, Arc::new(Metrics::new())).await?;
+        let engine = app::build_engine_with(&config, Arc::new(Metrics::new()), kube).await?;
         Ok((config, engine))
     }
 }
@@ -162,6 +162,7 @@ enum VerdictArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    app::install_crypto_provider();
     let runtime = match vulngate::server::runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -187,7 +188,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         } => serve(source, listen, ops_listen).await,
         Command::Review { source, file } => {
             let body = read_input(&file)?;
-            let (_, engine) = source.one_shot().await?;
+            let (_, engine) = source.one_shot(&app::KubeClient::default()).await?;
             let out = engine
                 .review(&body, None)
                 .await
@@ -253,7 +254,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             namespace,
             images,
         } => {
-            let (_, engine) = source.one_shot().await?;
+            let (_, engine) = source.one_shot(&app::KubeClient::default()).await?;
             let response = engine.decide_images(&namespace, &images).await;
             for w in &response.warnings {
                 println!("warning: {w}");
@@ -281,11 +282,9 @@ struct AuditArgs {
 }
 
 async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
-    let (config, engine) = args.source.one_shot().await?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("kubernetes client: {e}"))?;
+    let kube = app::KubeClient::default();
+    let (config, engine) = args.source.one_shot(&kube).await?;
+    let client = kube.get().await?;
     let pods = audit::running_pods(client, args.options.namespace.as_deref()).await?;
     // Let a cluster namespace cache sync first (it answers meanwhile by direct GETs).
     let waited = std::time::Instant::now();
@@ -356,7 +355,6 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut audit_task = None;
     if let Some(interval) = vulngate::config::AuditConfig::period(&config) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let audit = BackgroundAudit::new(Arc::clone(&engine), interval);
         audit_task = Some(tokio::spawn(audit.run(stop_rx)));
         tracing::info!(interval = %humantime::format_duration(interval), "background audit on");

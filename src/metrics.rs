@@ -1,6 +1,7 @@
 //! Prometheus metrics. Label values come from small fixed sets (kinds, results,
 //! scanner kinds, outcomes) or the cluster's namespaces: never image names or digests.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,13 +11,22 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::scan::ScanError;
+use crate::domain::scan_error::ScanError;
 
 mod per_thread;
 mod shared;
 pub use per_thread::InFlight;
 use per_thread::{ReviewMetrics, Series};
 pub use shared::{SharedEvent, SharedMetrics};
+
+/// Scan files skipped because they could not be read. Process-wide, as scanners are
+/// built before the metrics registry exists; the registry registers it.
+static SKIPPED_FILES: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// The counter of skipped scan files, which the file scanner adds to.
+pub fn skipped_files_counter() -> Counter {
+    SKIPPED_FILES.clone()
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReviewLabels {
@@ -158,7 +168,7 @@ impl Metrics {
         registry.register(
             "scan_files_skipped",
             "Scan files of the file scanner skipped (or kept at their last good content) because they could not be read",
-            crate::scan::file::skipped_files_counter(),
+            skipped_files_counter(),
         );
         let tls_certificate_expiry = Gauge::default();
         registry.register(
@@ -258,8 +268,7 @@ impl Metrics {
     ) {
         let outcome = match result {
             Ok(_) => "ok",
-            Err(ScanError::Unavailable { .. }) => "unavailable",
-            Err(ScanError::Config { .. }) => "config_error",
+            Err(e) => e.label(),
         };
         self.scanner_calls
             .get_or_create(&ScannerLabels { scanner, outcome })

@@ -177,7 +177,7 @@ fn spec_location(path: PodSpecPath) -> &'static [&'static str] {
 mod tests {
     use super::*;
     use crate::decision::ImageOutcome as Outcome;
-    use crate::scan::SeverityCounts;
+    use crate::domain::summary::SeverityCounts;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -3,17 +3,15 @@
 //! then answers only a request carrying the bearer token of `ops.purge.tokenFile`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::server::AppState;
+use crate::scan::cache::SummaryCache;
 
-/// Where the purge token is read from; `None` in [`AppState`] means purge is off.
+/// Where the purge token is read from; none means purge is off.
 #[derive(Debug, Clone)]
 pub struct PurgeAccess {
     token_file: PathBuf,
@@ -21,7 +19,7 @@ pub struct PurgeAccess {
 
 impl PurgeAccess {
     /// The access of `ops.purge`: `None` unless enabled.
-    pub fn from_config(config: &crate::config::PurgeConfig) -> Option<PurgeAccess> {
+    pub fn from_config(config: &crate::config::serving::PurgeConfig) -> Option<PurgeAccess> {
         match (config.enabled, &config.token_file) {
             (true, Some(file)) => Some(PurgeAccess {
                 token_file: file.clone(),
@@ -78,15 +76,14 @@ async fn authorize(access: &PurgeAccess, headers: &HeaderMap) -> Result<(), Refu
 
 /// `POST /cache/purge` drops every cached summary (and remembered failure);
 /// `?digest=sha256:...` only one digest's.
+/// The server routes here only when purge is configured (`access`).
 pub async fn purge(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    access: &PurgeAccess,
+    cache: &SummaryCache,
+    headers: &HeaderMap,
+    query: Option<&str>,
 ) -> Response {
-    let Some(access) = state.purge_access() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if let Err(refusal) = authorize(access, &headers).await {
+    if let Err(refusal) = authorize(access, headers).await {
         tracing::warn!(refusal = ?refusal, "cache purge refused");
         return match refusal {
             Refusal::NoToken => (
@@ -108,10 +105,9 @@ pub async fn purge(
         };
     }
     let digest = query
-        .as_deref()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("digest=")))
         .map(|d| d.replace("%3A", ":").replace("%3a", ":"));
-    let removed = state.engine.cache().purge(digest.as_deref()).await;
+    let removed = cache.purge(digest.as_deref()).await;
     tracing::info!(
         digest = digest.as_deref().unwrap_or("all"),
         removed,

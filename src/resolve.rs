@@ -35,6 +35,17 @@ pub enum ResolveError {
     Backend(String),
 }
 
+/// One tag as seen with one credential: results seen with other credentials (or
+/// none) are kept apart, so one pod's pull secret never answers for another pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TagKey {
+    pub host: String,
+    pub repository: String,
+    pub tag: String,
+    /// `Credential::fingerprint`, a one-way hash, or `None` for anonymous.
+    pub credential: Option<String>,
+}
+
 /// Context of one review that resolution may need (for imagePullSecrets).
 #[derive(Debug, Clone, Default)]
 pub struct PullContext {
@@ -52,16 +63,4 @@ pub trait DigestResolver: Send + Sync {
         image: &ImageRef,
         ctx: &PullContext,
     ) -> Result<Option<Resolved>, ResolveError>;
-}
-
-/// The tag resolver the config asks for; `None` when no route resolves tags.
-pub async fn from_config(
-    config: &crate::config::Config,
-    shared: Option<std::sync::Arc<crate::shared_cache::SharedTier>>,
-) -> Result<Option<std::sync::Arc<dyn DigestResolver>>, String> {
-    Ok(
-        crate::registry::RegistryResolver::for_config(config, shared)
-            .await?
-            .map(|r| std::sync::Arc::new(r) as std::sync::Arc<dyn DigestResolver>),
-    )
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::config::ConnectionsConfig;
+use crate::config::serving::ConnectionsConfig;
 use crate::connections::{self, Port, Timeouts};
 use crate::engine::Engine;
 use crate::purge::PurgeAccess;
@@ -114,11 +114,24 @@ pub fn ops_router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
     let router = if state.purge_access().is_some() {
-        router.route("/cache/purge", post(crate::purge::purge))
+        router.route("/cache/purge", post(purge))
     } else {
         router
     };
     router.with_state(state)
+}
+
+async fn purge(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match state.purge_access() {
+        Some(access) => {
+            crate::purge::purge(access, state.engine.cache(), &headers, query.as_deref()).await
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// What `POST /validate` and `POST /mutate` read besides the body, taken from the request head by

@@ -56,7 +56,7 @@ pub fn generate(dir: &Path, extra_names: &[String]) -> Result<GeneratedTls, Stri
     generate_valid_for(
         dir,
         extra_names,
-        crate::config::TlsConfig::default().regenerate_before,
+        crate::config::serving::TlsConfig::default().regenerate_before,
     )
 }
 

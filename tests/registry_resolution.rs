@@ -684,24 +684,19 @@ fn bad_registry_settings_are_start_up_errors() {
 }
 
 #[tokio::test]
-async fn for_config_resolves_only_when_a_route_asks_for_it() {
+async fn a_resolver_is_wanted_only_when_a_route_asks_for_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let off = config_from(
         dir.path(),
         "registries:\n  - match: \"*\"\n    scanner: {file: {path: /dev/null}}\n    registry: {resolve: false}\n",
     );
-    assert!(RegistryResolver::for_config(&off, None)
-        .await
-        .expect("no error")
-        .is_none());
+    assert!(!RegistryResolver::wanted(&off));
     let on = config_from(
         dir.path(),
         "registries:\n  - match: \"*\"\n    scanner: {file: {path: /dev/null}}\n",
     );
-    assert!(RegistryResolver::for_config(&on, None)
-        .await
-        .expect("no error")
-        .is_some());
+    assert!(RegistryResolver::wanted(&on));
+    assert!(RegistryResolver::from_config(&on, None).is_ok());
 }
 
 #[tokio::test]

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use alibaba_server::{fixture, scan_result, Server};
 use serde_json::json;
+use vulngate::config::alibaba::AcrConfig;
+use vulngate::domain::scan_error::ScanError;
+use vulngate::domain::summary::{ScanStatus, Severity, SeverityCounts};
 use vulngate::image::ImageRef;
-use vulngate::scan::acr::{AcrConfig, AcrScanner};
-use vulngate::scan::{ScanError, ScanStatus, ScanTarget, Scanner, Severity, SeverityCounts};
+use vulngate::scan::acr::AcrScanner;
+use vulngate::scan::{ScanTarget, Scanner};
 
 const HOST: &str = "demo-registry.cn-hangzhou.cr.aliyuncs.com";
 const HEX: &str = "815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04";
@@ -89,7 +92,7 @@ async fn summary(
     scanner: &AcrScanner,
     image: &str,
     hex: &str,
-) -> Result<vulngate::scan::ScanSummary, ScanError> {
+) -> Result<vulngate::domain::summary::ScanSummary, ScanError> {
     let image = ImageRef::parse(image).unwrap();
     let digest = digest(hex);
     scanner
@@ -627,7 +630,7 @@ async fn the_vulnerability_list_is_paged_and_gives_fixable_counts() {
 async fn a_failing_or_incomplete_list_keeps_the_counts() {
     let s = setup().await;
     let scanner = s.scanner("instanceId: cri-demo\n");
-    let check = |got: vulngate::scan::ScanSummary, why: &str| {
+    let check = |got: vulngate::domain::summary::ScanSummary, why: &str| {
         assert_eq!(got.status, ScanStatus::Complete, "{why}");
         assert_eq!(got.counts.high, Some(22), "{why}");
         assert_eq!(got.counts.total(), 196, "{why}");

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use harbor_server::{finding, scanned, Fault, HarborServer, ROBOT, ROBOT_SECRET};
 use serde_json::json;
+use vulngate::config::harbor::HarborConfig;
+use vulngate::domain::scan_error::ScanError;
+use vulngate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts};
 use vulngate::image::ImageRef;
-use vulngate::scan::harbor::{HarborConfig, HarborScanner};
-use vulngate::scan::{
-    ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
-};
+use vulngate::scan::harbor::HarborScanner;
+use vulngate::scan::{ScanTarget, Scanner};
 
 const D1: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const D2: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";

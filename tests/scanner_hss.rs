@@ -11,12 +11,13 @@ use hss_server::{
     SECURITY_TOKEN, SK,
 };
 use serde_json::json;
+use vulngate::config::huawei::HssConfig;
 use vulngate::config::{Config, ScannerConfig};
+use vulngate::domain::scan_error::ScanError;
+use vulngate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, SeverityCounts};
 use vulngate::image::ImageRef;
-use vulngate::scan::hss::{HssConfig, HssScanner};
-use vulngate::scan::{
-    ExtraCount, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts,
-};
+use vulngate::scan::hss::HssScanner;
+use vulngate::scan::{ScanTarget, Scanner};
 
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -449,7 +450,7 @@ registries:
         debug.contains(&dir.path().join("secrets/sk").display().to_string()),
         "{debug}"
     );
-    let s = vulngate::scan::build_scanner(&config.registries[0].scanner).unwrap();
+    let s = vulngate::app::scanners::build_scanner(&config.registries[0].scanner).unwrap();
     assert_eq!(s.kind(), "hss");
     let image = ImageRef::parse("swr.cn-north-4.myhuaweicloud.com/org/a:1").unwrap();
     let got = s
@@ -467,7 +468,7 @@ registries:
     assert!(err.contains("projectID"), "{err}");
     // A missing credential file stops start-up with a message naming it.
     std::fs::remove_file(dir.path().join("secrets/sk")).unwrap();
-    let err = vulngate::scan::build_scanner(&config.registries[0].scanner)
+    let err = vulngate::app::scanners::build_scanner(&config.registries[0].scanner)
         .err()
         .unwrap();
     assert!(

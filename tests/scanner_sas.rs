@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use alibaba_server::{fixture, Server};
 use serde_json::json;
+use vulngate::config::alibaba::SasConfig;
+use vulngate::domain::scan_error::ScanError;
+use vulngate::domain::summary::{ExtraCount, ScanStatus, ScanSummary};
 use vulngate::image::ImageRef;
-use vulngate::scan::sas::{SasConfig, SasScanner};
-use vulngate::scan::{ExtraCount, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner};
+use vulngate::scan::sas::SasScanner;
+use vulngate::scan::{ScanTarget, Scanner};
 
 const HOST: &str = "demo-registry.cn-hangzhou.cr.aliyuncs.com";
 const HEX: &str = "a7978d51f5eddf7612ab15ae46bd4b4257bf59da77c2aafc9d9d8ab41bb30000";
@@ -388,7 +391,7 @@ async fn the_response_says_why_no_scan_was_requested() {
 #[tokio::test]
 async fn the_vul_list_needs_only_type_as_the_sdk_model_says_and_the_scanner_names_the_digest() {
     use vulngate::cloud::alibaba::client::{Api, Method, RpcClient};
-    use vulngate::cloud::alibaba::config::{ClientSettings, CredentialsConfig, SignatureVersion};
+    use vulngate::config::alibaba::{ClientSettings, CredentialsConfig, SignatureVersion};
     static VUL_LIST: Api = Api {
         action: "DescribeImageVulList",
         method: Method::Post,

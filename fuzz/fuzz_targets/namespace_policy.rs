@@ -9,8 +9,9 @@ use libfuzzer_sys::fuzz_target;
 use time::OffsetDateTime;
 use vulngate::config::PolicyConfig;
 use vulngate::image::ImageRef;
-use vulngate::policy::{judge, LimitKey, NamespacePolicy, Source};
-use vulngate::scan::{ScanStatus, ScanSummary, SeverityCounts};
+use vulngate::policy::{judge, NamespacePolicy, Source};
+use vulngate::domain::limits::LimitKey;
+use vulngate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
 
 const KEYS: [&str; 18] = [
     "vulngate.io/max-critical",

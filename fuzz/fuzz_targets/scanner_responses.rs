@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vulngate::scan::{acr, harbor, hss, sas, vulnlist, ScanStatus, Severity};
+use vulngate::scan::{acr, harbor, hss, sas, vulnlist};
+use vulngate::domain::summary::{ScanStatus, Severity};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else {
@@ -67,9 +68,9 @@ fuzz_target!(|data: &[u8]| {
 
 /// A list attached to a summary counting exactly its entries is accepted (when within
 /// the cap), and its fixable counts never exceed the counts.
-fn attach_checked(list: Vec<vulngate::scan::Vulnerability>) {
-    let mut summary = vulngate::scan::ScanSummary::status_only("fuzz", ScanStatus::Complete);
-    summary.counts = vulngate::scan::SeverityCounts::zero();
+fn attach_checked(list: Vec<vulngate::domain::summary::Vulnerability>) {
+    let mut summary = vulngate::domain::summary::ScanSummary::status_only("fuzz", ScanStatus::Complete);
+    summary.counts = vulngate::domain::summary::SeverityCounts::zero();
     for v in &list {
         summary.counts.bump(v.severity);
     }

@@ -1,4 +1,5 @@
 //! Cloud-vendor plumbing shared by the scanners of one vendor (signing, credentials, RPC clients).
 
 pub mod alibaba;
-pub mod huawei;
+pub(crate) mod huawei;
+pub(crate) mod query;

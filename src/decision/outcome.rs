@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::policy::{judge, Limit, LimitKey, NamespacePolicy, Violation};
-use crate::scan::{ScanStatus, ScanSummary, SeverityCounts};
+use crate::domain::limits::LimitKey;
+use crate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
+use crate::policy::{judge, Limit, NamespacePolicy, Violation};
 
 /// What became of one image.
 #[derive(Debug, Clone)]

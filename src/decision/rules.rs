@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::admission::{ContainerImage, Response};
-use crate::config::{ControllerPods, Mode, OnError, UnscannedRule};
+use crate::domain::annotations::CONTROLLER_PODS_ANNOTATION;
+use crate::domain::rules::{ControllerPods, Mode, OnError, UnscannedRule};
 use crate::events::Regarding;
-use crate::policy::{NamespacePolicy, CONTROLLER_PODS_ANNOTATION};
+use crate::policy::NamespacePolicy;
 
 use super::text::{self, MAX_LISTED};
 use super::{ContainerDecision, Decision, Effect, Event, ImageOutcome, Origin, Relief, Subject};

@@ -11,9 +11,10 @@ use time::{Duration, OffsetDateTime};
 use super::text::{log_reason, MAX_LINE, MAX_LISTED};
 use super::*;
 use crate::admission::ContainerKind;
-use crate::config::{OnError, PolicyConfig};
+use crate::config::PolicyConfig;
+use crate::domain::rules::OnError;
+use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 use crate::policy::NamespacePolicy;
-use crate::scan::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 
 const NOW: OffsetDateTime = datetime!(2026-12-05 12:00 UTC);
 const DIGEST: &str = "sha256:0123456789abcdef";

@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-use crate::admission::{clip, ContainerImage, Response, MAX_QUOTED};
+use crate::admission::{ContainerImage, Response};
+use crate::domain::text::{clip, MAX_QUOTED};
 use crate::policy::{NamespacePolicy, Source};
 
 use super::{PlatformViolation, Unenforceable};

@@ -9,11 +9,13 @@ use futures::future::join_all;
 
 use crate::admission::{ContainerImage, SpecLite};
 use crate::decision::ImageOutcome;
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::{ScanStatus, ScanSummary};
 use crate::image::ImageRef;
 use crate::policy::NamespacePolicy;
 use crate::resolve::{PullContext, ResolveError, Resolved};
 use crate::scan::cache::CacheKey;
-use crate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget};
+use crate::scan::ScanTarget;
 
 use super::Engine;
 

@@ -14,10 +14,11 @@ use tokio::time::Instant as TokioInstant;
 use crate::admission::{
     self, BadReview, ContainerImage, JudgedPod, Request, Response, Scope, SpecLite,
 };
-use crate::config::{Config, OnError, PolicyConfig};
+use crate::config::{Config, PolicyConfig};
 use crate::decision::{
     self, Decision, ImageOutcome, Origin, PodContext, PodOutcomes, Relief, Subject,
 };
+use crate::domain::rules::OnError;
 use crate::events::Events;
 use crate::image::{ImageRef, ParseCache};
 use crate::metrics::Metrics;

@@ -14,14 +14,25 @@ use prometheus_client::metrics::MetricType;
 use thread_local::ThreadLocal;
 
 use super::ReviewLabels;
-use crate::admission::JUDGED_KINDS;
 
-/// Object kinds with a series of their own: the judged kinds, then `other`.
-const KINDS: usize = JUDGED_KINDS.len() + 1;
+/// Object kinds with a series of their own (the kinds vulngate judges), then
+/// `other`. Metrics sit below the admission wire format, so the list is written
+/// here; tests/metrics_kinds.rs checks it against `admission::JUDGED_KINDS`.
+pub const KINDS_WITH_SERIES: [&str; 8] = [
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+];
+const KINDS: usize = KINDS_WITH_SERIES.len() + 1;
 const OTHER_KIND: usize = KINDS - 1;
 
 fn kind_name(index: usize) -> &'static str {
-    JUDGED_KINDS.get(index).map_or("other", |(kind, _)| kind)
+    KINDS_WITH_SERIES.get(index).copied().unwrap_or("other")
 }
 
 pub const RESULTS: [&str; 4] = ["allowed", "denied", "warned", "invalid"];
@@ -93,9 +104,9 @@ impl ReviewMetrics {
     /// One review decided (or found invalid): its kind, result and duration.
     pub fn review(&self, kind: &str, result: &str, elapsed: Duration) {
         let slot = self.0.mine();
-        let kind = JUDGED_KINDS
+        let kind = KINDS_WITH_SERIES
             .iter()
-            .position(|(judged, _)| *judged == kind)
+            .position(|judged| *judged == kind)
             .unwrap_or(OTHER_KIND);
         let result = RESULTS
             .iter()

@@ -21,7 +21,7 @@ use kube::{Api, Client};
 use tokio::task::JoinHandle;
 
 use super::{Annotations, NamespaceError, NamespaceSource};
-use crate::policy::ANNOTATION_PREFIX;
+use crate::domain::annotations::ANNOTATION_PREFIX;
 
 /// How long a directly fetched answer (including "does not exist") is reused while the
 /// watch has not delivered that namespace: long enough to turn a burst of reviews in a new
@@ -126,18 +126,6 @@ pub struct ClusterNamespaces {
 }
 
 impl ClusterNamespaces {
-    /// Connects with the in-cluster configuration, or the local kubeconfig outside a
-    /// cluster, and starts watching. Must be called inside a Tokio runtime.
-    pub async fn try_default() -> Result<Self, NamespaceError> {
-        // The kube client's TLS needs a process-wide rustls provider; keep one a caller
-        // installed already, else choose ring (the backend this crate is built with).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::try_default()
-            .await
-            .map_err(|e| NamespaceError(format!("kubernetes client: {e}")))?;
-        Ok(Self::new(client))
-    }
-
     /// Starts watching Namespaces through `client`. Must be called inside a Tokio runtime.
     pub fn new(client: Client) -> Self {
         let api: Api<Namespace> = Api::all(client);

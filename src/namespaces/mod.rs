@@ -24,11 +24,8 @@ pub trait NamespaceSource: Send + Sync {
     fn is_ready(&self) -> bool;
 }
 
-/// Namespaces from the cluster: a watch-backed cache (in-cluster config or kubeconfig).
-/// Returns at once; the source reports ready when its first list has synced.
-pub async fn cluster_source() -> Result<Arc<dyn NamespaceSource>, String> {
-    let cache = cluster::ClusterNamespaces::try_default()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Arc::new(cache))
+/// Namespaces from the cluster: a watch-backed cache on `client`. Returns at once;
+/// the source reports ready when its first list has synced.
+pub fn cluster_source(client: kube::Client) -> Arc<dyn NamespaceSource> {
+    Arc::new(cluster::ClusterNamespaces::new(client))
 }

@@ -5,8 +5,8 @@
 use time::{Duration, OffsetDateTime};
 
 use super::NamespacePolicy;
-use crate::config::CountRule;
-use crate::scan::{ScanSummary, SeverityCounts};
+use crate::domain::rules::CountRule;
+use crate::domain::summary::{ScanSummary, SeverityCounts};
 
 /// Counts of a summary under the namespace's counting rules; `notes` gets what was
 /// left out and what could not be applied.
@@ -49,7 +49,7 @@ pub fn effective_counts(
     }
 
     let mut counts = summary.counts;
-    for s in crate::scan::Severity::ALL {
+    for s in crate::domain::summary::Severity::ALL {
         if let Some(slot) = counts.slot(s).as_mut() {
             *slot = 0;
         }
@@ -126,9 +126,9 @@ pub fn effective_counts(
 mod tests {
     use super::*;
     use crate::config::PolicyConfig;
+    use crate::domain::summary::{ScanStatus, Severity, Vulnerability};
     use crate::policy::allowlist::parse_list;
     use crate::policy::Source;
-    use crate::scan::{ScanStatus, Severity, Vulnerability};
     use time::macros::datetime;
 
     fn summary(vulns: &[(&str, Severity, Option<bool>, OffsetDateTime)]) -> ScanSummary {

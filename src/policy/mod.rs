@@ -1,8 +1,8 @@
 //! Pure policy: namespace annotations merged over the cluster defaults, and a scan
 //! summary judged against the resulting limits. No I/O here.
 
-pub mod allowlist;
-pub mod counting;
+pub(crate) mod allowlist;
+pub(crate) mod counting;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,86 +12,18 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::config::{ControllerPods, CountRule, Mode, PolicyConfig, UnscannedRule};
+use crate::config::PolicyConfig;
+use crate::domain::annotations::{
+    ALLOW_CVES_ANNOTATION, BREAK_GLASS_ANNOTATION, CONTROLLER_PODS_ANNOTATION, COUNT_ANNOTATION,
+    EXEMPT_IMAGES_ANNOTATION, GRACE_DAYS_ANNOTATION, MAX_EXEMPT_PATTERNS, MAX_SCAN_AGE_ANNOTATION,
+    MODE_ANNOTATION, UNSCANNED_ANNOTATION,
+};
+use crate::domain::limits::LimitKey;
+use crate::domain::rules::{ControllerPods, CountRule, Mode, UnscannedRule};
+use crate::domain::summary::ScanSummary;
 use crate::pattern::ImagePattern;
-use crate::scan::{ExtraCount, ScanSummary, Severity, SeverityCounts};
 use crate::thread_cache::PerThreadMap;
 use allowlist::AllowEntry;
-
-pub const ANNOTATION_PREFIX: &str = "vulngate.io/";
-pub const MODE_ANNOTATION: &str = "vulngate.io/mode";
-pub const UNSCANNED_ANNOTATION: &str = "vulngate.io/unscanned";
-pub const EXEMPT_IMAGES_ANNOTATION: &str = "vulngate.io/exempt-images";
-/// Most exemption patterns read from one namespace annotation: each image of every
-/// review in the namespace is matched against all of them.
-pub const MAX_EXEMPT_PATTERNS: usize = 64;
-pub const COUNT_ANNOTATION: &str = "vulngate.io/count";
-pub const ALLOW_CVES_ANNOTATION: &str = "vulngate.io/allow-cves";
-pub const GRACE_DAYS_ANNOTATION: &str = "vulngate.io/grace-days";
-pub const MAX_SCAN_AGE_ANNOTATION: &str = "vulngate.io/max-scan-age";
-pub const BREAK_GLASS_ANNOTATION: &str = "vulngate.io/break-glass-until";
-pub const CONTROLLER_PODS_ANNOTATION: &str = "vulngate.io/controller-pods";
-
-/// What a limit counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LimitKey {
-    Severity(Severity),
-    Total,
-    Extra(ExtraCount),
-}
-
-impl LimitKey {
-    pub const ALL: [LimitKey; 9] = [
-        LimitKey::Severity(Severity::Critical),
-        LimitKey::Severity(Severity::High),
-        LimitKey::Severity(Severity::Medium),
-        LimitKey::Severity(Severity::Low),
-        LimitKey::Severity(Severity::Unknown),
-        LimitKey::Total,
-        LimitKey::Extra(ExtraCount::MaliciousFiles),
-        LimitKey::Extra(ExtraCount::BaselineRisks),
-        LimitKey::Extra(ExtraCount::ApplicationVulnerabilities),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitKey::Severity(s) => s.as_str(),
-            LimitKey::Total => "total",
-            LimitKey::Extra(e) => e.key(),
-        }
-    }
-
-    pub fn parse(key: &str) -> Option<LimitKey> {
-        LimitKey::ALL.into_iter().find(|k| k.as_str() == key)
-    }
-
-    pub fn is_known(key: &str) -> bool {
-        LimitKey::parse(key).is_some()
-    }
-
-    pub fn known_list() -> String {
-        LimitKey::ALL.map(LimitKey::as_str).join(", ")
-    }
-
-    pub fn annotation(self) -> String {
-        format!("{ANNOTATION_PREFIX}max-{}", self.as_str())
-    }
-
-    /// The count for this key; `None` when the scanner does not report it.
-    pub fn count(self, counts: &SeverityCounts, summary: &ScanSummary) -> Option<u64> {
-        match self {
-            LimitKey::Severity(s) => counts.get(s),
-            LimitKey::Total => Some(counts.total()),
-            LimitKey::Extra(e) => summary.extra.get(&e).copied(),
-        }
-    }
-}
-
-impl fmt::Display for LimitKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Where a setting came from, so a denial can say who to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +118,7 @@ impl NamespacePolicy {
                     Err(_) => {
                         policy.problems.push(format!(
                             "annotation {name}={:?} on namespace {namespace} is not a non-negative integer; the cluster default applies",
-                            crate::admission::clip(raw, crate::admission::MAX_QUOTED)
+                            crate::domain::text::clip(raw, crate::domain::text::MAX_QUOTED)
                         ));
                         None
                     }
@@ -214,7 +146,7 @@ impl NamespacePolicy {
                 "off" => policy.mode = Mode::Off,
                 _ => policy.problems.push(format!(
                     "annotation {MODE_ANNOTATION}={:?} on namespace {namespace} is not one of enforce, warn, off; the cluster default applies",
-                    crate::admission::clip(raw, crate::admission::MAX_QUOTED)
+                    crate::domain::text::clip(raw, crate::domain::text::MAX_QUOTED)
                 )),
             }
         }
@@ -230,7 +162,7 @@ impl NamespacePolicy {
                 }
                 _ => policy.problems.push(format!(
                     "annotation {UNSCANNED_ANNOTATION}={:?} on namespace {namespace} is not one of deny, warn, allow; the cluster default applies",
-                    crate::admission::clip(raw, crate::admission::MAX_QUOTED)
+                    crate::domain::text::clip(raw, crate::domain::text::MAX_QUOTED)
                 )),
             }
         }
@@ -270,7 +202,7 @@ impl NamespacePolicy {
         let bad = |key: &str, raw: &str, expected: &str| {
             format!(
                 "annotation {key}={:?} on namespace {namespace} is not {expected}; the cluster default applies",
-                crate::admission::clip(raw, crate::admission::MAX_QUOTED)
+                crate::domain::text::clip(raw, crate::domain::text::MAX_QUOTED)
             )
         };
         if let Some(raw) = annotations.get(COUNT_ANNOTATION) {
@@ -449,7 +381,7 @@ pub fn judge(policy: &NamespacePolicy, summary: &ScanSummary, now: OffsetDateTim
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::{ScanStatus, SeverityCounts};
+    use crate::domain::summary::{ScanStatus, Severity, SeverityCounts};
 
     fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -16,9 +16,11 @@ use serde_json::Value;
 use crate::cloud::alibaba::client::{Api, Method, RpcClient};
 use crate::cloud::alibaba::scan_requests::sas_task_refusal;
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
+use crate::config::alibaba::AcrConfig;
+use crate::config::alibaba::SasConfig;
 use crate::config::{Config, ScannerConfig};
-use crate::scan::acr::{AcrConfig, AcrScanner};
-use crate::scan::sas::{region_of_acr_host, SasConfig};
+use crate::scan::acr::AcrScanner;
+use crate::scan::sas::region_of_acr_host;
 use crate::scan::ScanTarget;
 
 use super::Pending;

@@ -3,7 +3,7 @@
 //! for Alibaba Cloud routes also the scan quota a scan of them would take, and with
 //! `--scan` the scan requests themselves (`alibaba`).
 
-pub mod alibaba;
+pub(crate) mod alibaba;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

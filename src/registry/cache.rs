@@ -7,18 +7,7 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
-use crate::resolve::{ResolveError, Resolved};
-
-/// One tag as seen with one credential: results seen with other credentials (or
-/// none) are kept apart, so one pod's pull secret never answers for another pod.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TagKey {
-    pub host: String,
-    pub repository: String,
-    pub tag: String,
-    /// `Credential::fingerprint`, a one-way hash, or `None` for anonymous.
-    pub credential: Option<String>,
-}
+use crate::resolve::{ResolveError, Resolved, TagKey};
 
 #[derive(Clone)]
 pub struct ResolutionCache {

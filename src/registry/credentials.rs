@@ -191,10 +191,6 @@ impl DockerConfig {
     pub fn lookup(&self, registry: &str) -> Option<&Credential> {
         self.by_host.get(&normalize_host(registry))
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty()
-    }
 }
 
 /// A docker config file that is read again when it changes on disk (a mounted

@@ -5,10 +5,10 @@
 //! - `pull_secrets`: imagePullSecrets through the Kubernetes API;
 //! - `cache`: tag and digest caches with single-flight resolution.
 
-pub mod cache;
-pub mod client;
-pub mod credentials;
-pub mod pull_secrets;
+pub(crate) mod cache;
+pub(crate) mod client;
+pub(crate) mod credentials;
+pub(crate) mod pull_secrets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +18,10 @@ use oci_client::secrets::RegistryAuth;
 
 use crate::config::{Config, HostPattern, RegistryAccess};
 use crate::image::ImageRef;
-use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
+use crate::resolve::{DigestResolver, PullContext, ResolveError, Resolved, TagKey};
 use crate::shared_cache::SharedTier;
 
-use cache::{ResolutionCache, TagKey};
+use cache::ResolutionCache;
 use client::{Connection, Platform};
 use credentials::{DockerConfigFile, SourcedCredential};
 use pull_secrets::PullSecrets;
@@ -132,31 +132,13 @@ impl RegistryResolver {
         self
     }
 
-    /// What the binary wires in: `None` when no route resolves tags; otherwise the
-    /// resolver, with a Kubernetes client (in-cluster or kubeconfig) when
-    /// `resolution.useImagePullSecrets` is on.
-    pub async fn for_config(
-        config: &Config,
-        shared: Option<Arc<SharedTier>>,
-    ) -> Result<Option<RegistryResolver>, String> {
-        let any_resolves = config
+    /// Whether any route of `config` resolves tags on its registry (else the wiring
+    /// builds no resolver).
+    pub fn wanted(config: &Config) -> bool {
+        config
             .registries
             .iter()
-            .any(|r| r.registry.as_ref().is_none_or(|a| a.resolve));
-        if !any_resolves {
-            return Ok(None);
-        }
-        let kube = if config.resolution.use_image_pull_secrets {
-            // rustls has two crypto providers in this tree; kube needs one chosen.
-            // An error only means another part of the process chose already.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            Some(kube::Client::try_default().await.map_err(|e| {
-                format!("resolution.useImagePullSecrets: no Kubernetes API client: {e}")
-            })?)
-        } else {
-            None
-        };
-        Self::from_config(config, kube).map(|r| Some(r.with_shared(shared)))
+            .any(|r| r.registry.as_ref().is_none_or(|a| a.resolve))
     }
 
     /// The credential the kubelet would use for `host`: the pod's pull secrets, then

@@ -18,26 +18,22 @@
 //!    most `MAX_ENTRIES` entries), for `count: fixable` and `allow-cves`. If it fails, the counts
 //!    of step 5 stand alone and those rules report that they could not be applied.
 
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::alibaba_error::scan_error;
 use super::vulnlist::{self, MAX_ENTRIES};
-use super::{
-    ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
-    Vulnerability,
-};
-use crate::cloud::alibaba::client::{Api, Method, RpcClient, RpcError};
-use crate::cloud::alibaba::config::{
-    default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
-    SignatureVersion,
-};
-use crate::cloud::alibaba::scan_requests::{ScanRequestGate, ScanRequestLimit};
+use super::{ScanTarget, Scanner};
+use crate::cloud::alibaba::client::{Api, Method, RpcClient};
+use crate::cloud::alibaba::error::RpcError;
+use crate::cloud::alibaba::scan_requests::ScanRequestGate;
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64, same_digest};
+use crate::config::alibaba::AcrConfig;
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 
 pub const KIND: &str = "acr";
 const VERSION: &str = "2018-12-01";
@@ -50,71 +46,6 @@ const PAGE_SIZE: usize = 100;
 const MAX_TAGS_SEARCHED: usize = 1000;
 /// Longest vulnerability id accepted (CVE and distro ids are short).
 const MAX_ID_LEN: usize = 128;
-
-/// `scanner: {acr: {...}}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AcrConfig {
-    /// Region of the ACR EE instance, e.g. `cn-hangzhou` (endpoint `cr.<region>.aliyuncs.com`).
-    pub region: String,
-    /// The instance (`cri-...`) that serves the routed hosts; found from the host when absent.
-    #[serde(default)]
-    pub instance_id: Option<String>,
-    /// Endpoint override (`host` or `http(s)://host:port`).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub credentials: CredentialsConfig,
-    /// `acs3` (default) or `v1`.
-    #[serde(default)]
-    pub signature_version: SignatureVersion,
-    /// Ask ACR to scan a tag that was never scanned (needs the scan-task permission).
-    #[serde(default)]
-    pub scan_on_missing: bool,
-    /// How many scans `scanOnMissing` asks for at most.
-    #[serde(default)]
-    pub scan_requests: ScanRequestLimit,
-    /// Time limit of one HTTP request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Throttled calls are retried until this long after the lookup started.
-    #[serde(default = "default_retry_budget", with = "humantime_serde")]
-    pub retry_budget: Duration,
-    /// Read each finished scan's vulnerability list (ListRepoTagScanResult, paged)
-    /// for `count: fixable` and `allow-cves`.
-    #[serde(default = "vulnlist::default_details")]
-    pub vulnerability_details: bool,
-}
-
-impl AcrConfig {
-    pub fn validate(&self, at: &str) -> Result<(), String> {
-        validate_common(
-            at,
-            &self.region,
-            self.endpoint.as_deref(),
-            self.timeout,
-            &self.credentials,
-        )?;
-        self.scan_requests.validate(at)
-    }
-
-    pub fn rebase_paths(&mut self, base: &Path) {
-        self.credentials.rebase_paths(base);
-    }
-
-    fn settings(&self) -> ClientSettings {
-        ClientSettings {
-            endpoint: self
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| format!("cr.{}.aliyuncs.com", self.region.trim())),
-            credentials: self.credentials.clone(),
-            signature_version: self.signature_version,
-            timeout: self.timeout,
-            retry_budget: self.retry_budget,
-        }
-    }
-}
 
 // RAM actions as the API reference pages name them (GetRepoTagScanSummary is
 // `cr:GetScanCount`, GetRepoTagScanStatus `cr:GetScan`, GetRepoTag `cr:ListRepositoryTag`);
@@ -211,7 +142,7 @@ impl AcrScanner {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<AcrScanner, String> {
         config.validate("acr")?;
-        let client = RpcClient::new("cr", VERSION, &config.settings(), env)?;
+        let client = RpcClient::new("cr", VERSION, &config.client_settings(), env)?;
         Ok(AcrScanner {
             client,
             region: config.region.trim().to_string(),
@@ -244,7 +175,7 @@ impl AcrScanner {
         self.client
             .call(api, params, deadline)
             .await
-            .map_err(|e| e.into_scan_error(KIND))
+            .map_err(|e| scan_error(e, KIND))
     }
 
     /// As `call`, with "does not exist" answers as `None`.
@@ -257,7 +188,7 @@ impl AcrScanner {
         match self.client.call(api, params, deadline).await {
             Ok(v) => Ok(Some(v)),
             Err(RpcError::Api(e)) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into_scan_error(KIND)),
+            Err(e) => Err(scan_error(e, KIND)),
         }
     }
 
@@ -679,13 +610,6 @@ impl Scanner for AcrScanner {
     }
 }
 
-// For `vulngate precheck --scan` (src/precheck/), which sends CreateRepoTagScanTask itself.
-impl AcrConfig {
-    pub fn client_settings(&self) -> ClientSettings {
-        self.settings()
-    }
-}
-
 impl AcrScanner {
     /// `[InstanceId, RepoId, Tag, Digest as ACR writes it]` of an image, or `None`
     /// when ACR does not hold it.
@@ -767,100 +691,5 @@ mod tests {
             .unwrap()
             .0
             .is_empty());
-    }
-
-    #[test]
-    fn config_keys() {
-        let c: AcrConfig = serde_saphyr::from_str(
-            "region: cn-hangzhou\ninstanceId: cri-1\nsignatureVersion: v1\nscanOnMissing: true\n\
-             timeout: 2s\nretryBudget: 1s\ncredentials: {accessKeyIdFile: id, accessKeySecretFile: s}\n",
-        )
-        .unwrap();
-        assert_eq!(c.signature_version, SignatureVersion::V1);
-        assert!(c.scan_on_missing);
-        assert!(c.vulnerability_details, "on unless switched off");
-        let off: AcrConfig =
-            serde_saphyr::from_str("region: cn-hangzhou\nvulnerabilityDetails: false\n").unwrap();
-        assert!(!off.vulnerability_details);
-        assert_eq!(c.settings().endpoint, "cr.cn-hangzhou.aliyuncs.com");
-        let err =
-            serde_saphyr::from_str::<AcrConfig>("region: x\naccessKeySecret: oops\n").unwrap_err();
-        assert!(err.to_string().contains("accessKeySecret"), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod config_file_tests {
-    use std::path::Path;
-
-    use crate::config::{Config, ScannerConfig};
-
-    #[test]
-    fn routes_in_the_config_file_are_validated_and_rebased() {
-        let yaml = r#"
-registries:
-  - match: "*.cr.aliyuncs.com"
-    scanner:
-      acr:
-        region: cn-hangzhou
-        credentials:
-          accessKeyIdFile: keys/id
-          accessKeySecretFile: keys/secret
-          rrsa: {tokenFile: tokens/rrsa}
-  - match: "*"
-    scanner: {sas: {region: ap-southeast-1, signatureVersion: v1, credentials: {accessKeyIdFile: id, accessKeySecretFile: secret}}}
-"#;
-        let config = Config::from_yaml(yaml, Path::new("/etc/vulngate")).unwrap();
-        let ScannerConfig::Acr(acr) = &config.registries[0].scanner else {
-            panic!("acr route expected");
-        };
-        assert_eq!(
-            acr.credentials.access_key_id_file.as_deref(),
-            Some(Path::new("/etc/vulngate/keys/id"))
-        );
-        let rrsa = acr.credentials.rrsa.as_ref().unwrap();
-        assert_eq!(
-            rrsa.token_file.as_deref(),
-            Some(Path::new("/etc/vulngate/tokens/rrsa"))
-        );
-        // Files are read at call time, so the scanners build without them.
-        for route in &config.registries {
-            let scanner = crate::scan::build_scanner(&route.scanner).unwrap();
-            assert!(["acr", "sas"].contains(&scanner.kind()));
-        }
-
-        let half = "registries:\n  - match: \"*\"\n    scanner: {acr: {region: cn-hangzhou, credentials: {accessKeyIdFile: id}}}\n";
-        let err = Config::from_yaml(half, Path::new("/")).unwrap_err();
-        assert!(
-            err.contains("registries[0].scanner.acr.credentials"),
-            "{err}"
-        );
-        let inline = "registries:\n  - match: \"*\"\n    scanner: {sas: {region: cn-hangzhou, accessKeySecret: oops}}\n";
-        let err = Config::from_yaml(inline, Path::new("/")).unwrap_err();
-        assert!(err.contains("accessKeySecret"), "{err}");
-        let bad_endpoint = "registries:\n  - match: \"*\"\n    scanner: {acr: {region: cn-hangzhou, endpoint: \"ftp://x\"}}\n";
-        let err = Config::from_yaml(bad_endpoint, Path::new("/")).unwrap_err();
-        assert!(err.contains("registries[0].scanner.acr.endpoint"), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod doc_tests {
-    /// The example in docs/scanners-alibaba.md is a valid config.
-    #[test]
-    fn documented_example_parses() {
-        let doc = include_str!("../../docs/scanners-alibaba.md");
-        let start = doc.find("```yaml\n").expect("yaml example") + "```yaml\n".len();
-        let end = start + doc[start..].find("```").expect("end of the example");
-        let config =
-            crate::config::Config::from_yaml(&doc[start..end], std::path::Path::new("/")).unwrap();
-        assert_eq!(config.registries.len(), 2);
-        let crate::config::ScannerConfig::Acr(acr) = &config.registries[0].scanner else {
-            panic!("first route is acr");
-        };
-        assert!(acr.credentials.rrsa.is_some());
-        let sas = &config.registries[1].scanner;
-        assert!(matches!(sas, crate::config::ScannerConfig::Sas(_)));
-        assert_eq!(crate::scan::build_scanner(sas).unwrap().kind(), "sas");
     }
 }

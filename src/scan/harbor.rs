@@ -12,21 +12,18 @@
 //! counts stand alone and those rules report that they could not be applied.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::backoff::{self, Attempt, RetryConfig};
+use super::backoff::{self, Attempt};
 use super::vulnlist::{self, MAX_ENTRIES};
-use super::{
-    ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
-    Vulnerability,
-};
-use crate::secret::SecretSource;
+use super::{ScanTarget, Scanner};
+use crate::config::harbor::HarborConfig;
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 
 pub const KIND: &str = "harbor";
 
@@ -34,43 +31,6 @@ pub const KIND: &str = "harbor";
 pub const ACCEPT_VULNERABILITIES: &str = "application/vnd.security.vulnerability.report; version=1.1, application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0";
 
 /// `scanner: {harbor: {...}}`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HarborConfig {
-    /// Base URL of Harbor, e.g. `https://harbor.example.com`.
-    pub url: String,
-    /// Robot account name, e.g. `robot$vulngate` (project robots: `robot$<project>+<name>`).
-    pub username: String,
-    /// The robot account's secret: `{file: /path}` or `{env: NAME}`.
-    pub password: SecretSource,
-    /// PEM CA bundle trusted for Harbor's certificate, beside the system roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// Read each finished scan's vulnerability report (one more call per digest) for
-    /// `count: fixable`, `allow-cves` and `grace-days`.
-    #[serde(default = "vulnlist::default_details")]
-    pub vulnerability_details: bool,
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl HarborConfig {
-    pub fn rebase_paths(&mut self, base: &std::path::Path) {
-        self.password.rebase(base);
-        if let Some(ca) = self.ca_file.as_mut() {
-            if ca.is_relative() {
-                *ca = base.join(&*ca);
-            }
-        }
-    }
-}
-
 /// Path segment encoding: everything but unreserved characters (and `:` of digests).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')

@@ -19,120 +19,35 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::backoff::{self, Attempt, RetryConfig};
-use super::{ExtraCount, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts};
-use crate::cloud::huawei::auth::{Authenticator, HuaweiAuthConfig, Outgoing};
+use super::backoff::{self, Attempt};
+use super::{ScanTarget, Scanner};
+use crate::cloud::huawei::auth::{AuthError, Authenticator, Outgoing};
 use crate::cloud::huawei::error::ApiError;
-use crate::cloud::huawei::signer;
+use crate::cloud::query::{canonical_query, percent_encode};
+use crate::config::huawei::{HandleStatus, HssConfig};
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, SeverityCounts};
 
 pub const KIND: &str = "hss";
-
-/// Image types HSS knows for registry images.
-const IMAGE_TYPES: &[&str] = &[
-    "private_image",
-    "shared_image",
-    "instance_image",
-    "harbor",
-    "jfrog",
-];
 
 /// Versions of one repository looked through for a digest (200 a page).
 const MAX_PAGES: u64 = 10;
 const PAGE_SIZE: u64 = 200;
 
-/// `scanner: {hss: {...}}`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HssConfig {
-    /// Region id, e.g. `cn-north-4`.
-    pub region: String,
-    /// The IAM project id of that region.
-    pub project_id: String,
-    /// Default `https://hss.<region>.myhuaweicloud.com` (`.eu` for eu-west-101).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// `all_granted_eps`, `0` (default project) or an id; omitted when absent.
-    #[serde(default)]
-    pub enterprise_project_id: Option<String>,
-    /// `private_image` (SWR organizations of this account, the default),
-    /// `shared_image`, or `instance_image` (SWR Enterprise, with `instanceId`).
-    #[serde(default = "default_image_type")]
-    pub image_type: String,
-    #[serde(default)]
-    pub instance_id: Option<String>,
-    #[serde(default)]
-    pub auth: HuaweiAuthConfig,
-    /// One HTTP request, connection included.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// Which vulnerabilities count: `any` (HSS's own count, handled and unhandled
-    /// alike) or `unhandled` (those an operator has not handled yet, as Alibaba Cloud
-    /// Security Center counts).
-    #[serde(default)]
-    pub handle_status: HandleStatus,
-}
-
-/// ListImageVulnerabilities' `handle_status` filter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HandleStatus {
-    #[default]
-    Any,
-    Unhandled,
-}
-
-fn default_image_type() -> String {
-    "private_image".to_string()
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl HssConfig {
-    pub fn rebase_paths(&mut self, base: &std::path::Path) {
-        self.auth.rebase(base);
-    }
-
-    fn endpoint(&self) -> String {
-        self.endpoint
-            .clone()
-            .unwrap_or_else(|| crate::cloud::huawei::default_endpoint("hss", &self.region))
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        let id_like = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        };
-        if !id_like(&self.region) {
-            return Err(format!(
-                "region {:?}: expected an id such as cn-north-4",
-                self.region
-            ));
-        }
-        if !id_like(&self.project_id) {
-            return Err(format!(
-                "projectId {:?}: expected the project id of the region (letters and digits)",
-                self.project_id
-            ));
-        }
-        if !IMAGE_TYPES.contains(&self.image_type.as_str()) {
-            return Err(format!(
-                "imageType {:?}: use one of {}",
-                self.image_type,
-                IMAGE_TYPES.join(", ")
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err("timeout: must be greater than zero".into());
-        }
-        Ok(())
+/// An authentication failure as the engine sees it.
+fn auth_error(e: AuthError) -> ScanError {
+    match e {
+        AuthError::Config(message) => ScanError::Config {
+            scanner: KIND,
+            message,
+        },
+        AuthError::Unavailable(message) => ScanError::Unavailable {
+            scanner: KIND,
+            message,
+        },
     }
 }
 
@@ -355,10 +270,10 @@ impl HssScanner {
         // sent in canonical form: what is signed is exactly what is sent.
         let wire_path = path
             .split('/')
-            .map(signer::escape)
+            .map(percent_encode)
             .collect::<Vec<_>>()
             .join("/");
-        let canonical_query = signer::canonical_query(query);
+        let canonical_query = canonical_query(query);
         let mut url = format!("{}{wire_path}", self.base);
         if !canonical_query.is_empty() {
             url.push('?');
@@ -378,17 +293,15 @@ impl HssScanner {
         }
         let headers = self
             .auth
-            .headers(
-                KIND,
-                Outgoing {
-                    method,
-                    path,
-                    query,
-                    headers,
-                    body: body.unwrap_or_default(),
-                },
-            )
-            .await?;
+            .headers(Outgoing {
+                method,
+                path,
+                query,
+                headers,
+                body: body.unwrap_or_default(),
+            })
+            .await
+            .map_err(auth_error)?;
         let method =
             reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| ScanError::Config {
                 scanner: KIND,
@@ -715,6 +628,7 @@ impl Scanner for HssScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::huawei::HuaweiAuthConfig;
 
     #[test]
     fn scan_status_mapping() {

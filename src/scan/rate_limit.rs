@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
-use super::{ScanError, ScanSummary, ScanTarget, Scanner};
+use super::{ScanTarget, Scanner};
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::ScanSummary;
 use crate::image::ImageRef;
 
 pub struct RateLimited {
@@ -104,7 +106,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::scan::ScanStatus;
+    use crate::domain::summary::ScanStatus;
 
     /// Records how many calls run at once, and when each started.
     #[derive(Default)]

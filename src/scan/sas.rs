@@ -26,101 +26,22 @@
 //! image reported as scanning once a task was created), `SUCCESS` complete,
 //! `FAIL`/`TIMOUT` failed, anything else scanning.
 
-use std::path::Path;
-use std::time::Duration;
-
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use super::{
-    ExtraCount, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, Severity, SeverityCounts,
-};
+use super::alibaba_error::scan_error;
+use super::{ScanTarget, Scanner};
 use crate::cloud::alibaba::client::{Api, Method, RpcClient};
-use crate::cloud::alibaba::config::{
-    default_retry_budget, default_timeout, validate_common, ClientSettings, CredentialsConfig,
-    SignatureVersion,
-};
-use crate::cloud::alibaba::scan_requests::{sas_task_refusal, ScanRequestGate, ScanRequestLimit};
+use crate::cloud::alibaba::scan_requests::{sas_task_refusal, ScanRequestGate};
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
+use crate::config::alibaba::SasConfig;
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, Severity, SeverityCounts};
 
 pub const KIND: &str = "sas";
 const VERSION: &str = "2018-12-03";
-
-/// `scanner: {sas: {...}}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SasConfig {
-    /// The account's region. China regions (`cn-*`) are served by
-    /// `tds.cn-shanghai.aliyuncs.com`, all others by `tds.ap-southeast-1.aliyuncs.com`.
-    pub region: String,
-    /// Container Registry instance of the images (`RepoInstanceId`), when known.
-    #[serde(default)]
-    pub instance_id: Option<String>,
-    /// Region of the images' registry (`RepoRegionId`); taken from an
-    /// `*.<region>.cr.aliyuncs.com` host when absent.
-    #[serde(default)]
-    pub repo_region: Option<String>,
-    /// Endpoint override (`host` or `http(s)://host:port`).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub credentials: CredentialsConfig,
-    /// `acs3` (default) or `v1`.
-    #[serde(default)]
-    pub signature_version: SignatureVersion,
-    /// Ask Security Center to scan an image it has no scan task for (uses scan quota).
-    #[serde(default)]
-    pub scan_on_missing: bool,
-    /// How many scans `scanOnMissing` asks for at most.
-    #[serde(default)]
-    pub scan_requests: ScanRequestLimit,
-    /// Count the system vulnerabilities an operator marked as handled too (as `hss`
-    /// counts), not only the unhandled ones.
-    #[serde(default)]
-    pub count_handled: bool,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default = "default_retry_budget", with = "humantime_serde")]
-    pub retry_budget: Duration,
-}
-
-impl SasConfig {
-    pub fn validate(&self, at: &str) -> Result<(), String> {
-        validate_common(
-            at,
-            &self.region,
-            self.endpoint.as_deref(),
-            self.timeout,
-            &self.credentials,
-        )?;
-        self.scan_requests.validate(at)
-    }
-
-    pub fn rebase_paths(&mut self, base: &Path) {
-        self.credentials.rebase_paths(base);
-    }
-
-    fn settings(&self) -> ClientSettings {
-        let default_endpoint = if self.region.trim().starts_with("cn-") {
-            "tds.cn-shanghai.aliyuncs.com"
-        } else {
-            "tds.ap-southeast-1.aliyuncs.com"
-        };
-        ClientSettings {
-            endpoint: self
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| default_endpoint.to_string()),
-            credentials: self.credentials.clone(),
-            signature_version: self.signature_version,
-            timeout: self.timeout,
-            retry_budget: self.retry_budget,
-        }
-    }
-}
 
 static DESCRIBE_IMAGE_LATEST_SCAN_TASK: Api = Api {
     action: "DescribeImageLatestScanTask",
@@ -171,7 +92,7 @@ impl SasScanner {
     ) -> Result<SasScanner, String> {
         config.validate("sas")?;
         Ok(SasScanner {
-            client: RpcClient::new("Sas", VERSION, &config.settings(), env)?,
+            client: RpcClient::new("Sas", VERSION, &config.client_settings(), env)?,
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
             repo_region: config.repo_region.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
@@ -189,7 +110,7 @@ impl SasScanner {
         self.client
             .call(api, params, deadline)
             .await
-            .map_err(|e| e.into_scan_error(KIND))
+            .map_err(|e| scan_error(e, KIND))
     }
 
     fn repo_region(&self, host: &str) -> Option<String> {
@@ -376,14 +297,6 @@ impl Scanner for SasScanner {
         summary.finished_at = finished_at;
         summary.extra = extras_from_scan_count(&scan_count).into_iter().collect();
         Ok(summary)
-    }
-}
-
-// For `vulngate precheck` (src/precheck/): its quota estimate and scan requests go to
-// the Security Center of the configured route, with its credentials.
-impl SasConfig {
-    pub fn client_settings(&self) -> ClientSettings {
-        self.settings()
     }
 }
 

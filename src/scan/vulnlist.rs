@@ -10,17 +10,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{ScanSummary, Severity, SeverityCounts, Vulnerability};
+use crate::domain::summary::{ScanSummary, Severity, SeverityCounts, Vulnerability};
 use crate::image::ImageRef;
 
 /// Most entries kept per digest: a summary is cached with its list, and a cache of
 /// 100 000 summaries must stay bounded. Images with more are judged on counts alone.
 pub const MAX_ENTRIES: usize = 2_000;
-
-/// Serde default of the `vulnerabilityDetails` switch of `acr` and `harbor`.
-pub fn default_details() -> bool {
-    true
-}
 
 /// The same severities known as in `counts`, all zero: ACR's missing critical stays
 /// `None` in counts derived from its list.
@@ -122,7 +117,7 @@ fn describe(counts: &SeverityCounts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::ScanStatus;
+    use crate::domain::summary::ScanStatus;
 
     fn vuln(id: &str, severity: Severity, fixable: Option<bool>) -> Vulnerability {
         Vulnerability {

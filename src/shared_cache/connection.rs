@@ -19,7 +19,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, RedisResult, TlsCertificates, Value};
 
-use super::config::{RedisConfig, SentinelConfig, Topology};
+use crate::config::shared_cache::{RedisConfig, SentinelConfig, Topology};
 use crate::secret::SecretSource;
 
 pub enum Connection {

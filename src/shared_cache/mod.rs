@@ -14,10 +14,9 @@
 //! followed), for a Cluster its async cluster connection; TLS through rustls with the
 //! process's ring provider; Redis 6+/7 and Valkey.
 
-pub mod config;
 mod connection;
-pub mod signed;
-pub mod wire;
+pub(crate) mod signed;
+pub(crate) mod wire;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,12 +26,12 @@ use std::time::{Duration, Instant};
 use redis::{Cmd, FromRedisValue};
 use sha2::{Digest, Sha256};
 
+use crate::config::shared_cache::SharedCacheConfig;
 use crate::config::{CacheConfig, RegistryRoute, ScannerConfig};
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::ScanSummary;
 use crate::metrics::{Metrics, SharedEvent};
-use crate::registry::cache::TagKey;
-use crate::resolve::Resolved;
-use crate::scan::{ScanError, ScanSummary};
-use config::SharedCacheConfig;
+use crate::resolve::{Resolved, TagKey};
 use connection::Connection;
 use signed::{Signer, SigningKey};
 

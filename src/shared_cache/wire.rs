@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::domain::summary::{
+    ExtraCount, ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability,
+};
 use crate::resolve::Resolved;
-use crate::scan::{ExtraCount, ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

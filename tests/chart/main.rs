@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
-use vulngate::config::{Config, ControllerPods, Mode, ScannerConfig};
-use vulngate::policy::{LimitKey, NamespacePolicy};
+use vulngate::config::{Config, ScannerConfig};
+use vulngate::domain::limits::LimitKey;
+use vulngate::domain::rules::{ControllerPods, Mode};
+use vulngate::policy::NamespacePolicy;
 
 #[path = "../support/chart.rs"]
 mod chart_support;

@@ -550,7 +550,7 @@ fn manifests_are_the_chart_rendered_with_default_values() {
     let name = ex["metadata"]["name"].as_str().unwrap();
     let ann = labels(&ex["metadata"]["annotations"]);
     for k in ann.keys() {
-        use vulngate::policy::*;
+        use vulngate::domain::annotations::*;
         let named = [
             MODE_ANNOTATION,
             UNSCANNED_ANNOTATION,

@@ -181,6 +181,6 @@ fn a_typo_in_values_fails_instead_of_being_ignored() {
         .collect();
     assert_eq!(
         keys, known,
-        "values.schema.json limit keys vs vulngate::policy::LimitKey"
+        "values.schema.json limit keys vs vulngate::domain::limits::LimitKey"
     );
 }

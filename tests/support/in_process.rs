@@ -9,15 +9,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 use vulngate::config::{Config, HostPattern};
+use vulngate::domain::scan_error::ScanError;
+use vulngate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
 use vulngate::engine::{Engine, EngineParts};
 use vulngate::image::ImageRef;
 use vulngate::metrics::Metrics;
 use vulngate::namespaces::file::FileNamespaces;
 use vulngate::namespaces::{Annotations, NamespaceError, NamespaceSource};
 use vulngate::resolve::{DigestResolver, PullContext, ResolveError, Resolved};
-use vulngate::scan::{
-    Route, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, ScannerRouter, SeverityCounts,
-};
+use vulngate::scan::{Route, ScanTarget, Scanner, ScannerRouter};
 use vulngate::server::{self, AppState, ServeOptions};
 use vulngate::tls::ReloadingCert;
 

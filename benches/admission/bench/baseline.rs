@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use vulngate::config::ConnectionsConfig;
+use vulngate::config::serving::ConnectionsConfig;
 use vulngate::connections::{self, Port, Timeouts};
 use vulngate::server::BODY_LIMIT;
 use vulngate::tls::{server_config, ReloadingCert};

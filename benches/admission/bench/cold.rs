@@ -18,12 +18,12 @@ use serde_json::{json, Value};
 use tokio::sync::{oneshot, Barrier};
 
 use vulngate::config::{Config, HostPattern};
+use vulngate::domain::scan_error::ScanError;
+use vulngate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
 use vulngate::engine::{Engine, EngineParts};
 use vulngate::metrics::Metrics;
 use vulngate::namespaces::file::FileNamespaces;
-use vulngate::scan::{
-    Route, ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, ScannerRouter, SeverityCounts,
-};
+use vulngate::scan::{Route, ScanTarget, Scanner, ScannerRouter};
 use vulngate::server::{serve, AppState, ServeOptions};
 use vulngate::tls::ReloadingCert;
 

@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use vulngate::domain::scan_error::ScanError;
+use vulngate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
 use vulngate::scan::rate_limit::RateLimited;
-use vulngate::scan::{ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner, SeverityCounts};
+use vulngate::scan::{ScanTarget, Scanner};
 use vulngate::shared_cache::SharedTier;
 
 use super::apiserver::{self, FakeApiServer};

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::config::{normalize_endpoint, CredentialsConfig};
-use super::encode::percent_encode;
+use crate::cloud::query::percent_encode;
+use crate::config::alibaba::{normalize_endpoint, CredentialsConfig};
 use crate::secret::Secret;
 
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
@@ -394,7 +394,7 @@ pub fn transport_text(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::alibaba::config::RrsaConfig;
+    use crate::config::alibaba::RrsaConfig;
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -4,12 +4,11 @@
 //! client with the vendor's error model and throttling retries.
 
 pub mod client;
-pub mod config;
-pub mod credentials;
-pub mod encode;
-pub mod scan_requests;
-pub mod sign_v1;
-pub mod sign_v3;
+pub(crate) mod credentials;
+pub(crate) mod error;
+pub(crate) mod scan_requests;
+pub(crate) mod sign_v1;
+pub(crate) mod sign_v3;
 
 /// `yyyy-MM-ddTHH:mm:ssZ` in UTC, the timestamp form both signatures use.
 pub fn timestamp(t: time::OffsetDateTime) -> String {

@@ -9,61 +9,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::json_str;
-
-/// `scanRequests:` of an `acr` or `sas` scanner: at most `max` scan requests per `per`
-/// (a burst of `max`, refilled evenly over `per`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScanRequestLimit {
-    #[serde(default = "default_max")]
-    pub max: u32,
-    #[serde(default = "default_per", with = "humantime_serde")]
-    pub per: Duration,
-}
-
-impl Default for ScanRequestLimit {
-    fn default() -> Self {
-        ScanRequestLimit {
-            max: default_max(),
-            per: default_per(),
-        }
-    }
-}
-
-// Security Center runs at most 10 scan tasks at once by default.
-fn default_max() -> u32 {
-    10
-}
-fn default_per() -> Duration {
-    Duration::from_secs(60)
-}
-
-impl ScanRequestLimit {
-    pub fn validate(&self, at: &str) -> Result<(), String> {
-        if self.max == 0 {
-            return Err(format!(
-                "{at}.scanRequests.max must be at least 1 (turn scanOnMissing off to ask for none)"
-            ));
-        }
-        if self.per.is_zero() || self.per > Duration::from_secs(86_400) {
-            return Err(format!("{at}.scanRequests.per must be between 1s and 24h"));
-        }
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{} scan request(s) per {}",
-            self.max,
-            humantime::format_duration(self.per)
-        )
-    }
-}
+use crate::config::alibaba::ScanRequestLimit;
 
 /// How long Security Center is not asked again after it refused a task.
 /// Running-task cap: tasks finish within minutes.

@@ -8,7 +8,7 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 
-use super::encode::{canonical_query, percent_encode};
+use crate::cloud::query::{canonical_query, percent_encode};
 
 pub fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
     format!(

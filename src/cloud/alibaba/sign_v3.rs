@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::encode::canonical_query;
+use crate::cloud::query::canonical_query;
 
 pub const ALGORITHM: &str = "ACS3-HMAC-SHA256";
 /// `x-acs-content-sha256` of an empty body (every RPC call vulngate makes).

@@ -7,8 +7,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use super::auth::AuthError;
 use super::error::ApiError;
-use crate::scan::ScanError;
 use crate::secret::{Secret, SecretSource};
 
 /// Tokens live 24 h; a new one is fetched this long before expiry.
@@ -57,14 +57,14 @@ impl IamTokens {
 
     /// A valid token, fetched when none is cached or the cached one is near expiry.
     /// Concurrent callers wait for one fetch.
-    pub async fn token(&self, scanner: &'static str) -> Result<Secret, ScanError> {
+    pub async fn token(&self) -> Result<Secret, AuthError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref() {
             if OffsetDateTime::now_utc() < c.refresh_at {
                 return Ok(c.token.clone());
             }
         }
-        let fresh = self.fetch(scanner).await?;
+        let fresh = self.fetch().await?;
         let token = fresh.token.clone();
         *cached = Some(fresh);
         Ok(token)
@@ -75,9 +75,9 @@ impl IamTokens {
         *self.cached.lock().await = None;
     }
 
-    async fn fetch(&self, scanner: &'static str) -> Result<CachedToken, ScanError> {
-        let config = |message: String| ScanError::Config { scanner, message };
-        let unavailable = |message: String| ScanError::Unavailable { scanner, message };
+    async fn fetch(&self) -> Result<CachedToken, AuthError> {
+        let config = AuthError::Config;
+        let unavailable = AuthError::Unavailable;
         let password = self
             .password
             .load()

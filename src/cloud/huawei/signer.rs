@@ -9,29 +9,17 @@
 //! - the key is the SK itself (no derivation).
 
 use hmac::{KeyInit, Mac};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::cloud::query::{canonical_query, percent_encode};
 use crate::secret::Secret;
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const DATE_HEADER: &str = "X-Sdk-Date";
 
-/// Characters kept as they are; everything else becomes `%XX` (upper case).
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'_')
-    .remove(b'-')
-    .remove(b'~')
-    .remove(b'.');
-
-/// Huawei's `escape()`: keeps `A-Z a-z 0-9 _ - ~ .`, UTF-8 bytes of the rest as `%XX`.
-pub fn escape(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
-}
-
 /// One request as it will be sent. `path` is decoded (`/v5/p/image/x`), query
-/// pairs are decoded; the caller sends [`canonical_query`] as the query string so
+/// pairs are decoded; the caller sends [`canonical_query`] (shared with Alibaba Cloud) as the query string so
 /// that what is signed is what goes on the wire.
 #[derive(Debug, Clone)]
 pub struct SignRequest<'a> {
@@ -58,22 +46,15 @@ pub fn sdk_date(at: OffsetDateTime) -> String {
 }
 
 pub fn canonical_uri(path: &str) -> String {
-    let mut uri = path.split('/').map(escape).collect::<Vec<_>>().join("/");
+    let mut uri = path
+        .split('/')
+        .map(percent_encode)
+        .collect::<Vec<_>>()
+        .join("/");
     if !uri.ends_with('/') {
         uri.push('/');
     }
     uri
-}
-
-pub fn canonical_query(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> =
-        query.iter().map(|(k, v)| (escape(k), escape(v))).collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// Whether a header takes part in the signature (Go SDK rule).

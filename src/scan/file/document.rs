@@ -14,9 +14,9 @@ use time::OffsetDateTime;
 
 use super::trivy::{self, TrivyReport};
 use super::KIND;
+use crate::domain::digest_key::DigestKey;
+use crate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
 use crate::image::ImageRef;
-use crate::scan::digest_key::DigestKey;
-use crate::scan::{ScanStatus, ScanSummary, SeverityCounts};
 
 /// What one file holds, in file order (a later entry for a digest wins).
 #[derive(Debug, Default)]

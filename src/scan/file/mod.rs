@@ -11,27 +11,19 @@ mod trivy;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use prometheus_client::metrics::counter::Counter;
 
-use super::digest_key::DigestKey;
-use super::{ScanError, ScanStatus, ScanSummary, ScanTarget, Scanner};
+use super::{ScanTarget, Scanner};
+use crate::domain::digest_key::DigestKey;
+use crate::domain::scan_error::ScanError;
+use crate::domain::summary::{ScanStatus, ScanSummary};
 use crate::image::ImageRef;
 use document::FileContent;
 
 pub const KIND: &str = "file";
-
-/// Scan files skipped because they could not be read. Process-wide, as scanners are
-/// built before the metrics registry exists; `metrics.rs` registers it.
-static SKIPPED_FILES: LazyLock<Counter> = LazyLock::new(Counter::default);
-
-/// The counter of skipped scan files, for the metrics registry.
-pub fn skipped_files_counter() -> Counter {
-    SKIPPED_FILES.clone()
-}
 
 /// What the files held when they were read, merged in file name order.
 #[derive(Debug, Default, Clone)]
@@ -87,7 +79,7 @@ impl ReadFile {
                 problem: None,
             },
             Err(problem) => {
-                SKIPPED_FILES.inc();
+                crate::metrics::skipped_files_counter().inc();
                 if previous.is_some() {
                     tracing::warn!(
                         file = %path.display(),
@@ -494,7 +486,7 @@ mod tests {
             "tarball.json",
             &trivy_report(serde_json::json!([]), high),
         );
-        let skipped_before = skipped_files_counter().get();
+        let skipped_before = crate::metrics::skipped_files_counter().get();
         let s =
             FileScanner::load(dir.path()).expect("one unreadable report must not stop the scanner");
         assert_eq!(summary_of(&s, D1).await.counts.high, Some(1));
@@ -507,7 +499,7 @@ mod tests {
             "{why}"
         );
         assert!(!why.contains("Some("), "no Rust debug text: {why}");
-        assert!(skipped_files_counter().get() > skipped_before);
+        assert!(crate::metrics::skipped_files_counter().get() > skipped_before);
     }
 
     #[tokio::test]

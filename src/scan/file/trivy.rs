@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 
 use super::document::{check_digest, FileContent};
 use super::KIND;
+use crate::domain::digest_key::DigestKey;
+use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 use crate::image::ImageRef;
-use crate::scan::digest_key::DigestKey;
-use crate::scan::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]

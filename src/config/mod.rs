@@ -1,7 +1,15 @@
 //! The config file: cluster defaults, exemptions, cache, TLS and scanner routing.
 //!
 //! Every struct denies unknown keys, so a typo stops start-up with a message that
-//! names the key instead of being silently ignored.
+//! names the key instead of being silently ignored. Plain data: building scanners,
+//! resolvers and clients from it is the wiring's job (src/app.rs).
+
+pub mod alibaba;
+pub mod harbor;
+pub mod huawei;
+pub(crate) mod retry;
+pub mod serving;
+pub(crate) mod shared_cache;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +17,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use serving::{ConnectionsConfig, OpsConfig, ShutdownConfig, TlsConfig};
+
+use crate::domain::rules::{ControllerPods, CountRule, Mode, OnError, UnscannedRule};
 use crate::pattern::ImagePattern;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -82,25 +93,6 @@ impl Default for ReviewBounds {
     }
 }
 
-/// The ops port's optional endpoints.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OpsConfig {
-    #[serde(default)]
-    pub purge: PurgeConfig,
-}
-
-/// `POST /cache/purge`: off unless enabled, and then only with the bearer token of
-/// `tokenFile` (read at each request, so a rotated Secret takes effect).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PurgeConfig {
-    #[serde(default)]
-    pub enabled: bool,
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-}
-
 fn default_max_images() -> usize {
     100
 }
@@ -130,219 +122,6 @@ impl AuditConfig {
     pub fn period(config: &Config) -> Option<Duration> {
         config.audit.enabled.then_some(config.audit.interval)
     }
-}
-
-/// How a SIGTERM is handled.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ShutdownConfig {
-    /// Keep serving, with readiness false, this long so the Service stops sending here.
-    #[serde(default, with = "humantime_serde")]
-    pub drain_delay: Duration,
-    /// Longest wait for in-flight reviews once the listener is closed.
-    #[serde(default = "default_grace", with = "humantime_serde")]
-    pub grace: Duration,
-}
-
-impl Default for ShutdownConfig {
-    fn default() -> Self {
-        ShutdownConfig {
-            drain_delay: Duration::ZERO,
-            grace: default_grace(),
-        }
-    }
-}
-
-/// `connections:`: what one client may hold. Every timeout and limit applies to the
-/// webhook port; the ops port has the same timeouts and its own, smaller budgets.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConnectionsConfig {
-    /// From accept to the first complete request head, TLS handshake included.
-    #[serde(default = "default_first_request_timeout", with = "humantime_serde")]
-    pub first_request_timeout: Duration,
-    /// A connection without a request in flight is closed after this (HTTP/1.1
-    /// keep-alive between requests, HTTP/2 without open streams). Longer than the
-    /// apiserver's own idle timeout (90 s), so it is the client that closes first.
-    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
-    pub idle_timeout: Duration,
-    /// A connection is asked to close (HTTP/2 GOAWAY, HTTP/1.1 after its answer) at
-    /// this age, so clients spread over new replicas.
-    #[serde(default = "default_max_connection_age", with = "humantime_serde")]
-    pub max_connection_age: Duration,
-    /// HTTP/2 PING interval; a peer that does not answer within `keepAliveTimeout`
-    /// is disconnected.
-    #[serde(default = "default_keep_alive_interval", with = "humantime_serde")]
-    pub keep_alive_interval: Duration,
-    #[serde(default = "default_keep_alive_timeout", with = "humantime_serde")]
-    pub keep_alive_timeout: Duration,
-    /// Concurrent HTTP/2 streams per connection.
-    #[serde(default = "default_max_concurrent_streams")]
-    pub max_concurrent_streams: u32,
-    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list), at least 8192.
-    #[serde(default = "default_max_header_bytes")]
-    pub max_header_bytes: u32,
-    /// Open connections on the webhook port; absent: derived from the open-file limit.
-    #[serde(default)]
-    pub max_connections: Option<usize>,
-    /// Open webhook connections from one client address.
-    #[serde(default = "default_max_connections_per_peer")]
-    pub max_connections_per_peer: usize,
-    /// Open connections on the ops port (probes and scrapes need few).
-    #[serde(default = "default_ops_max_connections")]
-    pub ops_max_connections: usize,
-    /// Open ops connections from one client address.
-    #[serde(default = "default_ops_max_connections_per_peer")]
-    pub ops_max_connections_per_peer: usize,
-}
-
-impl Default for ConnectionsConfig {
-    fn default() -> Self {
-        ConnectionsConfig {
-            first_request_timeout: default_first_request_timeout(),
-            idle_timeout: default_idle_timeout(),
-            max_connection_age: default_max_connection_age(),
-            keep_alive_interval: default_keep_alive_interval(),
-            keep_alive_timeout: default_keep_alive_timeout(),
-            max_concurrent_streams: default_max_concurrent_streams(),
-            max_header_bytes: default_max_header_bytes(),
-            max_connections: None,
-            max_connections_per_peer: default_max_connections_per_peer(),
-            ops_max_connections: default_ops_max_connections(),
-            ops_max_connections_per_peer: default_ops_max_connections_per_peer(),
-        }
-    }
-}
-
-impl ConnectionsConfig {
-    /// hyper asserts a buffer of at least 8 KiB; anything else zero would refuse every client.
-    fn validate(&self) -> Result<(), String> {
-        for (key, value) in [
-            ("firstRequestTimeout", self.first_request_timeout),
-            ("idleTimeout", self.idle_timeout),
-            ("maxConnectionAge", self.max_connection_age),
-            ("keepAliveInterval", self.keep_alive_interval),
-            ("keepAliveTimeout", self.keep_alive_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(format!("connections.{key}: must be greater than zero"));
-            }
-        }
-        if self.max_header_bytes < 8192 {
-            return Err(format!(
-                "connections.maxHeaderBytes: {} is too small; use at least 8192",
-                self.max_header_bytes
-            ));
-        }
-        for (key, value) in [
-            ("maxConcurrentStreams", self.max_concurrent_streams as usize),
-            ("maxConnections", self.max_connections.unwrap_or(1)),
-            ("maxConnectionsPerPeer", self.max_connections_per_peer),
-            ("opsMaxConnections", self.ops_max_connections),
-            (
-                "opsMaxConnectionsPerPeer",
-                self.ops_max_connections_per_peer,
-            ),
-        ] {
-            if value == 0 {
-                return Err(format!("connections.{key}: must be greater than zero"));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn default_first_request_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(120)
-}
-fn default_max_connection_age() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_keep_alive_interval() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_keep_alive_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_max_concurrent_streams() -> u32 {
-    256
-}
-fn default_max_header_bytes() -> u32 {
-    64 * 1024
-}
-fn default_max_connections_per_peer() -> usize {
-    256
-}
-fn default_ops_max_connections() -> usize {
-    256
-}
-fn default_ops_max_connections_per_peer() -> usize {
-    16
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Serving certificate and key (PEM); reloaded when they change on disk.
-    /// When both are absent, vulngate generates a CA and certificate into `generateDir`.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    /// Where a generated CA and certificate are written.
-    pub generate_dir: Option<PathBuf>,
-    /// Extra DNS names for a generated certificate (localhost is always in it).
-    #[serde(default)]
-    pub generate_names: Vec<String>,
-    /// A generated certificate that expires within this margin is generated again at start.
-    #[serde(default = "default_regenerate_before", with = "humantime_serde")]
-    pub regenerate_before: Duration,
-    /// CA bundle (PEM) of the clients allowed on the webhook port: with it, a client
-    /// without a certificate it signed is refused at the handshake. Reloaded when it
-    /// changes on disk.
-    #[serde(default, rename = "clientCAFile")]
-    pub client_ca_file: Option<PathBuf>,
-}
-
-impl Default for TlsConfig {
-    fn default() -> Self {
-        TlsConfig {
-            cert_file: None,
-            key_file: None,
-            generate_dir: None,
-            generate_names: Vec::new(),
-            regenerate_before: default_regenerate_before(),
-            client_ca_file: None,
-        }
-    }
-}
-
-fn default_regenerate_before() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Enforce,
-    Warn,
-    Off,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnscannedRule {
-    Deny,
-    Warn,
-    Allow,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    Deny,
-    Allow,
 }
 
 /// Limits by key: `critical`, `high`, `medium`, `low`, `unknown`, `total`, and the
@@ -375,21 +154,6 @@ pub struct PolicyDefaults {
     /// Pods that a built-in controller creates from an already judged template.
     #[serde(default = "default_controller_pods")]
     pub controller_pods: ControllerPods,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CountRule {
-    #[default]
-    All,
-    Fixable,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ControllerPods {
-    Enforce,
-    Warn,
 }
 
 impl Default for PolicyDefaults {
@@ -451,7 +215,7 @@ pub struct CacheConfig {
     pub tag_ttl: Duration,
     /// A tier shared by every replica, under this one's (Redis; off when absent).
     #[serde(default)]
-    pub shared: Option<crate::shared_cache::config::SharedCacheConfig>,
+    pub shared: Option<crate::config::shared_cache::SharedCacheConfig>,
     /// How long a failed scanner call is remembered, so repeats of a review do not call
     /// a failing scanner again for each image; `0s` remembers none.
     #[serde(default = "default_failure_ttl", with = "humantime_serde")]
@@ -540,13 +304,13 @@ impl Default for ResolutionConfig {
 pub enum ScannerConfig {
     File(FileScannerConfig),
     /// Huawei Cloud HSS, for SWR images (`docs/scanners-huawei-harbor.md`).
-    Hss(crate::scan::hss::HssConfig),
+    Hss(crate::config::huawei::HssConfig),
     /// Harbor v2.0 scan overviews and vulnerability reports (`docs/scanners-huawei-harbor.md`).
-    Harbor(crate::scan::harbor::HarborConfig),
+    Harbor(crate::config::harbor::HarborConfig),
     /// Alibaba Cloud Container Registry EE (`scanner: {acr: {region: cn-hangzhou, ...}}`).
-    Acr(crate::scan::acr::AcrConfig),
+    Acr(crate::config::alibaba::AcrConfig),
     /// Alibaba Cloud Security Center (`scanner: {sas: {region: cn-hangzhou, ...}}`).
-    Sas(crate::scan::sas::SasConfig),
+    Sas(crate::config::alibaba::SasConfig),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -666,15 +430,15 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         for key in self.policy.defaults.limits.keys() {
-            if !crate::policy::LimitKey::is_known(key) {
+            if !crate::domain::limits::LimitKey::is_known(key) {
                 return Err(format!(
                     "policy.defaults.limits.{key}: unknown limit; use one of {}",
-                    crate::policy::LimitKey::known_list()
+                    crate::domain::limits::LimitKey::known_list()
                 ));
             }
         }
         for (i, entry) in self.policy.defaults.allow_cves.iter().enumerate() {
-            crate::policy::allowlist::parse_entry(entry)
+            crate::domain::accepted::parse_entry(entry)
                 .map_err(|e| format!("policy.defaults.allowCves[{i}]: {e}"))?;
         }
         if self.deadline.is_zero() {
@@ -768,9 +532,6 @@ fn default_deadline() -> Duration {
 fn default_controller_pods() -> ControllerPods {
     ControllerPods::Warn
 }
-fn default_grace() -> Duration {
-    Duration::from_secs(20)
-}
 fn default_mode() -> Mode {
     Mode::Enforce
 }
@@ -806,6 +567,11 @@ fn default_failure_ttl() -> Duration {
 fn default_platforms() -> Vec<String> {
     vec!["linux/amd64".to_string(), "linux/arm64".to_string()]
 }
+/// Serde default of the `vulnerabilityDetails` switch of `acr` and `harbor`.
+fn default_vulnerability_details() -> bool {
+    true
+}
+
 fn default_true() -> bool {
     true
 }

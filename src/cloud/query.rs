@@ -1,4 +1,6 @@
-//! The percent-encoding both Alibaba Cloud signatures canonicalize with.
+//! The percent-encoding and canonical query both vendors sign (Alibaba Cloud's
+//! ACS3 and V1 signatures, Huawei Cloud's SDK-HMAC-SHA256): RFC 3986 unreserved
+//! characters kept, sorted `key=value` pairs.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 

@@ -243,7 +243,7 @@ mod tests {
 
     fn validated(redis: &str) -> Result<SharedCacheConfig, String> {
         let yaml = format!("redis: {redis}\nhmacKeys: [{{id: k1, secret: {{file: k}}}}]\n");
-        let config: SharedCacheConfig = serde_yaml::from_str(&yaml).map_err(|e| e.to_string())?;
+        let config: SharedCacheConfig = serde_saphyr::from_str(&yaml).map_err(|e| e.to_string())?;
         config.validate(Duration::from_secs(10))?;
         Ok(config)
     }
