@@ -360,3 +360,23 @@ fn the_reader_finds_imports_and_ignores_comments_and_strings() {
     found.sort();
     assert_eq!(found, ["a", "b", "e"]);
 }
+
+/// A file a reader can hold in their head: past this, split it by concern.
+const MAX_LINES: usize = 700;
+
+#[test]
+fn no_source_file_is_longer_than_a_reader_can_hold() {
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|path| {
+            let lines = fs::read_to_string(path).ok()?.lines().count();
+            (lines > MAX_LINES).then(|| format!("{} ({lines} lines)", path.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "over {MAX_LINES} lines, split by concern: {long:?}"
+    );
+}
