@@ -8,9 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The layer order, bottom to top. A module may name modules of the layers below
-/// its own, never one of its own layer or above. A name of a module that src/ does
-/// not have (yet) is harmless: `crypto` (the TLS provider and HTTP client builder)
-/// and `pin` (the digest-pinning webhook) are being added beside this test.
+/// its own, never one of its own layer or above; every module of src/ has a layer
+/// (`every_module_has_a_layer`).
 const LAYERS: &[(&str, &[&str])] = &[
     ("domain types, importing nothing of the crate", &["domain"]),
     (
