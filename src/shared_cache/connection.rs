@@ -47,8 +47,8 @@ impl Connection {
             }),
             None => None,
         };
-        // For rediss://, rustls takes the process's provider: vulngate uses ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // For rediss://, rustls takes the process's provider.
+        crate::crypto::install_default_provider();
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
