@@ -71,14 +71,6 @@ pub fn load_config(path: Option<&Path>, state_dir: &Path) -> Result<Config, Stri
     Config::load(&path).map_err(|e| e.to_string())
 }
 
-/// Chooses the process's one rustls crypto provider (ring, the backend vulngate is
-/// built with) before any TLS client or server is made: the tree also holds another
-/// provider, and rustls then picks none by itself. A provider installed already
-/// (by a test, say) is kept.
-pub fn install_crypto_provider() {
-    crate::crypto::install_default_provider();
-}
-
 /// The process's one Kubernetes API client (in-cluster config or kubeconfig), made
 /// at first use: a config that reads namespaces from a file, resolves no pull
 /// secrets and audits nothing never needs one. Clones share the client.
@@ -89,7 +81,7 @@ impl KubeClient {
     pub async fn get(&self) -> Result<kube::Client, String> {
         self.0
             .get_or_try_init(|| async {
-                install_crypto_provider();
+                crate::crypto::install_default_provider();
                 kube::Client::try_default()
                     .await
                     .map_err(|e| format!("no Kubernetes API client: {e}"))
@@ -139,7 +131,7 @@ pub async fn build_engine_with(
     metrics: Arc<Metrics>,
     kube: &KubeClient,
 ) -> Result<Engine, String> {
-    install_crypto_provider();
+    crate::crypto::install_default_provider();
     let namespaces = namespace_source(config, kube).await?;
     let router = scanners::scanner_router(&config.registries)?;
     let shared = match &config.cache.shared {

@@ -162,7 +162,7 @@ enum VerdictArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    app::install_crypto_provider();
+    vulngate::crypto::install_default_provider();
     let runtime = match vulngate::server::runtime() {
         Ok(r) => r,
         Err(e) => {
