@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use crate::domain::text::{clip, MAX_QUOTED};
+use crate::domain::text::{MAX_QUOTED, clip};
 
 mod judged;
 mod skim;
 
 pub(crate) use judged::ControllerOwner;
-pub(crate) use judged::{scope, JudgedPod, Scope};
+pub(crate) use judged::{JudgedPod, Scope, scope};
 
 pub(crate) const V1: &str = "admission.k8s.io/v1";
 pub(crate) const V1BETA1: &str = "admission.k8s.io/v1beta1";
@@ -148,7 +148,7 @@ fn checked<'a, O>(
             return Err(BadReview(format!(
                 "unsupported apiVersion {:?}: expected {V1} or {V1BETA1}",
                 clip(other, MAX_QUOTED)
-            )))
+            )));
         }
         None => return Err(BadReview("AdmissionReview has no apiVersion".into())),
     };

@@ -15,12 +15,12 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::admission::ObjectLite;
-use crate::decision::text::{violation_text, LimitViolation, ViolationForm};
+use crate::decision::text::{LimitViolation, ViolationForm, violation_text};
 use crate::decision::{Effect, ImageOutcome};
 use crate::domain::summary::Severity;
 use crate::engine::Engine;
 use crate::image::ImageRef;
-use crate::pattern::{wildcard_match, ImagePattern};
+use crate::pattern::{ImagePattern, wildcard_match};
 
 /// Pods judged at once; the summary cache makes concurrent lookups of one digest one call.
 const CONCURRENCY: usize = 8;
@@ -273,7 +273,7 @@ async fn pod_rows(engine: &Engine, pod: &Pod) -> Vec<Row> {
                 verdict: Effect::Deny.audit_column(),
                 failed_limits: Vec::new(),
                 message: Some(format!("cannot read the pod spec: {e}")),
-            }]
+            }];
         }
     };
     let subject = format!("Pod {namespace}/{name}");

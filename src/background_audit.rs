@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
 use crate::audit::{self, AuditOptions, Row};
-use crate::decision::text::{violation_text, ViolationForm};
+use crate::decision::text::{ViolationForm, violation_text};
 use crate::engine::Engine;
 use crate::events::{Events, Regarding};
 use crate::metrics::OverLimit;
@@ -332,7 +332,9 @@ mod tests {
         assert_eq!(offenders.len(), 2);
         let text = note(&offenders[0]);
         assert!(text.starts_with("admission would deny this pod now: container \"web\" (image registry.example.com/app/web:1, sha256:abc): 3 high over the limit 0 (vulngate.io/max-high); container \"side\""), "{text}");
-        assert!(note(&offenders[1])
-            .starts_with("admission would allow this pod now only with a warning"));
+        assert!(
+            note(&offenders[1])
+                .starts_with("admission would allow this pod now only with a warning")
+        );
     }
 }

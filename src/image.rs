@@ -228,7 +228,7 @@ fn check_digest(d: &str) -> Result<(), String> {
             return Err(format!(
                 "digest algorithm {:?} is not sha256, sha384 or sha512",
                 crate::domain::text::clip(algorithm, 32)
-            ))
+            ));
         }
     };
     if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {

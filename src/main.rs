@@ -389,7 +389,10 @@ async fn serve(
         if embedded {
             let dir = state_dir.display();
             println!("vulngate: embedded default in {dir}/ (config.yaml, namespaces.yaml, scans/)");
-            println!("try: curl --cacert {dir}/tls/ca.crt -H 'Content-Type: application/json' --data @{dir}/example-review.json https://localhost:{}/validate", webhook.port());
+            println!(
+                "try: curl --cacert {dir}/tls/ca.crt -H 'Content-Type: application/json' --data @{dir}/example-review.json https://localhost:{}/validate",
+                webhook.port()
+            );
         }
     };
     let shutdown = async move {
@@ -405,7 +408,7 @@ async fn serve(
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

@@ -177,9 +177,11 @@ mod tests {
     #[test]
     fn overlong_patterns_are_refused() {
         let long = format!("registry.example.com/{}", "*a".repeat(300));
-        assert!(ImagePattern::parse(&long)
-            .unwrap_err()
-            .contains("longer than 512"));
+        assert!(
+            ImagePattern::parse(&long)
+                .unwrap_err()
+                .contains("longer than 512")
+        );
         assert!(ImagePattern::parse("registry.example.com/*").is_ok());
     }
 

@@ -136,10 +136,12 @@ mod tests {
         std::fs::write(&path, "\n").unwrap();
         assert!(source.load().unwrap_err().contains("is empty"));
         let missing = SecretSource::File(dir.path().join("nope"));
-        assert!(missing
-            .load()
-            .unwrap_err()
-            .contains("cannot read credential file"));
+        assert!(
+            missing
+                .load()
+                .unwrap_err()
+                .contains("cannot read credential file")
+        );
         let env: SecretSource =
             serde_saphyr::from_str("{env: VULNGATE_TEST_SURELY_UNSET_VAR}").unwrap();
         assert!(env.load().unwrap_err().contains("is not set"));

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serde_json::{json, Value};
-use support::apiserver::{namespace, FakeApiServer};
+use serde_json::{Value, json};
+use support::apiserver::{FakeApiServer, namespace};
 use support::cli::Cli;
-use support::webhook::{digest, review, BIN};
+use support::webhook::{BIN, digest, review};
 
 const HIGH3: &str = "registry.example.com/app/high3:1";
 const CLEAN: &str = "registry.example.com/app/clean:1";

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::apiserver::{namespace, running_pod, FakeApiServer};
-use support::webhook::{basic_config, digest, Webhook};
+use support::apiserver::{FakeApiServer, namespace, running_pod};
+use support::webhook::{Webhook, basic_config, digest};
 
 const HIGH3: &str = "registry.example.com/app/high3:1";
 const CLEAN: &str = "registry.example.com/app/clean:1";
@@ -95,9 +95,7 @@ async fn background_audit_exports_gauges_and_events_and_follows_the_cluster() {
     }
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig_path = apiserver.write_kubeconfig(dir.path());
-    std::env::set_var("KUBECONFIG", &kubeconfig_path);
-    std::env::remove_var("KUBERNETES_SERVICE_HOST");
+    apiserver.write_kubeconfig(dir.path());
     let summaries = format!(
         "summaries:\n  - {{digest: \"{}\", image: \"{HIGH3}\", high: 3}}\n  - {{digest: \"{}\", image: \"{CLEAN}\"}}\n",
         digest("high3"),

@@ -3,8 +3,8 @@
 
 mod support;
 
-use serde_json::{json, Value};
-use support::apiserver::{namespace, FakeApiServer};
+use serde_json::{Value, json};
+use support::apiserver::{FakeApiServer, namespace};
 use support::cli::Cli;
 use support::webhook::digest;
 

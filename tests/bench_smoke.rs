@@ -121,9 +121,11 @@ fn admission_benchmark_smoke_writes_every_row() {
     );
     let decision = json["decision"].as_array().expect("decision rows");
     assert_eq!(decision.len(), bench::CONTAINERS.len());
-    assert!(decision
-        .iter()
-        .all(|d| d["micros_per_review"].as_f64().is_some_and(|us| us > 0.0)));
+    assert!(
+        decision
+            .iter()
+            .all(|d| d["micros_per_review"].as_f64().is_some_and(|us| us > 0.0))
+    );
     let memory = &json["memory"];
     assert!(memory["rss_filled_mib"].as_f64().unwrap() > 0.0);
     assert!(

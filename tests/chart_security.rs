@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use cel_interpreter::{Context, Program, Value as Cel};
 use chart_support::*;
-use serde_json::json;
 use serde_json::Value;
+use serde_json::json;
 
 /// What `.Capabilities.APIVersions.Has` looks for; `helm template` without a cluster
 /// lacks it unless told with `--api-versions`.
@@ -246,7 +246,7 @@ impl LockdownPolicy {
                     return Err(match message.execute(&context) {
                         Ok(Cel::String(s)) => s.to_string(),
                         other => panic!("messageExpression gave {other:?}"),
-                    })
+                    });
                 }
                 other => panic!("validation gave {other:?}"),
             }

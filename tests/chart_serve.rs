@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
-use support::webhook::{digest, object_with_pod_spec, pod_spec, review, Webhook};
+use support::webhook::{Webhook, digest, object_with_pod_spec, pod_spec, review};
 
 fn b64(v: &Value) -> String {
     let bytes = base64::engine::general_purpose::STANDARD

@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::apiserver::{namespace, FakeApiServer};
-use support::webhook::{basic_config, digest, object_with_pod_spec, pod_spec, review, Webhook};
+use support::apiserver::{FakeApiServer, namespace};
+use support::webhook::{Webhook, basic_config, digest, object_with_pod_spec, pod_spec, review};
 
 const HIGH3: &str = "registry.example.com/app/high3:1";
 
@@ -42,8 +42,6 @@ async fn namespace_policy_comes_from_the_cluster_and_follows_its_changes() {
     );
     let kubeconfig_path = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig_path, kubeconfig).expect("write kubeconfig");
-    std::env::set_var("KUBECONFIG", &kubeconfig_path);
-    std::env::remove_var("KUBERNETES_SERVICE_HOST");
 
     let summaries = format!(
         "summaries:\n  - {{digest: \"{}\", image: \"{HIGH3}\", high: 3}}\n",

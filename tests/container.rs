@@ -15,11 +15,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use support::container::{push, root, skopeo, BuiltImage, Podman};
+use serde_json::{Value, json};
+use support::container::{BuiltImage, Podman, push, root, skopeo};
 use support::dry_run_apiserver::{DryRunApiserver, WebhookTarget};
 use support::pod::{Pod, Rendered};
-use support::registry::{free_port, Registry, RegistryAuth};
+use support::registry::{Registry, RegistryAuth, free_port};
 use support::webhook::{fixtures_dir, object_with_pod_spec, pod_spec, review};
 
 const MIB: u64 = 1024 * 1024;

@@ -7,8 +7,8 @@ mod in_process;
 #[path = "support/reliability.rs"]
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use in_process::*;
@@ -151,10 +151,12 @@ async fn scanner_errors_follow_on_error_and_are_remembered_for_failure_ttl() {
         .await
         .json();
     assert_eq!(v["response"]["allowed"], true);
-    assert!(v["response"]["warnings"][0]
-        .as_str()
-        .unwrap()
-        .contains("onError: allow"));
+    assert!(
+        v["response"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("onError: allow")
+    );
     server.stop().await;
 }
 

@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::webhook::{digest, object_with_pod_spec, pod_spec, review, Webhook};
+use support::webhook::{Webhook, digest, object_with_pod_spec, pod_spec, review};
 
 const PURGE_TOKEN: &str = "freshness-purge-token";
 
@@ -112,10 +112,12 @@ async fn a_newer_scan_in_a_changed_report_replaces_the_cached_summary() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let r = decide(&webhook, &client, "after-broken").await;
     assert_eq!(r["allowed"], false, "{r}");
-    assert!(r["status"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("high"));
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("high")
+    );
 
     // Fixed again, and purged by the operator: the next review asks the scanner at once.
     replace(&webhook, "scans/summaries.yaml", &summaries(0));

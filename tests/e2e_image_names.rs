@@ -4,9 +4,9 @@
 
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use support::webhook::{
-    basic_config, digest, object_with_pod_spec, pod_spec, review, status_message, Webhook,
+    Webhook, basic_config, digest, object_with_pod_spec, pod_spec, review, status_message,
 };
 
 /// Scan reports name the canonical forms; a namespace that only warns on unscanned

@@ -9,10 +9,10 @@ mod support;
 mod chart_support;
 
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use support::registry::{Registry, RegistryAuth};
 use support::webhook::{
-    config_with_routes, digest, object_with_pod_spec, pod_spec, review, status_message, Webhook,
+    Webhook, config_with_routes, digest, object_with_pod_spec, pod_spec, review, status_message,
 };
 
 /// Routes: the test registry (tags resolved on it), then everything else on the scan

@@ -4,8 +4,8 @@
 
 mod support;
 
-use serde_json::{json, Value};
-use support::webhook::{basic_config, digest, object_with_pod_spec, pod_spec, review, Webhook};
+use serde_json::{Value, json};
+use support::webhook::{Webhook, basic_config, digest, object_with_pod_spec, pod_spec, review};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
@@ -105,11 +105,26 @@ async fn fixable_only_accepted_cves_and_grace_period() {
         &basic_config("policy:\n  defaults:\n    limits: {critical: 0, high: 0}\n"),
         &files(&[
             ("all", ""),
-            ("fixable", "vulngate.io/count: fixable, vulngate.io/max-high: \"1\""),
-            ("accepting", "vulngate.io/allow-cves: \"CVE-2024-0001, CVE-2024-0002, CVE-2026-0004 until 2099-12-31, CVE-2026-0003\""),
-            ("expired", "vulngate.io/allow-cves: \"CVE-2024-0001 until 2020-01-01, CVE-2024-0002, CVE-2026-0004, CVE-2026-0003\""),
-            ("grace", "vulngate.io/grace-days: \"14\", vulngate.io/allow-cves: \"CVE-2024-0001, CVE-2024-0002\""),
-            ("nolist", "vulngate.io/count: fixable, vulngate.io/grace-days: \"3\""),
+            (
+                "fixable",
+                "vulngate.io/count: fixable, vulngate.io/max-high: \"1\"",
+            ),
+            (
+                "accepting",
+                "vulngate.io/allow-cves: \"CVE-2024-0001, CVE-2024-0002, CVE-2026-0004 until 2099-12-31, CVE-2026-0003\"",
+            ),
+            (
+                "expired",
+                "vulngate.io/allow-cves: \"CVE-2024-0001 until 2020-01-01, CVE-2024-0002, CVE-2026-0004, CVE-2026-0003\"",
+            ),
+            (
+                "grace",
+                "vulngate.io/grace-days: \"14\", vulngate.io/allow-cves: \"CVE-2024-0001, CVE-2024-0002\"",
+            ),
+            (
+                "nolist",
+                "vulngate.io/count: fixable, vulngate.io/grace-days: \"3\"",
+            ),
         ]),
     );
     let client = webhook.client(false);
@@ -170,7 +185,9 @@ async fn fixable_only_accepted_cves_and_grace_period() {
 #[tokio::test]
 async fn cluster_wide_accepted_cves_from_a_file() {
     let webhook = Webhook::start(
-        &basic_config("policy:\n  acceptedCvesFile: accepted-cves.txt\n  defaults:\n    allowCves: [\"CVE-2024-0001\"]\n    limits: {high: 1}\n"),
+        &basic_config(
+            "policy:\n  acceptedCvesFile: accepted-cves.txt\n  defaults:\n    allowCves: [\"CVE-2024-0001\"]\n    limits: {high: 1}\n",
+        ),
         &files(&[("plain", "")]),
     );
     let client = webhook.client(true);

@@ -6,7 +6,7 @@ mod support;
 use base64::Engine as _;
 use serde_json::Value;
 use support::registry::{Registry, RegistryAuth};
-use support::webhook::{object_with_pod_spec, pod_spec, review, Webhook};
+use support::webhook::{Webhook, object_with_pod_spec, pod_spec, review};
 
 fn pod(image: &str) -> Value {
     review(

@@ -14,8 +14,8 @@ mod harbor_server;
 #[path = "support/hss_server.rs"]
 mod hss_server;
 
-use serde_json::{json, Value};
-use support::webhook::{object_with_pod_spec, pod_spec, review, Webhook};
+use serde_json::{Value, json};
+use support::webhook::{Webhook, object_with_pod_spec, pod_spec, review};
 
 const ACR_HOST: &str = "demo-registry.cn-hangzhou.cr.aliyuncs.com";
 const SWR_HOST: &str = "swr.cn-north-4.myhuaweicloud.com";

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use support::webhook::{
-    basic_config, config_with_routes, digest, object_with_pod_spec, pod_spec, review, Webhook,
+    Webhook, basic_config, config_with_routes, digest, object_with_pod_spec, pod_spec, review,
 };
 
 const CLEAN: &str = "registry.example.com/app/clean:1";
@@ -727,10 +727,12 @@ async fn certificate_rotated_on_disk_is_served_without_restart() {
     );
     // The connection opened before the rotation is still served.
     assert_eq!(webhook.review(&old_client, &request).await["allowed"], true);
-    assert!(webhook
-        .ops_get("/metrics")
-        .1
-        .contains("vulngate_tls_certificate_reloads_total 1"));
+    assert!(
+        webhook
+            .ops_get("/metrics")
+            .1
+            .contains("vulngate_tls_certificate_reloads_total 1")
+    );
 }
 
 const PURGE_TOKEN: &str = "purge-token-4f1c9e";
@@ -804,10 +806,12 @@ async fn purge_is_off_by_default() {
     assert_eq!(status, 404);
     // Health and metrics are still served.
     assert_eq!(webhook.ops_get("/healthz").0, 200);
-    assert!(webhook
-        .ops_get("/metrics")
-        .1
-        .contains("vulngate_summary_cache_misses_total 1"));
+    assert!(
+        webhook
+            .ops_get("/metrics")
+            .1
+            .contains("vulngate_summary_cache_misses_total 1")
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::apiserver::{namespace, FakeApiServer};
+use serde_json::{Value, json};
+use support::apiserver::{FakeApiServer, namespace};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 

@@ -6,8 +6,8 @@
 #[path = "support/reliability.rs"]
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use support::*;
@@ -167,7 +167,9 @@ async fn sigterm_drains_in_flight_reviews_and_exits_within_grace() {
         lost.load(Ordering::Relaxed),
     );
     let closed = closed_by_server.load(Ordering::Relaxed);
-    eprintln!("shutdown under load: {ok} ok, {failed} failed, {lost} lost, {closed} answers with Connection: close");
+    eprintln!(
+        "shutdown under load: {ok} ok, {failed} failed, {lost} lost, {closed} answers with Connection: close"
+    );
     assert_eq!(failed, 0);
     assert_eq!(lost, 0, "requests lost on keep-alive connections");
     assert!(ok > 10, "the load ran ({ok} reviews)");

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use support::apiserver::{namespace, FakeApiServer, RequestRecord};
-use vulngate::namespaces::cluster::ClusterNamespaces;
+use support::apiserver::{FakeApiServer, RequestRecord, namespace};
 use vulngate::namespaces::NamespaceSource;
+use vulngate::namespaces::cluster::ClusterNamespaces;
 
 /// Bounded polling: generous, so a slow machine does not fail a correct cache.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -166,10 +166,12 @@ async fn a_namespace_that_does_not_exist_is_none() {
     // Not a namespace name at all: answered without asking the apiserver.
     assert_eq!(annotations(&cache, "../secrets").await, None);
     assert_eq!(annotations(&cache, "").await, None);
-    assert!(server
-        .requests()
-        .iter()
-        .all(|r| !r.path.contains("secrets") && r.path != "/api/v1/namespaces/"));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("secrets") && r.path != "/api/v1/namespaces/")
+    );
 }
 
 #[tokio::test]

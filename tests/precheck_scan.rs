@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::process::Output;
 
 use alibaba_server::{SasImage, Seen, Server};
-use serde_json::{json, Value};
-use support::apiserver::{namespace, running_pod, FakeApiServer};
+use serde_json::{Value, json};
+use support::apiserver::{FakeApiServer, namespace, running_pod};
 use support::cli::Cli;
 
 const SHOP: &str = "shop-registry.cn-hangzhou.cr.aliyuncs.com";
@@ -342,10 +342,12 @@ async fn scan_with_yes_asks_each_scanner_for_the_pending_digests() {
     .map(|(i, r, t, d)| (i.to_string(), r.to_string(), t.to_string(), d))
     .collect();
     assert_eq!(acr, expected);
-    assert!(cluster
-        .seen("CreateRepoTagScanTask")
-        .iter()
-        .all(|s| s.access_key_id == "LTAI-acr"));
+    assert!(
+        cluster
+            .seen("CreateRepoTagScanTask")
+            .iter()
+            .all(|s| s.access_key_id == "LTAI-acr")
+    );
 
     let sas = cluster.seen("PublicCreateImageScanTask");
     assert_eq!(sas.len(), 2, "one request per repository: {sas:?}");

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use support::registry::{skopeo_digest, skopeo_raw, Proxy, Registry, RegistryAuth, TokenServer};
+use support::registry::{Proxy, Registry, RegistryAuth, TokenServer, skopeo_digest, skopeo_raw};
 use vulngate::config::Config;
 use vulngate::image::ImageRef;
 use vulngate::registry::RegistryResolver;

@@ -6,7 +6,7 @@ mod alibaba_server;
 
 use std::time::{Duration, Instant};
 
-use alibaba_server::{fixture, scan_result, Server};
+use alibaba_server::{Server, fixture, scan_result};
 use serde_json::json;
 use vulngate::config::alibaba::AcrConfig;
 use vulngate::domain::scan_error::ScanError;
@@ -128,9 +128,10 @@ async fn complete_scan_is_normalized_without_critical() {
     assert_eq!(s.server.count("GetRepository"), 1);
     assert_eq!(s.server.count("GetRepoTag"), 1);
     let seen = s.server.with(|d| d.seen.clone());
-    assert!(seen
-        .iter()
-        .all(|r| r.signature == "acs3" && r.access_key_id == "LTAI-test"));
+    assert!(
+        seen.iter()
+            .all(|r| r.signature == "acs3" && r.access_key_id == "LTAI-test")
+    );
     let summary_call = seen
         .iter()
         .find(|r| r.action == "GetRepoTagScanSummary")
@@ -167,9 +168,10 @@ async fn v1_signature_with_an_sts_security_token() {
     assert_eq!(got.status, ScanStatus::Complete);
     assert_eq!(got.counts.high, Some(22));
     let seen = s.server.with(|d| d.seen.clone());
-    assert!(seen
-        .iter()
-        .all(|r| r.signature == "v1" && r.access_key_id == "STS.test"));
+    assert!(
+        seen.iter()
+            .all(|r| r.signature == "v1" && r.access_key_id == "STS.test")
+    );
     // instanceId in the config: no discovery.
     assert_eq!(s.server.count("ListInstance"), 0);
 

@@ -5,7 +5,7 @@ mod harbor_server;
 
 use std::time::Duration;
 
-use harbor_server::{finding, scanned, Fault, HarborServer, ROBOT, ROBOT_SECRET};
+use harbor_server::{Fault, HarborServer, ROBOT, ROBOT_SECRET, finding, scanned};
 use serde_json::json;
 use vulngate::config::harbor::HarborConfig;
 use vulngate::domain::scan_error::ScanError;
@@ -387,10 +387,12 @@ async fn config_errors_are_clear() {
 
     let yaml = "url: \"ftp://harbor\"\nusername: r\npassword: {env: VULNGATE_TEST_UNSET}\n";
     let config: HarborConfig = serde_saphyr::from_str(yaml).unwrap();
-    assert!(HarborScanner::new(&config)
-        .err()
-        .unwrap()
-        .contains("expected http(s)"));
+    assert!(
+        HarborScanner::new(&config)
+            .err()
+            .unwrap()
+            .contains("expected http(s)")
+    );
     let yaml = format!(
         "url: \"{}\"\nusername: r\npassword: {{env: VULNGATE_TEST_UNSET}}\n",
         server.url()
@@ -415,10 +417,12 @@ async fn config_errors_are_clear() {
         &robot.path.with_file_name("ca.pem").display().to_string(),
     );
     let config: HarborConfig = serde_saphyr::from_str(&yaml).unwrap();
-    assert!(HarborScanner::new(&config)
-        .err()
-        .unwrap()
-        .contains("caFile"));
+    assert!(
+        HarborScanner::new(&config)
+            .err()
+            .unwrap()
+            .contains("caFile")
+    );
     let yaml = "url: x\nusername: r\npassword: hunter2\n";
     assert!(
         serde_saphyr::from_str::<HarborConfig>(yaml).is_err(),

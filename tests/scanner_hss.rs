@@ -7,8 +7,8 @@ mod hss_server;
 use std::time::Duration;
 
 use hss_server::{
-    record, Fault, HssServer, AK, IAM_DOMAIN, IAM_PASSWORD, IAM_USER, PROJECT, REGION,
-    SECURITY_TOKEN, SK,
+    AK, Fault, HssServer, IAM_DOMAIN, IAM_PASSWORD, IAM_USER, PROJECT, REGION, SECURITY_TOKEN, SK,
+    record,
 };
 use serde_json::json;
 use vulngate::config::huawei::HssConfig;
@@ -619,23 +619,56 @@ type Vector<'a> = (
 fn the_doubles_signature_check_reproduces_the_vendors_published_vectors() {
     // ../shared/apis/scan-apis.md, D.3: the SDKs' own signer tests and the derived HSS vector.
     let cases: &[Vector] = &[
-        ("GET", "/path", "limit=1", &[("x-sdk-date", "20060102T150405Z")], b"",
-         "5a2ce64c865e0e6046321c6f3d5a77ba8413eeaf355c3166c03d58d02ac79624"),
-        ("POST", "/path", "key=value", &[("x-sdk-date", "20060102T150405Z")], b"{\"Name\":\"test\",\"Id\":1}\n",
-         "cecc2af119b18ab70b4d094c0750f3b42c02f254903179a0fc2cc72fc9db4f59"),
-        ("GET", "/resources", "size=1",
-         &[("host", "service.endpoint.myhuaweicloud.com"), ("x-sdk-date", "20200608T023900Z")], b"",
-         "cfb4171acec81de07d50e53d57eb77edd537414d66ddb1d7d780f128e12cd842"),
-        ("POST", "/resources", "size=1",
-         &[("host", "service.endpoint.myhuaweicloud.com"), ("x-sdk-date", "20200608T023900Z")],
-         b"{\"name\":\"test\",\"id\":1}",
-         "436b1ac0a1ae03705934bb70ef2f2e09f7bfed2117d731a38235053199323a1f"),
-        ("GET", "/v5/0123456789abcdef0123456789abcdef/image/img-0001/vulnerabilities",
-         "image_name=nginx&image_type=private_image&limit=10&namespace=demo-org&offset=0&repair_necessity=immediate_repair&tag_name=1.25",
-         &[("host", "hss.cn-north-4.myhuaweicloud.com"),
-           ("x-project-id", "0123456789abcdef0123456789abcdef"),
-           ("x-sdk-date", "20200608T023900Z")], b"",
-         "51aa1961b9c582be7c8d5da8194dfc2fa00798694dff3754c3a3bce5d74bfad5"),
+        (
+            "GET",
+            "/path",
+            "limit=1",
+            &[("x-sdk-date", "20060102T150405Z")],
+            b"",
+            "5a2ce64c865e0e6046321c6f3d5a77ba8413eeaf355c3166c03d58d02ac79624",
+        ),
+        (
+            "POST",
+            "/path",
+            "key=value",
+            &[("x-sdk-date", "20060102T150405Z")],
+            b"{\"Name\":\"test\",\"Id\":1}\n",
+            "cecc2af119b18ab70b4d094c0750f3b42c02f254903179a0fc2cc72fc9db4f59",
+        ),
+        (
+            "GET",
+            "/resources",
+            "size=1",
+            &[
+                ("host", "service.endpoint.myhuaweicloud.com"),
+                ("x-sdk-date", "20200608T023900Z"),
+            ],
+            b"",
+            "cfb4171acec81de07d50e53d57eb77edd537414d66ddb1d7d780f128e12cd842",
+        ),
+        (
+            "POST",
+            "/resources",
+            "size=1",
+            &[
+                ("host", "service.endpoint.myhuaweicloud.com"),
+                ("x-sdk-date", "20200608T023900Z"),
+            ],
+            b"{\"name\":\"test\",\"id\":1}",
+            "436b1ac0a1ae03705934bb70ef2f2e09f7bfed2117d731a38235053199323a1f",
+        ),
+        (
+            "GET",
+            "/v5/0123456789abcdef0123456789abcdef/image/img-0001/vulnerabilities",
+            "image_name=nginx&image_type=private_image&limit=10&namespace=demo-org&offset=0&repair_necessity=immediate_repair&tag_name=1.25",
+            &[
+                ("host", "hss.cn-north-4.myhuaweicloud.com"),
+                ("x-project-id", "0123456789abcdef0123456789abcdef"),
+                ("x-sdk-date", "20200608T023900Z"),
+            ],
+            b"",
+            "51aa1961b9c582be7c8d5da8194dfc2fa00798694dff3754c3a3bce5d74bfad5",
+        ),
     ];
     for (method, path, query, headers, body, want) in cases {
         let got = hss_server::sdk_signature("SecretKey", method, path, query, headers, body);
@@ -643,7 +676,9 @@ fn the_doubles_signature_check_reproduces_the_vendors_published_vectors() {
     }
     // The canonical query of the SDKs' shared vector (escaping, sorting, repeated keys).
     assert_eq!(
-        hss_server::canonical_query("limit=1&enable=true&test=%E4%B8%80%20%28%26%3D%3F%21%23%25.%2A%29&path=%2Ftmp%2F123&multi=3&multi=1&multi=2"),
+        hss_server::canonical_query(
+            "limit=1&enable=true&test=%E4%B8%80%20%28%26%3D%3F%21%23%25.%2A%29&path=%2Ftmp%2F123&multi=3&multi=1&multi=2"
+        ),
         "enable=true&limit=1&multi=1&multi=2&multi=3&path=%2Ftmp%2F123&test=%E4%B8%80%20%28%26%3D%3F%21%23%25.%2A%29"
     );
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use alibaba_server::{fixture, Server};
+use alibaba_server::{Server, fixture};
 use serde_json::json;
 use vulngate::config::alibaba::SasConfig;
 use vulngate::domain::scan_error::ScanError;
@@ -103,9 +103,10 @@ async fn necessity_levels_map_to_high_medium_low_with_extras() {
     assert_eq!(server.count("DescribeImageVulList"), 3);
     assert_eq!(server.count("DescribeImageSecurityScanCount"), 1);
     let seen = server.with(|d| d.seen.clone());
-    assert!(seen
-        .iter()
-        .all(|r| r.signature == "acs3" && r.access_key_id == "LTAI-sas"));
+    assert!(
+        seen.iter()
+            .all(|r| r.signature == "acs3" && r.access_key_id == "LTAI-sas")
+    );
     let vul = seen
         .iter()
         .find(|r| r.action == "DescribeImageVulList")

@@ -13,7 +13,7 @@ mod shared;
 
 use std::time::Duration;
 
-use support::webhook::{object_with_pod_spec, pod_spec, review, Webhook};
+use support::webhook::{Webhook, object_with_pod_spec, pod_spec, review};
 
 use redis::Redis;
 use shared::*;
@@ -141,11 +141,13 @@ async fn a_forged_entry_is_ignored_counted_and_logged_without_the_key() {
     );
     assert_eq!(scanner_calls(&harbor), 2, "the forged entry was not used");
     // Counted (once per read: before and after taking the lock).
-    assert!(metric(
-        other,
-        "vulngate_shared_cache_rejected_entries_total{reason=\"bad_signature\"}"
-    )
-    .is_some_and(|n| n >= 1.0));
+    assert!(
+        metric(
+            other,
+            "vulngate_shared_cache_rejected_entries_total{reason=\"bad_signature\"}"
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
     let logs = other.stderr();
     assert!(logs.contains("failed its integrity check"), "{logs}");
     assert!(!logs.contains(HMAC_KEY));
@@ -158,11 +160,13 @@ async fn a_forged_entry_is_ignored_counted_and_logged_without_the_key() {
     let third = Webhook::start(&config(&harbor.url(), &plain_shared(&redis)), &files(&[]));
     let client = third.client(true);
     assert_eq!(decide(&third, &client, "c", "bad").await, Ok(false));
-    assert!(metric(
-        &third,
-        "vulngate_shared_cache_rejected_entries_total{reason=\"malformed\"}"
-    )
-    .is_some_and(|n| n >= 1.0));
+    assert!(
+        metric(
+            &third,
+            "vulngate_shared_cache_rejected_entries_total{reason=\"malformed\"}"
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,8 +102,8 @@ async fn a_sentinel_found_master_is_shared_and_a_failover_is_followed_without_a_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_of_three_masters_makes_one_scanner_call_per_digest_and_a_purge_empties_every_master(
-) {
+async fn a_cluster_of_three_masters_makes_one_scanner_call_per_digest_and_a_purge_empties_every_master()
+ {
     let nodes = Redis::start_cluster(3);
     // Enough digests that their keys land on more than one master.
     let labels: Vec<String> = (0..12).map(|i| format!("cold-{i}")).collect();

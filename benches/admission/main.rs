@@ -17,7 +17,9 @@ fn main() -> ExitCode {
     let smoke = args.iter().any(|a| a == "--smoke")
         || std::env::var("VULNGATE_BENCH_SMOKE").is_ok_and(|v| v == "1");
     if !smoke && !args.iter().any(|a| a == "--bench") {
-        println!("admission benchmark: run it with `cargo bench --bench admission` (tests/bench_smoke.rs runs its smoke mode)");
+        println!(
+            "admission benchmark: run it with `cargo bench --bench admission` (tests/bench_smoke.rs runs its smoke mode)"
+        );
         return ExitCode::SUCCESS;
     }
     let options = if smoke {

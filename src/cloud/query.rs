@@ -2,7 +2,7 @@
 //! ACS3 and V1 signatures, Huawei Cloud's SDK-HMAC-SHA256): RFC 3986 unreserved
 //! characters kept, sorted `key=value` pairs.
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// RFC 3986: everything but `A-Z a-z 0-9 - _ . ~` becomes `%XX` (upper-case hex), so
 /// space is `%20` (never `+`), `*` is `%2A`, `/` is `%2F` and `~` stays.

@@ -34,8 +34,8 @@ use crate::events::Regarding;
 
 pub(crate) use outcome::{ImageOutcome, PlatformViolation, Unenforceable};
 pub(crate) use rules::{
-    decide, decide_mode_off, decide_too_many_images, namespace_unknown, not_judged, refused,
-    unjudged, PodContext, PodOutcomes,
+    PodContext, PodOutcomes, decide, decide_mode_off, decide_too_many_images, namespace_unknown,
+    not_judged, refused, unjudged,
 };
 
 /// Allow, warn or deny.

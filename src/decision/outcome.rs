@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::domain::limits::LimitKey;
 use crate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
-use crate::policy::{judge, Limit, NamespacePolicy, Violation};
+use crate::policy::{Limit, NamespacePolicy, Violation, judge};
 
 /// What became of one image.
 #[derive(Debug, Clone)]

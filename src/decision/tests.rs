@@ -8,7 +8,7 @@ use std::sync::Arc;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
-use super::text::{log_reason, MAX_LINE, MAX_LISTED};
+use super::text::{MAX_LINE, MAX_LISTED, log_reason};
 use super::*;
 use crate::admission::ContainerKind;
 use crate::config::PolicyConfig;
@@ -225,7 +225,9 @@ fn the_texts_of_each_outcome_are_admissions_own() {
     );
     assert_eq!(
         over.response.message.as_deref(),
-        Some("vulngate denied Pod shop/web: container \"app\" (image \"registry.example.com/app:1\", sha256:0123456789abcdef): 2 high vulnerabilities, over the limit of 1 set by annotation vulngate.io/max-high on namespace shop")
+        Some(
+            "vulngate denied Pod shop/web: container \"app\" (image \"registry.example.com/app:1\", sha256:0123456789abcdef): 2 high vulnerabilities, over the limit of 1 set by annotation vulngate.io/max-high on namespace shop"
+        )
     );
     let unscanned = decide_one(
         &enforce,
@@ -235,7 +237,9 @@ fn the_texts_of_each_outcome_are_admissions_own() {
     );
     assert_eq!(
         unscanned.containers[0].message.as_deref(),
-        Some("the file scan of this image is not finished yet; unscanned images are denied (the cluster default unscanned: deny)")
+        Some(
+            "the file scan of this image is not finished yet; unscanned images are denied (the cluster default unscanned: deny)"
+        )
     );
 }
 
@@ -376,9 +380,11 @@ fn a_controller_restart_event_names_the_workload() {
         ("ReplicaSet", "web-1")
     );
     assert_eq!(event.regarding.namespace.as_deref(), Some("shop"));
-    assert!(event
-        .note
-        .starts_with("allowed because the replicaset-controller created this pod"));
+    assert!(
+        event
+            .note
+            .starts_with("allowed because the replicaset-controller created this pod")
+    );
 }
 
 #[test]
@@ -484,7 +490,7 @@ fn a_warned_review_logs_its_warnings_as_the_reason() {
 
 #[test]
 fn one_spelling_of_a_violation_in_each_form() {
-    use super::text::{violation_text, LimitViolation, ViolationForm};
+    use super::text::{LimitViolation, ViolationForm, violation_text};
     let on_arm = LimitViolation {
         key: &"high",
         count: 3,

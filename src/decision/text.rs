@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt::Display;
 
 use crate::admission::{ContainerImage, Response};
-use crate::domain::text::{clip, MAX_QUOTED};
+use crate::domain::text::{MAX_QUOTED, clip};
 use crate::policy::{NamespacePolicy, Source};
 
 use super::{PlatformViolation, Unenforceable};

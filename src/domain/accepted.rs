@@ -1,7 +1,7 @@
 //! One accepted-vulnerability entry: `CVE-2024-1234` or `CVE-2024-1234 until 2026-12-31`.
 
-use time::macros::format_description;
 use time::Date;
+use time::macros::format_description;
 
 /// Parses one entry: an id, optionally followed by `until YYYY-MM-DD`.
 pub fn parse_entry(text: &str) -> Result<(String, Option<Date>), String> {
@@ -22,7 +22,7 @@ pub fn parse_entry(text: &str) -> Result<(String, Option<Date>), String> {
         _ => {
             return Err(format!(
                 "{text:?}: expected \"ID\" or \"ID until YYYY-MM-DD\""
-            ))
+            ));
         }
     };
     Ok((id.to_ascii_uppercase(), until))

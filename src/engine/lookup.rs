@@ -14,8 +14,8 @@ use crate::domain::summary::{ScanStatus, ScanSummary};
 use crate::image::ImageRef;
 use crate::policy::NamespacePolicy;
 use crate::resolve::{PullContext, ResolveError, Resolved};
-use crate::scan::cache::CacheKey;
 use crate::scan::ScanTarget;
+use crate::scan::cache::CacheKey;
 
 use super::Engine;
 
@@ -32,7 +32,7 @@ impl Engine {
             Err(e) => {
                 return Located::Decided(ImageOutcome::Invalid {
                     message: e.to_string(),
-                })
+                });
             }
         };
         if policy.exempt_images.iter().any(|p| p.matches(&image)) {
@@ -107,7 +107,7 @@ impl Engine {
                             "tag {} is not mapped to a digest by any registry or scan report",
                             image.tag.as_deref().unwrap_or("latest")
                         ),
-                    }
+                    };
                 }
                 Err(ResolveError::NotFound(m)) => return ImageOutcome::NotFound { message: m },
                 Err(ResolveError::Backend(m)) => return ImageOutcome::BackendError { message: m },
@@ -122,7 +122,7 @@ impl Engine {
             Err(e) => {
                 return ImageOutcome::BackendError {
                     message: e.to_string(),
-                }
+                };
             }
         };
         let judged = match (&resolved, summary.status) {
@@ -142,7 +142,7 @@ impl Engine {
                     Err(e) => {
                         return ImageOutcome::BackendError {
                             message: e.to_string(),
-                        }
+                        };
                     }
                 }
             }

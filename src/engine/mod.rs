@@ -26,10 +26,10 @@ use crate::namespaces::NamespaceSource;
 use crate::policy::allowlist::{self, AllowEntry};
 use crate::policy::{NamespacePolicy, PolicyCache, Source};
 use crate::resolve::{DigestResolver, PullContext};
-use crate::scan::cache::SummaryCache;
 use crate::scan::ScannerRouter;
+use crate::scan::cache::SummaryCache;
 
-use lookup::{distinct_images, pull_context, KnownImage};
+use lookup::{KnownImage, distinct_images, pull_context};
 
 pub struct Engine {
     policy: PolicyConfig,
@@ -414,8 +414,8 @@ mod tests {
     use crate::config::HostPattern;
     use crate::decision::text::{MAX_LINE, MAX_LISTED};
     use crate::namespaces::file::FileNamespaces;
-    use crate::scan::file::FileScanner;
     use crate::scan::Route;
+    use crate::scan::file::FileScanner;
 
     fn engine() -> Engine {
         engine_with("review: {maxImages: 5000}\n")
@@ -484,7 +484,9 @@ mod tests {
         assert!(!denied.allowed);
         assert_eq!(
             denied.message.as_deref(),
-            Some("vulngate denied images for namespace default: it names 101 distinct images, more than the 100 that one review may judge (review.maxImages), so none was judged")
+            Some(
+                "vulngate denied images for namespace default: it names 101 distinct images, more than the 100 that one review may judge (review.maxImages), so none was judged"
+            )
         );
         assert_eq!(denied.audit_annotations["too-many-images"], "101");
 

@@ -4,8 +4,8 @@
 //! fuzz target (feature `fuzz-oracle`); never on the admission path.
 
 use super::{
-    canonical_name, check_digest, refuse_blank, DigestKey, ImageRef, InvalidImage,
-    NAME_TOTAL_LENGTH_MAX,
+    DigestKey, ImageRef, InvalidImage, NAME_TOTAL_LENGTH_MAX, canonical_name, check_digest,
+    refuse_blank,
 };
 
 /// What `parse` answered when it read references with oci-spec's regular expression.

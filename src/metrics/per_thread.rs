@@ -5,8 +5,8 @@
 //! only its own, with a plain load and store (no locked instruction).
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -149,7 +149,7 @@ impl ReviewMetrics {
     pub fn encoder(
         &self,
         series: Series,
-    ) -> impl EncodeMetric + fmt::Debug + Send + Sync + 'static {
+    ) -> impl EncodeMetric + fmt::Debug + Send + Sync + 'static + use<> {
         Encoded(self.clone(), series)
     }
 }
@@ -176,7 +176,7 @@ struct Encoded(ReviewMetrics, Series);
 
 impl EncodeMetric for Encoded {
     fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
-        let slots = &self.0 .0;
+        let slots = &self.0.0;
         match self.1 {
             Series::Reviews => {
                 for k in 0..KINDS {

@@ -127,8 +127,8 @@ mod tests {
     use super::*;
     use crate::config::PolicyConfig;
     use crate::domain::summary::{ScanStatus, Severity, Vulnerability};
-    use crate::policy::allowlist::parse_list;
     use crate::policy::Source;
+    use crate::policy::allowlist::parse_list;
     use time::macros::datetime;
 
     fn summary(vulns: &[(&str, Severity, Option<bool>, OffsetDateTime)]) -> ScanSummary {

@@ -9,8 +9,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::config::PolicyConfig;
 use crate::domain::annotations::{
@@ -467,15 +467,19 @@ mod tests {
         // A break-glass stops applying when its time has passed, without any change.
         let until = (now + time::Duration::minutes(5)).format(&Rfc3339).unwrap();
         let c = Arc::new(ann(&[("vulngate.io/break-glass-until", until.as_str())]));
-        assert!(cache
-            .resolve(&config, &[], "shop", Some(&c), now)
-            .break_glass_until
-            .is_some());
+        assert!(
+            cache
+                .resolve(&config, &[], "shop", Some(&c), now)
+                .break_glass_until
+                .is_some()
+        );
         let later = now + time::Duration::minutes(6);
-        assert!(cache
-            .resolve(&config, &[], "shop", Some(&c), later)
-            .break_glass_until
-            .is_none());
+        assert!(
+            cache
+                .resolve(&config, &[], "shop", Some(&c), later)
+                .break_glass_until
+                .is_none()
+        );
     }
 
     #[test]

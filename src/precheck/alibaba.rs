@@ -19,9 +19,9 @@ use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
 use crate::config::alibaba::AcrConfig;
 use crate::config::alibaba::SasConfig;
 use crate::config::{Config, ScannerConfig};
+use crate::scan::ScanTarget;
 use crate::scan::acr::AcrScanner;
 use crate::scan::sas::region_of_acr_host;
-use crate::scan::ScanTarget;
 
 use super::Pending;
 

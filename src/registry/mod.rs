@@ -105,7 +105,7 @@ impl RegistryResolver {
             (true, None) => {
                 return Err(
                     "resolution.useImagePullSecrets needs access to the Kubernetes API".into(),
-                )
+                );
             }
         };
         let platforms = config

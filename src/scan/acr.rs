@@ -562,7 +562,7 @@ impl Scanner for AcrScanner {
         match status.as_str() {
             "COMPLETE" => {}
             "SCANNING" | "RETRYING" => {
-                return Ok(ScanSummary::status_only(KIND, ScanStatus::Scanning))
+                return Ok(ScanSummary::status_only(KIND, ScanStatus::Scanning));
             }
             "FAILED" => return Ok(ScanSummary::status_only(KIND, ScanStatus::Failed)),
             other => {
@@ -687,9 +687,11 @@ mod tests {
                 .unwrap();
         assert!(list.is_empty());
         assert_eq!(total, None);
-        assert!(scan_result_page(&serde_json::json!([1, 2]))
-            .unwrap()
-            .0
-            .is_empty());
+        assert!(
+            scan_result_page(&serde_json::json!([1, 2]))
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 }

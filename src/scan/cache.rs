@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
-use moka::sync::Cache;
 use moka::Expiry;
+use moka::sync::Cache;
 
 use super::{ScanTarget, Scanner};
 use crate::config::CacheConfig;

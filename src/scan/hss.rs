@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use super::backoff::{self, Attempt};
@@ -665,9 +665,11 @@ mod tests {
         assert_eq!(eu.endpoint(), "https://hss.eu-west-101.myhuaweicloud.eu");
         assert_eq!(c.auth, HuaweiAuthConfig::default());
         assert_eq!(c.retry.max_retries, 3);
-        assert!(config("region: r\nprojectId: p\nsecretKey: x\n")
-            .unwrap_err()
-            .contains("unknown field"));
+        assert!(
+            config("region: r\nprojectId: p\nsecretKey: x\n")
+                .unwrap_err()
+                .contains("unknown field")
+        );
         let bad = config("region: cn-north-4\nprojectId: p\nimageType: docker\n").unwrap();
         assert!(HssScanner::new(&bad).err().unwrap().contains("imageType"));
         let bad = config("region: cn-north-4\nprojectId: \"a/b\"\n").unwrap();

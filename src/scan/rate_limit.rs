@@ -48,7 +48,7 @@ impl RateLimited {
             Some(rate) => {
                 return Err(format!(
                     "maxRequestsPerSecond: {rate} is not a positive number of requests per second"
-                ))
+                ));
             }
         };
         let concurrent = match max_concurrent {

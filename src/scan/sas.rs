@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::alibaba_error::scan_error;
 use super::{ScanTarget, Scanner};
 use crate::cloud::alibaba::client::{Api, Method, RpcClient};
-use crate::cloud::alibaba::scan_requests::{sas_task_refusal, ScanRequestGate};
+use crate::cloud::alibaba::scan_requests::{ScanRequestGate, sas_task_refusal};
 use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
 use crate::config::alibaba::SasConfig;
 use crate::domain::scan_error::ScanError;

@@ -7,8 +7,8 @@
 //! from CLUSTER SLOTS), each node's cursor on its own node; the keys it finds are
 //! deleted through the cluster client, which splits the DEL by slot.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;

@@ -115,7 +115,10 @@ fn check_render(case: &str, docs: &[Value]) {
             .unwrap_or(30),
     );
     let stop = config.shutdown.drain_delay + config.shutdown.grace;
-    assert!(stop < kill_after, "{case}: drainDelay + grace = {stop:?} must be below terminationGracePeriodSeconds {kill_after:?}");
+    assert!(
+        stop < kill_after,
+        "{case}: drainDelay + grace = {stop:?} must be below terminationGracePeriodSeconds {kill_after:?}"
+    );
     assert!(
         !config.shutdown.drain_delay.is_zero(),
         "{case}: a drain delay lets the Service stop sending reviews first"

@@ -130,10 +130,12 @@ fn the_helm_test_expects_a_denial_in_an_annotated_namespace() {
     );
     assert!(policy.problems.is_empty(), "{:?}", policy.problems);
     assert_eq!(policy.mode, Mode::Enforce);
-    assert!(policy
-        .limits
-        .iter()
-        .any(|l| l.key.as_str() == "critical" && l.max == 0));
+    assert!(
+        policy
+            .limits
+            .iter()
+            .any(|l| l.key.as_str() == "critical" && l.max == 0)
+    );
 
     // ... and the webhook is called for it.
     let ns_l = labels(&ns["metadata"]["labels"]);

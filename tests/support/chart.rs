@@ -37,7 +37,9 @@ pub fn tool(name: &str) -> PathBuf {
     if local.is_file() {
         return local;
     }
-    panic!("`{name}` is not installed: run `bash {SETUP}` (tests/run.sh runs it) to install helm, kubectl and kubernetes-validate into .tools/bin");
+    panic!(
+        "`{name}` is not installed: run `bash {SETUP}` (tests/run.sh runs it) to install helm, kubectl and kubernetes-validate into .tools/bin"
+    );
 }
 
 pub struct Output {

@@ -224,7 +224,7 @@ impl KubeletVolume {
     }
 
     pub fn update(&mut self, files: &[(String, Vec<u8>)]) {
-        use std::os::unix::fs::{symlink, PermissionsExt};
+        use std::os::unix::fs::{PermissionsExt, symlink};
         self.generation += 1;
         let old = std::fs::read_link(self.dir.join("..data")).ok();
         // The kubelet names it by the time: `..2026_12_05_02_10_00.123456789`.

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub const ROBOT: &str = "robot$vulngate";
 pub const ROBOT_SECRET: &str = "harbor-robot-secret-XyZ-0987";
@@ -220,12 +220,30 @@ async fn handle(State(state): State<Arc<HarborState>>, uri: Uri, headers: Header
     // /api/v2.0/projects/{project}/repositories/{repository}/artifacts/{reference}[/additions/vulnerabilities]
     let parts: Vec<&str> = raw.split('/').collect();
     let (project, repository, reference, is_report) = match parts.as_slice() {
-        ["", "api", "v2.0", "projects", project, "repositories", repository, "artifacts", reference] => {
-            (*project, *repository, *reference, false)
-        }
-        ["", "api", "v2.0", "projects", project, "repositories", repository, "artifacts", reference, "additions", "vulnerabilities"] => {
-            (*project, *repository, *reference, true)
-        }
+        [
+            "",
+            "api",
+            "v2.0",
+            "projects",
+            project,
+            "repositories",
+            repository,
+            "artifacts",
+            reference,
+        ] => (*project, *repository, *reference, false),
+        [
+            "",
+            "api",
+            "v2.0",
+            "projects",
+            project,
+            "repositories",
+            repository,
+            "artifacts",
+            reference,
+            "additions",
+            "vulnerabilities",
+        ] => (*project, *repository, *reference, true),
         _ => return error(404, "NOT_FOUND", "no such API", &request_id),
     };
     // The repository segment is decoded twice: once by the router, once by Harbor.

@@ -14,8 +14,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 pub const EMBEDDED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/embedded");
 /// Scanned, under the default limits (critical 0, high 0): allowed.

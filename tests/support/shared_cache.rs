@@ -6,11 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::harbor_server::{self, HarborServer};
 use crate::support;
-use crate::support::webhook::{object_with_pod_spec, pod_spec, review, Webhook};
+use crate::support::webhook::{Webhook, object_with_pod_spec, pod_spec, review};
 
 pub const HARBOR_HOST: &str = "harbor.example.test";
 pub const HMAC_KEY: &str = "a-test-hmac-key-of-32-bytes-0001";

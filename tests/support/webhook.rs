@@ -108,7 +108,15 @@ impl Webhook {
     fn spawn(dir: tempfile::TempDir, args: Vec<String>, ca: Option<Vec<u8>>) -> Webhook {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // A test with an apiserver writes its kubeconfig into the webhook's directory.
+        let kubeconfig = dir.path().join("kubeconfig");
+        if kubeconfig.exists() {
+            command
+                .env("KUBECONFIG", &kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST");
+        }
+        let mut child = command
             .args(&args)
             .current_dir(dir.path())
             .stdout(Stdio::piped())

@@ -14,12 +14,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
@@ -28,7 +28,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use vulngate::config::serving::ConnectionsConfig;
 use vulngate::connections::{self, Port, Timeouts};
 use vulngate::server::BODY_LIMIT;
-use vulngate::tls::{server_config, ReloadingCert};
+use vulngate::tls::{ReloadingCert, server_config};
 
 use super::Result;
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde_json::{json, Value};
-use tokio::sync::{oneshot, Barrier};
+use serde_json::{Value, json};
+use tokio::sync::{Barrier, oneshot};
 
 use vulngate::config::{Config, HostPattern};
 use vulngate::domain::scan_error::ScanError;
@@ -24,12 +24,12 @@ use vulngate::engine::{Engine, EngineParts};
 use vulngate::metrics::Metrics;
 use vulngate::namespaces::file::FileNamespaces;
 use vulngate::scan::{Route, ScanTarget, Scanner, ScannerRouter};
-use vulngate::server::{serve, AppState, ServeOptions};
+use vulngate::server::{AppState, ServeOptions, serve};
 use vulngate::tls::ReloadingCert;
 
+use super::Result;
 use super::client::{self, Proto, Target};
 use super::setup::{self, Files};
-use super::Result;
 
 /// HTTP/2 connections the concurrent reviews are spread over.
 const CONNECTIONS: usize = 8;

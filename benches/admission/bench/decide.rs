@@ -2,13 +2,13 @@
 //! after the other on one thread, caches warm, no HTTP, no TLS and no log subscriber.
 //! What a review costs vulngate beyond the stack the baseline measures.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use super::cold::{engine, SlowScanner};
-use super::setup::Files;
 use super::Result;
+use super::cold::{SlowScanner, engine};
+use super::setup::Files;
 
 #[derive(Debug, Clone)]
 pub struct DecideRow {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use vulngate::domain::scan_error::ScanError;
 use vulngate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
@@ -23,11 +23,11 @@ use vulngate::scan::rate_limit::RateLimited;
 use vulngate::scan::{ScanTarget, Scanner};
 use vulngate::shared_cache::SharedTier;
 
+use super::Result;
 use super::apiserver::{self, FakeApiServer};
 use super::cold::{self, Served, SlowScanner};
 use super::redis::Redis;
 use super::setup::{self, Files};
-use super::Result;
 
 /// HTTP/2 connections per replica.
 const CONNECTIONS_PER_REPLICA: usize = 3;
@@ -51,7 +51,11 @@ impl ReplicaRow {
         format!(
             "replicas {} {}: {} reviews of one cold digest: {} scanner call(s), p50 {:.2} ms, p99 {:.2} ms, {} errors ({} lock waits, {} Redis errors)",
             self.replicas,
-            if self.shared { "with the shared tier" } else { "without" },
+            if self.shared {
+                "with the shared tier"
+            } else {
+                "without"
+            },
             self.reviews,
             self.scanner_calls,
             self.p50_ms,

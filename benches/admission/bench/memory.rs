@@ -4,15 +4,15 @@
 //! while the summaries file was loaded (before any review), and the entry count at
 //! the end from `POST /cache/purge`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::client::{self, Proto, Target};
-use super::setup::{self, digest_of, Files};
+use super::setup::{self, Files, digest_of};
 use super::{Options, Result};
 
 /// Containers per review while filling.
@@ -83,7 +83,9 @@ const PURGE_TOKEN: &str = "memory-bench-purge";
 /// `POST /cache/purge` on the ops port: "purged N entries".
 async fn purge(ops: std::net::SocketAddr) -> Result<u64> {
     let mut tcp = TcpStream::connect(ops).await?;
-    let request = format!("POST /cache/purge HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {PURGE_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "POST /cache/purge HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {PURGE_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     tcp.write_all(request.as_bytes()).await?;
     let mut out = String::new();
     tcp.read_to_string(&mut out).await?;

@@ -8,11 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::client::{self, Proto, Target};
-use super::{Options, Result, CONTAINERS};
+use super::{CONTAINERS, Options, Result};
 
 /// The real review the 1-container body is, and the template of the generated ones.
 const FIXTURE: &str = "pod-create-digest-only-connaisseur.json";

@@ -1,6 +1,6 @@
 //! The fast path against serde_json, on the fixtures and on damaged copies of them.
 
-use super::super::{decode, decode_with_serde_json, ContainerKind};
+use super::super::{ContainerKind, decode, decode_with_serde_json};
 use super::*;
 
 /// What a body decodes to, the same way for both readers.

@@ -10,11 +10,11 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use super::credentials::{self, transport_text, CredentialProvider, Credentials};
-use super::error::{rpc_outcome_label, ApiError, RpcError};
+use super::credentials::{self, CredentialProvider, Credentials, transport_text};
+use super::error::{ApiError, RpcError, rpc_outcome_label};
 use super::{sign_v1, sign_v3};
 use crate::cloud::query::{canonical_query, percent_encode};
-use crate::config::alibaba::{normalize_endpoint, ClientSettings, SignatureVersion};
+use crate::config::alibaba::{ClientSettings, SignatureVersion, normalize_endpoint};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -471,7 +471,10 @@ mod tests {
             now,
             nonce,
         );
-        assert_eq!(r.url, "https://cr.cn-hangzhou.aliyuncs.com/?Digest=sha256%3A815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04&InstanceId=cri-xkx6vujuhay0abcd&RepoId=crr-xwvi3osiy4ffabcd&Tag=1.24");
+        assert_eq!(
+            r.url,
+            "https://cr.cn-hangzhou.aliyuncs.com/?Digest=sha256%3A815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04&InstanceId=cri-xkx6vujuhay0abcd&RepoId=crr-xwvi3osiy4ffabcd&Tag=1.24"
+        );
         let auth = &r
             .headers
             .iter()

@@ -12,7 +12,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::cloud::query::percent_encode;
-use crate::config::alibaba::{normalize_endpoint, CredentialsConfig};
+use crate::config::alibaba::{CredentialsConfig, normalize_endpoint};
 use crate::secret::Secret;
 
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
@@ -397,7 +397,7 @@ mod tests {
     use crate::config::alibaba::RrsaConfig;
     use std::collections::HashMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -163,10 +163,11 @@ mod tests {
             max: 0,
             per: Duration::from_secs(60),
         };
-        assert!(zero
-            .validate("sas")
-            .unwrap_err()
-            .contains("sas.scanRequests.max"));
+        assert!(
+            zero.validate("sas")
+                .unwrap_err()
+                .contains("sas.scanRequests.max")
+        );
         let never = ScanRequestLimit {
             max: 1,
             per: Duration::ZERO,

@@ -144,7 +144,14 @@ mod tests {
             "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version"
         );
         assert_eq!(
-            authorization("POST", &query, &headers, EMPTY_BODY_SHA256, "YourAccessKeyId", "YourAccessKeySecret"),
+            authorization(
+                "POST",
+                &query,
+                &headers,
+                EMPTY_BODY_SHA256,
+                "YourAccessKeyId",
+                "YourAccessKeySecret"
+            ),
             "ACS3-HMAC-SHA256 Credential=YourAccessKeyId,SignedHeaders=host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,Signature=06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
         );
     }
@@ -247,14 +254,23 @@ mod tests {
         let (request, _) = canonical_request("POST", &cr_query(), &cr_headers(), EMPTY_BODY_SHA256);
         assert_eq!(
             request.lines().nth(2),
-            Some("Digest=sha256%3A815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04&InstanceId=cri-xkx6vujuhay0abcd&RepoId=crr-xwvi3osiy4ffabcd&Tag=1.24")
+            Some(
+                "Digest=sha256%3A815386ebbe9a3490f38785ab11bda34ec8dacf4634af77b8912832d4f85dca04&InstanceId=cri-xkx6vujuhay0abcd&RepoId=crr-xwvi3osiy4ffabcd&Tag=1.24"
+            )
         );
         assert_eq!(
             string_to_sign(&request),
             "ACS3-HMAC-SHA256\nc1f82634e21c0b872a5ac00d7470cb5234fb460790d555f29a76855b442aaf7c"
         );
         assert_eq!(
-            authorization("POST", &cr_query(), &cr_headers(), EMPTY_BODY_SHA256, "YourAccessKeyId", "YourAccessKeySecret"),
+            authorization(
+                "POST",
+                &cr_query(),
+                &cr_headers(),
+                EMPTY_BODY_SHA256,
+                "YourAccessKeyId",
+                "YourAccessKeySecret"
+            ),
             "ACS3-HMAC-SHA256 Credential=YourAccessKeyId,SignedHeaders=host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,Signature=5dd62a2fd56dfdc3d6287fc56e8fe329021673e6bbb8e40112d4b5ddb3a67427"
         );
     }

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::iam::IamTokens;
 use super::signer::{self, SignRequest};
-use crate::config::huawei::{default_endpoint, AkSkConfig, HuaweiAuthConfig};
+use crate::config::huawei::{AkSkConfig, HuaweiAuthConfig, default_endpoint};
 
 /// Why a request could not be authenticated. The scanner maps it to its own error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -344,9 +344,11 @@ mod tests {
             headers: &[],
             body: b"",
         };
-        assert!(authorization("AccessKey", &sk(), &req)
-            .unwrap_err()
-            .contains("X-Sdk-Date"));
+        assert!(
+            authorization("AccessKey", &sk(), &req)
+                .unwrap_err()
+                .contains("X-Sdk-Date")
+        );
     }
 
     #[test]

@@ -243,9 +243,11 @@ async fn a_newer_scan_replaces_the_entry_and_a_failed_check_keeps_it() {
     changing.high.store(4, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert!(eventually(async || highs(&cache, &scanner).await == Some(4)).await);
-    assert!(metrics
-        .encode()
-        .contains("refreshes_total{result=\"changed\"} 1"));
+    assert!(
+        metrics
+            .encode()
+            .contains("refreshes_total{result=\"changed\"} 1")
+    );
 }
 
 #[tokio::test]

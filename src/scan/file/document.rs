@@ -7,13 +7,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use super::trivy::{self, TrivyReport};
 use super::KIND;
+use super::trivy::{self, TrivyReport};
 use crate::domain::digest_key::DigestKey;
 use crate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
 use crate::image::ImageRef;

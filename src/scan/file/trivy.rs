@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use super::document::{check_digest, FileContent};
 use super::KIND;
+use super::document::{FileContent, check_digest};
 use crate::domain::digest_key::DigestKey;
 use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 use crate::image::ImageRef;

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::store::{copy_identity, Inner, ResourceInfo, Snapshot};
+use super::store::{Inner, ResourceInfo, Snapshot, copy_identity};
 use super::watch::start_watch;
 use super::{ObjectKey, RequestRecord, Shared};
 
@@ -298,20 +298,38 @@ pub(super) fn list(
                     "Expired",
                     "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
                     None,
-                )
+                );
             }
         },
         None => {
-            if let Some(r) = query.get("resourceVersion").filter(|r| !r.is_empty() && *r != "0") {
+            if let Some(r) = query
+                .get("resourceVersion")
+                .filter(|r| !r.is_empty() && *r != "0")
+            {
                 let Ok(requested) = r.parse::<u64>() else {
                     return bad_request(format!("invalid resource version: {r}"));
                 };
-                let exact = query.get("resourceVersionMatch").is_some_and(|m| m == "Exact");
+                let exact = query
+                    .get("resourceVersionMatch")
+                    .is_some_and(|m| m == "Exact");
                 if exact && requested != inner.rv {
-                    return status(410, "Expired", format!("too old resource version: {requested} ({})", inner.rv), None);
+                    return status(
+                        410,
+                        "Expired",
+                        format!("too old resource version: {requested} ({})", inner.rv),
+                        None,
+                    );
                 }
                 if requested > inner.rv {
-                    return status(504, "Timeout", format!("Too large resource version: {requested}, current: {}", inner.rv), None);
+                    return status(
+                        504,
+                        "Timeout",
+                        format!(
+                            "Too large resource version: {requested}, current: {}",
+                            inner.rv
+                        ),
+                        None,
+                    );
                 }
             }
             let items = inner

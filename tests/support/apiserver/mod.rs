@@ -33,10 +33,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::http::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tokio::sync::watch as channel;
 
-use store::{copy_identity, default_resources, FailRule, Inner};
+use store::{FailRule, Inner, copy_identity, default_resources};
 
 const DEFAULT_HISTORY_LIMIT: usize = 1000;
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::{ObjectKey, RequestRecord};
 

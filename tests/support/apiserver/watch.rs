@@ -2,19 +2,19 @@
 //! the `410 Expired` of a forgotten one.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::http::{bad_request, status, Filter, Target};
-use super::store::EventType;
 use super::Shared;
+use super::http::{Filter, Target, bad_request, status};
+use super::store::EventType;
 
 const DEFAULT_WATCH_TIMEOUT_SECS: u64 = 1800;
 
