@@ -1,6 +1,6 @@
-//! `scanner: {acr: ...}` and `scanner: {sas: ...}`, and the keys they share: where
-//! to send requests, how to sign them, where the credentials come from, the time
-//! limits and how many scans they may ask for.
+//! `scanner: {acr: ...}` and `scanner: {sas: ...}`: one [`AlibabaConfig`] of the keys
+//! they share (where to send requests, how to sign them, where the credentials come
+//! from, the time limits and how many scans they may ask for) and each product's own.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -121,26 +121,6 @@ impl CredentialsConfig {
     }
 }
 
-/// Checks the keys `acr` and `sas` share; `at` is the config path for messages.
-pub fn validate_common(
-    at: &str,
-    region: &str,
-    endpoint: Option<&str>,
-    timeout: Duration,
-    credentials: &CredentialsConfig,
-) -> Result<(), String> {
-    if region.trim().is_empty() {
-        return Err(format!("{at}.region: must not be empty"));
-    }
-    if let Some(e) = endpoint {
-        validate_endpoint(&format!("{at}.endpoint"), e)?;
-    }
-    if timeout.is_zero() {
-        return Err(format!("{at}.timeout: must be greater than zero"));
-    }
-    credentials.validate(at)
-}
-
 /// Checks an endpoint override: `host[:port]` or `http(s)://host[:port]`.
 pub fn validate_endpoint(at: &str, endpoint: &str) -> Result<(), String> {
     normalize_endpoint(endpoint)
@@ -227,13 +207,27 @@ impl ScanRequestLimit {
     }
 }
 
-/// `scanner: {acr: {...}}`.
+/// `scanner: {acr: {...}}`: Container Registry EE.
+pub type AcrConfig = AlibabaConfig<AcrKeys>;
+
+/// `scanner: {sas: {...}}`: Security Center.
+pub type SasConfig = AlibabaConfig<SasKeys>;
+
+/// The settings `acr` and `sas` share: where to send requests, how to sign them,
+/// where the credentials come from, the time limits and how many scans they may ask
+/// for; the product's own keys (`P`) are written beside them.
+///
+/// serde's `deny_unknown_fields` does not combine with `flatten`, so a key that neither
+/// these settings nor the product know is refused by [`NoOtherKeys`], with its name.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AcrConfig {
-    /// Region of the ACR EE instance, e.g. `cn-hangzhou` (endpoint `cr.<region>.aliyuncs.com`).
+#[serde(rename_all = "camelCase")]
+pub struct AlibabaConfig<P> {
+    /// The region: of the ACR EE instance (endpoint `cr.<region>.aliyuncs.com`), or of
+    /// the Security Center account (`cn-*` regions are served by
+    /// `tds.cn-shanghai.aliyuncs.com`, all others by `tds.ap-southeast-1.aliyuncs.com`).
     pub region: String,
-    /// The instance (`cri-...`) that serves the routed hosts; found from the host when absent.
+    /// The Container Registry instance (`cri-...`) of the images; found from the host
+    /// (acr) or left out of requests (sas) when absent.
     #[serde(default)]
     pub instance_id: Option<String>,
     /// Endpoint override (`host` or `http(s)://host:port`).
@@ -244,7 +238,8 @@ pub struct AcrConfig {
     /// `acs3` (default) or `v1`.
     #[serde(default)]
     pub signature_version: SignatureVersion,
-    /// Ask ACR to scan a tag that was never scanned (needs the scan-task permission).
+    /// Ask for a scan of an image that was never scanned (acr: needs the scan-task
+    /// permission; sas: uses scan quota).
     #[serde(default)]
     pub scan_on_missing: bool,
     /// How many scans `scanOnMissing` asks for at most.
@@ -256,114 +251,123 @@ pub struct AcrConfig {
     /// Throttled calls are retried until this long after the lookup started.
     #[serde(default = "default_retry_budget", with = "humantime_serde")]
     pub retry_budget: Duration,
+    /// The keys only this product has.
+    #[serde(flatten)]
+    pub product: P,
+    #[serde(flatten, skip_serializing)]
+    _no_other_keys: NoOtherKeys,
+}
+
+/// The keys only `acr` has.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcrKeys {
     /// Read each finished scan's vulnerability list (ListRepoTagScanResult, paged)
     /// for `count: fixable` and `allow-cves`.
     #[serde(default = "super::default_vulnerability_details")]
     pub vulnerability_details: bool,
 }
 
-impl AcrConfig {
-    pub fn validate(&self, at: &str) -> Result<(), String> {
-        validate_common(
-            at,
-            &self.region,
-            self.endpoint.as_deref(),
-            self.timeout,
-            &self.credentials,
-        )?;
-        self.scan_requests.validate(at)
-    }
-
-    pub fn rebase_paths(&mut self, base: &Path) {
-        self.credentials.rebase_paths(base);
-    }
-
-    /// Where and how the `acr` scanner (and `vulngate precheck --scan`) calls ACR.
-    pub fn client_settings(&self) -> ClientSettings {
-        ClientSettings {
-            endpoint: self
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| format!("cr.{}.aliyuncs.com", self.region.trim())),
-            credentials: self.credentials.clone(),
-            signature_version: self.signature_version,
-            timeout: self.timeout,
-            retry_budget: self.retry_budget,
-        }
-    }
-}
-
-/// `scanner: {sas: {...}}`.
+/// The keys only `sas` has.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SasConfig {
-    /// The account's region. China regions (`cn-*`) are served by
-    /// `tds.cn-shanghai.aliyuncs.com`, all others by `tds.ap-southeast-1.aliyuncs.com`.
-    pub region: String,
-    /// Container Registry instance of the images (`RepoInstanceId`), when known.
-    #[serde(default)]
-    pub instance_id: Option<String>,
+#[serde(rename_all = "camelCase")]
+pub struct SasKeys {
     /// Region of the images' registry (`RepoRegionId`); taken from an
     /// `*.<region>.cr.aliyuncs.com` host when absent.
     #[serde(default)]
     pub repo_region: Option<String>,
-    /// Endpoint override (`host` or `http(s)://host:port`).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub credentials: CredentialsConfig,
-    /// `acs3` (default) or `v1`.
-    #[serde(default)]
-    pub signature_version: SignatureVersion,
-    /// Ask Security Center to scan an image it has no scan task for (uses scan quota).
-    #[serde(default)]
-    pub scan_on_missing: bool,
-    /// How many scans `scanOnMissing` asks for at most.
-    #[serde(default)]
-    pub scan_requests: ScanRequestLimit,
     /// Count the system vulnerabilities an operator marked as handled too (as `hss`
     /// counts), not only the unhandled ones.
     #[serde(default)]
     pub count_handled: bool,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default = "default_retry_budget", with = "humantime_serde")]
-    pub retry_budget: Duration,
 }
 
-impl SasConfig {
+/// What differs between the products' clients.
+pub trait AlibabaProduct {
+    /// The endpoint when the config names none.
+    fn default_endpoint(region: &str) -> String;
+}
+
+impl AlibabaProduct for AcrKeys {
+    fn default_endpoint(region: &str) -> String {
+        format!("cr.{region}.aliyuncs.com")
+    }
+}
+
+impl AlibabaProduct for SasKeys {
+    fn default_endpoint(region: &str) -> String {
+        let endpoint = if region.starts_with("cn-") {
+            "tds.cn-shanghai.aliyuncs.com"
+        } else {
+            "tds.ap-southeast-1.aliyuncs.com"
+        };
+        endpoint.to_string()
+    }
+}
+
+impl<P: AlibabaProduct> AlibabaConfig<P> {
+    /// Where and how the scanner (and `vulngate precheck`) calls the product.
+    pub fn client_settings(&self) -> ClientSettings {
+        ClientSettings {
+            endpoint: self
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| P::default_endpoint(self.region.trim())),
+            credentials: self.credentials.clone(),
+            signature_version: self.signature_version,
+            timeout: self.timeout,
+            retry_budget: self.retry_budget,
+        }
+    }
+}
+
+impl<P> AlibabaConfig<P> {
+    /// Checks the settings; `at` is the config path for messages.
     pub fn validate(&self, at: &str) -> Result<(), String> {
-        validate_common(
-            at,
-            &self.region,
-            self.endpoint.as_deref(),
-            self.timeout,
-            &self.credentials,
-        )?;
+        if self.region.trim().is_empty() {
+            return Err(format!("{at}.region: must not be empty"));
+        }
+        if let Some(e) = self.endpoint.as_deref() {
+            validate_endpoint(&format!("{at}.endpoint"), e)?;
+        }
+        if self.timeout.is_zero() {
+            return Err(format!("{at}.timeout: must be greater than zero"));
+        }
+        self.credentials.validate(at)?;
         self.scan_requests.validate(at)
     }
 
     pub fn rebase_paths(&mut self, base: &Path) {
         self.credentials.rebase_paths(base);
     }
+}
 
-    /// Where and how the `sas` scanner (and `vulngate precheck`) calls Security Center.
-    pub fn client_settings(&self) -> ClientSettings {
-        let default_endpoint = if self.region.trim().starts_with("cn-") {
-            "tds.cn-shanghai.aliyuncs.com"
-        } else {
-            "tds.ap-southeast-1.aliyuncs.com"
-        };
-        ClientSettings {
-            endpoint: self
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| default_endpoint.to_string()),
-            credentials: self.credentials.clone(),
-            signature_version: self.signature_version,
-            timeout: self.timeout,
-            retry_budget: self.retry_budget,
+/// The keys of a flattened map that no field took: there must be none. Flattened
+/// last, it sees only the keys the settings and the product's keys left.
+#[derive(Debug, Clone)]
+struct NoOtherKeys;
+
+impl<'de> Deserialize<'de> for NoOtherKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Refuse;
+        impl<'de> serde::de::Visitor<'de> for Refuse {
+            type Value = NoOtherKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("no other keys")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<NoOtherKeys, A::Error> {
+                match map.next_key::<String>()? {
+                    None => Ok(NoOtherKeys),
+                    Some(key) => Err(serde::de::Error::custom(format_args!(
+                        "unknown field `{key}`"
+                    ))),
+                }
+            }
         }
+        deserializer.deserialize_map(Refuse)
     }
 }
 
@@ -407,10 +411,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.signature_version, SignatureVersion::V1);
         assert!(c.scan_on_missing);
-        assert!(c.vulnerability_details, "on unless switched off");
+        assert!(c.product.vulnerability_details, "on unless switched off");
         let off: AcrConfig =
             serde_saphyr::from_str("region: cn-hangzhou\nvulnerabilityDetails: false\n").unwrap();
-        assert!(!off.vulnerability_details);
+        assert!(!off.product.vulnerability_details);
         assert_eq!(c.client_settings().endpoint, "cr.cn-hangzhou.aliyuncs.com");
         let err =
             serde_saphyr::from_str::<AcrConfig>("region: x\naccessKeySecret: oops\n").unwrap_err();

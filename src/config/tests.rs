@@ -157,3 +157,55 @@ fn bad_audit_settings_are_named() {
     let err = parse("audit: {every: 5m}\n").expect_err("unknown key");
     assert!(err.contains("every"), "{err}");
 }
+
+#[test]
+fn alibaba_scanners_share_their_settings_and_refuse_unknown_keys_by_name() {
+    let route = |scanner: &str| {
+        format!(
+            "registries:\n  - match: \"*\"\n    scanner:\n      {scanner}:\n        region: cn-hangzhou\n        timeout: 2s\n"
+        )
+    };
+    let acr = format!("{}        vulnerabilityDetails: false\n", route("acr"));
+    let config = Config::from_yaml(&acr, Path::new("/")).expect("acr");
+    let ScannerConfig::Acr(acr) = &config.registries[0].scanner else {
+        panic!("acr route expected");
+    };
+    assert_eq!(acr.timeout, Duration::from_secs(2));
+    assert!(!acr.product.vulnerability_details);
+    let sas = format!(
+        "{}        repoRegion: cn-beijing\n        countHandled: true\n",
+        route("sas")
+    );
+    let config = Config::from_yaml(&sas, Path::new("/")).expect("sas");
+    let ScannerConfig::Sas(sas) = &config.registries[0].scanner else {
+        panic!("sas route expected");
+    };
+    assert_eq!(sas.client_settings().timeout, Duration::from_secs(2));
+    assert_eq!(sas.product.repo_region.as_deref(), Some("cn-beijing"));
+    assert!(sas.product.count_handled);
+
+    for (scanner, key) in [
+        ("acr", "retryBudgett"),
+        ("sas", "retryBudgett"),
+        // Each product's own keys belong to it alone.
+        ("acr", "countHandled"),
+        ("sas", "vulnerabilityDetails"),
+    ] {
+        let yaml = format!("{}        {key}: x\n", route(scanner));
+        let err = Config::from_yaml(&yaml, Path::new("/")).expect_err(&yaml);
+        assert!(
+            err.starts_with(&format!(
+                "registries[0].scanner.{scanner}: unknown field `{key}`"
+            )),
+            "{yaml}: {err}"
+        );
+        assert!(err.contains(" at line "), "{yaml}: {err}");
+    }
+    // Keys of the shared settings keep their path in errors.
+    let yaml = format!("{}        signatureVersion: v3\n", route("sas"));
+    let err = Config::from_yaml(&yaml, Path::new("/")).expect_err(&yaml);
+    assert!(
+        err.starts_with("registries[0].scanner.sas.signatureVersion: unknown variant `v3`"),
+        "{err}"
+    );
+}

@@ -302,7 +302,7 @@ fn named_requests<'p>(
         Some(ScannerConfig::Acr(acr)) => {
             (None, Some(acr.region.trim()), acr.instance_id.as_deref())
         }
-        Some(ScannerConfig::Sas(s)) => (s.repo_region.as_deref(), None, s.instance_id.as_deref()),
+        Some(ScannerConfig::Sas(s)) => (s.product.repo_region.as_deref(), None, s.instance_id.as_deref()),
         _ => (None, None, sas.instance_id.as_deref()),
     };
     let instance = instance.map(str::trim).filter(|i| !i.is_empty());

@@ -149,7 +149,7 @@ impl AcrScanner {
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
             scan_requests: ScanRequestGate::new(config.scan_requests),
-            vulnerability_details: config.vulnerability_details,
+            vulnerability_details: config.product.vulnerability_details,
             details_timeout: config.timeout,
             instances: moka::future::Cache::builder()
                 .max_capacity(1_000)

@@ -94,10 +94,10 @@ impl SasScanner {
         Ok(SasScanner {
             client: RpcClient::new("Sas", VERSION, &config.client_settings(), env)?,
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
-            repo_region: config.repo_region.clone().filter(|s| !s.trim().is_empty()),
+            repo_region: config.product.repo_region.clone().filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
             scan_requests: ScanRequestGate::new(config.scan_requests),
-            count_handled: config.count_handled,
+            count_handled: config.product.count_handled,
         })
     }
 
