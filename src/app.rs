@@ -1,7 +1,10 @@
 //! Wiring: the config file turned into a running engine, certificate and logger.
 //! Shared by every command so `serve`, `review` and `check` decide alike.
 
+mod error;
 pub mod scanners;
+
+pub use error::{KubeClientError, RouteError, StartupError};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use crate::namespaces::file::FileNamespaces;
 use crate::registry::RegistryResolver;
 use crate::resolve::DigestResolver;
 use crate::shared_cache::SharedTier;
-use crate::tls::{GeneratedTls, ReloadingCert};
+use crate::tls::{GeneratedTls, ReloadingCert, TlsError};
 
 /// The files of the embedded default, written out so users can read and edit them.
 const EMBEDDED: &[(&str, &str)] = &[
@@ -46,29 +49,33 @@ const EMBEDDED: &[(&str, &str)] = &[
 
 /// Writes the embedded default into `dir` (keeping files already there) and
 /// returns the path of its config file.
-pub fn write_embedded(dir: &Path) -> Result<PathBuf, String> {
+pub fn write_embedded(dir: &Path) -> Result<PathBuf, StartupError> {
     for (name, content) in EMBEDDED {
         let path = dir.join(name);
         if path.exists() {
             continue;
         }
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|source| StartupError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
-        std::fs::write(&path, content)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, content).map_err(|source| StartupError::Write {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(dir.join("config.yaml"))
 }
 
 /// The config named on the command line, or the embedded default written to `state_dir`.
-pub fn load_config(path: Option<&Path>, state_dir: &Path) -> Result<Config, String> {
+pub fn load_config(path: Option<&Path>, state_dir: &Path) -> Result<Config, StartupError> {
     let path = match path {
         Some(p) => p.to_path_buf(),
         None => write_embedded(state_dir)?,
     };
-    Config::load(&path).map_err(|e| e.to_string())
+    Ok(Config::load(&path)?)
 }
 
 /// The process's one Kubernetes API client (in-cluster config or kubeconfig), made
@@ -78,13 +85,11 @@ pub fn load_config(path: Option<&Path>, state_dir: &Path) -> Result<Config, Stri
 pub struct KubeClient(Arc<tokio::sync::OnceCell<kube::Client>>);
 
 impl KubeClient {
-    pub async fn get(&self) -> Result<kube::Client, String> {
+    pub async fn get(&self) -> Result<kube::Client, KubeClientError> {
         self.0
             .get_or_try_init(|| async {
                 crate::crypto::install_default_provider();
-                kube::Client::try_default()
-                    .await
-                    .map_err(|e| format!("no Kubernetes API client: {e}"))
+                kube::Client::try_default().await.map_err(KubeClientError)
             })
             .await
             .cloned()
@@ -94,7 +99,7 @@ impl KubeClient {
 pub async fn namespace_source(
     config: &Config,
     kube: &KubeClient,
-) -> Result<Arc<dyn NamespaceSource>, String> {
+) -> Result<Arc<dyn NamespaceSource>, StartupError> {
     match &config.namespaces_file {
         Some(path) => Ok(Arc::new(FileNamespaces::load(path)?)),
         None => Ok(crate::namespaces::cluster_source(kube.get().await?)),
@@ -106,13 +111,13 @@ async fn registry_resolver(
     config: &Config,
     shared: Option<Arc<SharedTier>>,
     kube: &KubeClient,
-) -> Result<Option<Arc<dyn DigestResolver>>, String> {
+) -> Result<Option<Arc<dyn DigestResolver>>, StartupError> {
     if !RegistryResolver::wanted(config) {
         return Ok(None);
     }
     let client = if config.resolution.use_image_pull_secrets {
         let client = kube.get().await;
-        Some(client.map_err(|e| format!("resolution.useImagePullSecrets: {e}"))?)
+        Some(client.map_err(StartupError::PullSecretsClient)?)
     } else {
         None
     };
@@ -121,7 +126,7 @@ async fn registry_resolver(
 }
 
 /// The engine of `config`, with a Kubernetes client of its own when it needs one.
-pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, String> {
+pub async fn build_engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, StartupError> {
     build_engine_with(config, metrics, &KubeClient::default()).await
 }
 
@@ -130,7 +135,7 @@ pub async fn build_engine_with(
     config: &Config,
     metrics: Arc<Metrics>,
     kube: &KubeClient,
-) -> Result<Engine, String> {
+) -> Result<Engine, StartupError> {
     crate::crypto::install_default_provider();
     let namespaces = namespace_source(config, kube).await?;
     let router = scanners::scanner_router(&config.registries)?;
@@ -158,19 +163,19 @@ pub async fn build_engine_with(
     }
     if config.namespaces_file.is_none() {
         // Policies come from the cluster, so Events can go there too.
-        let client = kube
-            .get()
-            .await
-            .map_err(|e| format!("Kubernetes API client for Events: {e}"))?;
+        let client = kube.get().await.map_err(StartupError::EventsClient)?;
         engine.set_events(crate::events::Events::new(client));
     }
     if let Some(path) = &config.policy.accepted_cves_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("acceptedCvesFile {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| StartupError::AcceptedCvesFile {
+                path: path.clone(),
+                source,
+            })?;
         let source = crate::policy::Source::File(path.display().to_string());
         let (entries, problems) = crate::policy::allowlist::parse_list(&text, &source);
         if let Some(problem) = problems.first() {
-            return Err(problem.clone());
+            return Err(StartupError::AcceptedCve(problem.clone()));
         }
         engine.add_accepted(entries);
     }
@@ -181,7 +186,7 @@ pub async fn build_engine_with(
 pub fn serving_cert(
     config: &Config,
     state_dir: &Path,
-) -> Result<(Arc<ReloadingCert>, Option<GeneratedTls>), String> {
+) -> Result<(Arc<ReloadingCert>, Option<GeneratedTls>), TlsError> {
     match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(cert), Some(key)) => Ok((ReloadingCert::load(cert, key)?, None)),
         _ => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use vulngate::app;
+use vulngate::app::{self, KubeClientError, StartupError};
 use vulngate::audit;
 use vulngate::background_audit::BackgroundAudit;
 use vulngate::config::Config;
@@ -123,13 +123,13 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    fn load(&self) -> Result<Config, String> {
+    fn load(&self) -> Result<Config, StartupError> {
         app::load_config(self.config.as_deref(), &self.state_dir)
     }
 
     /// The config and engine of a one-shot command, which logs only warnings (stdout
     /// is kept for its answer).
-    async fn one_shot(&self, kube: &app::KubeClient) -> Result<(Config, Engine), String> {
+    async fn one_shot(&self, kube: &app::KubeClient) -> Result<(Config, Engine), StartupError> {
         let config = self.load()?;
         let _direct = app::init_logging(&config.log, Some("warn"), app::LogWriter::Direct);
         let engine = app::build_engine_with(&config, Arc::new(Metrics::new()), kube).await?;
@@ -179,20 +179,38 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, String> {
+/// Why a command failed: the one line `main` prints.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error(transparent)]
+    Kubernetes(#[from] KubeClientError),
+    #[error("cannot read standard input: {0}")]
+    Stdin(std::io::Error),
+    #[error("cannot read {}: {source}", path.display())]
+    Input {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Review(#[from] vulngate::admission::BadReview),
+    /// Listing the pods or the precheck failed; their message says how.
+    #[error("{0}")]
+    Failed(String),
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     match cli.command {
         Command::Serve {
             source,
             listen,
             ops_listen,
-        } => serve(source, listen, ops_listen).await,
+        } => Ok(serve(source, listen, ops_listen).await?),
         Command::Review { source, file } => {
             let body = read_input(&file)?;
             let (_, engine) = source.one_shot(&app::KubeClient::default()).await?;
-            let out = engine
-                .review(&body, None)
-                .await
-                .map_err(|e| e.to_string())?;
+            let out = engine.review(&body, None).await?;
             println!("{}", String::from_utf8_lossy(&out));
             Ok(ExitCode::SUCCESS)
         }
@@ -281,11 +299,13 @@ struct AuditArgs {
     precheck: Option<vulngate::precheck::RunOptions>,
 }
 
-async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
+async fn audit_command(args: AuditArgs) -> Result<ExitCode, CommandError> {
     let kube = app::KubeClient::default();
     let (config, engine) = args.source.one_shot(&kube).await?;
     let client = kube.get().await?;
-    let pods = audit::running_pods(client, args.options.namespace.as_deref()).await?;
+    let pods = audit::running_pods(client, args.options.namespace.as_deref())
+        .await
+        .map_err(CommandError::Failed)?;
     // Let a cluster namespace cache sync first (it answers meanwhile by direct GETs).
     let waited = std::time::Instant::now();
     while !engine.namespaces_ready() && waited.elapsed() < Duration::from_secs(10) {
@@ -295,7 +315,9 @@ async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
     let progress = vulngate::progress::Progress::new(pods.len(), "judging running pods");
     let report = audit::audit_with_progress(&engine, &pods, &args.options, Some(&progress)).await;
     if let Some(precheck) = args.precheck {
-        let code = vulngate::precheck::run(&config, &engine, &report, precheck, progress).await?;
+        let code = vulngate::precheck::run(&config, &engine, &report, precheck, progress)
+            .await
+            .map_err(CommandError::Failed)?;
         return Ok(ExitCode::from(code));
     }
     drop(progress);
@@ -314,15 +336,18 @@ async fn audit_command(args: AuditArgs) -> Result<ExitCode, String> {
     })
 }
 
-fn read_input(file: &PathBuf) -> Result<Vec<u8>, String> {
+fn read_input(file: &PathBuf) -> Result<Vec<u8>, CommandError> {
     if file.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
             .read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
+            .map_err(CommandError::Stdin)?;
         Ok(buf)
     } else {
-        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+        std::fs::read(file).map_err(|source| CommandError::Input {
+            path: file.clone(),
+            source,
+        })
     }
 }
 
@@ -330,7 +355,7 @@ async fn serve(
     source: ConfigArgs,
     listen: Option<std::net::SocketAddr>,
     ops_listen: Option<std::net::SocketAddr>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, StartupError> {
     let embedded = source.config.is_none();
     let state_dir = &source.state_dir;
     let mut config = source.load()?;

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod error;
+pub use error::SecretError;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -70,16 +73,21 @@ impl TryFrom<SecretSourceMap> for SecretSource {
 impl SecretSource {
     /// Reads the value now. Files are read on every call so that a rotated
     /// Secret is picked up without a restart. Errors name the source, never the value.
-    pub fn load(&self) -> Result<Secret, String> {
+    pub fn load(&self) -> Result<Secret, SecretError> {
         let value = match self {
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read credential file {}: {e}", path.display()))?,
-            SecretSource::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set"))?,
+            SecretSource::File(path) => {
+                std::fs::read_to_string(path).map_err(|source| SecretError::ReadFile {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            SecretSource::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::EnvUnset { name: name.clone() })?
+            }
         };
         let value = value.trim();
         if value.is_empty() {
-            return Err(format!("credential from {} is empty", self.describe()));
+            return Err(SecretError::Empty { from: self.clone() });
         }
         Ok(Secret::new(value))
     }
@@ -134,16 +142,17 @@ mod tests {
         let source = SecretSource::File(path.clone());
         assert_eq!(source.load().unwrap().expose(), "value-1");
         std::fs::write(&path, "\n").unwrap();
-        assert!(source.load().unwrap_err().contains("is empty"));
+        assert!(source.load().unwrap_err().to_string().contains("is empty"));
         let missing = SecretSource::File(dir.path().join("nope"));
         assert!(
             missing
                 .load()
                 .unwrap_err()
+                .to_string()
                 .contains("cannot read credential file")
         );
         let env: SecretSource =
             serde_saphyr::from_str("{env: VULNGATE_TEST_SURELY_UNSET_VAR}").unwrap();
-        assert!(env.load().unwrap_err().contains("is not set"));
+        assert!(env.load().unwrap_err().to_string().contains("is not set"));
     }
 }

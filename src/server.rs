@@ -26,6 +26,9 @@ use crate::engine::Engine;
 use crate::purge::PurgeAccess;
 use crate::tls::{ReloadingCert, ReloadingClientCa};
 
+mod error;
+pub use error::ServeError;
+
 /// What controller-runtime accepts; the apiserver sends far less.
 pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
 
@@ -238,17 +241,18 @@ pub async fn serve(
     cert: Arc<ReloadingCert>,
     shutdown: impl std::future::Future<Output = ()> + Send,
     on_listening: impl FnOnce(SocketAddr, SocketAddr),
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     let tls = crate::tls::server_config(cert, options.client_ca.clone())?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-    let ops_listener = TcpListener::bind(options.ops_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", options.ops_listen))?;
-    let webhook_addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
+    let listen = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Listen { addr, source })
+    };
+    let listener = listen(options.listen).await?;
+    let ops_listener = listen(options.ops_listen).await?;
+    let webhook_addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    let ops_addr = ops_listener.local_addr().map_err(ServeError::LocalAddr)?;
     on_listening(webhook_addr, ops_addr);
 
     let limits = &options.connections;

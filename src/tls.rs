@@ -25,6 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
 
+mod error;
+pub use error::TlsError;
+
 pub const CA_FILE: &str = "ca.crt";
 pub const CERT_FILE: &str = "tls.crt";
 pub const KEY_FILE: &str = "tls.key";
@@ -52,7 +55,7 @@ pub enum Origin {
 /// Writes a CA and a serving certificate for `localhost`, 127.0.0.1, ::1 and
 /// `extra_names` into `dir`, unless a usable set that is valid for 30 more days is
 /// already there.
-pub fn generate(dir: &Path, extra_names: &[String]) -> Result<GeneratedTls, String> {
+pub fn generate(dir: &Path, extra_names: &[String]) -> Result<GeneratedTls, TlsError> {
     generate_valid_for(
         dir,
         extra_names,
@@ -66,7 +69,7 @@ pub fn generate_valid_for(
     dir: &Path,
     extra_names: &[String],
     renew_before: Duration,
-) -> Result<GeneratedTls, String> {
+) -> Result<GeneratedTls, TlsError> {
     let mut out = GeneratedTls {
         ca_file: dir.join(CA_FILE),
         cert_file: dir.join(CERT_FILE),
@@ -109,11 +112,13 @@ pub fn generate_valid_for(
             }
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let err = |e: rcgen::Error| format!("certificate generation failed: {e}");
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::CreateDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
 
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params
         .distinguished_name
@@ -122,7 +127,7 @@ pub fn generate_valid_for(
     let (not_before, not_after) = validity(365);
     ca_params.not_before = not_before;
     ca_params.not_after = not_after;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut names = vec![
@@ -131,8 +136,8 @@ pub fn generate_valid_for(
         "::1".to_string(),
     ];
     names.extend(extra_names.iter().cloned());
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
-    let mut params = CertificateParams::new(names).map_err(err)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(names)?;
     params
         .distinguished_name
         .push(DnType::CommonName, "vulngate");
@@ -141,7 +146,7 @@ pub fn generate_valid_for(
     let (not_before, not_after) = validity(90);
     params.not_before = not_before;
     params.not_after = not_after;
-    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+    let cert = params.signed_by(&key, &issuer)?;
 
     write_private(&out.key_file, key.serialize_pem().as_bytes())?;
     write_file(&out.cert_file, cert.pem().as_bytes())?;
@@ -157,11 +162,18 @@ fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {
     )
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    std::fs::write(path, bytes).map_err(|source| write_error(path, source))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_error(path: &Path, source: std::io::Error) -> TlsError {
+    TlsError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -170,16 +182,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|source| write_error(path, source))?;
     f.write_all(bytes)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|source| write_error(path, source))
 }
 
-fn read_pair(cert_file: &Path, key_file: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let cert = std::fs::read(cert_file)
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert_file.display()))?;
-    let key = std::fs::read(key_file)
-        .map_err(|e| format!("cannot read key {}: {e}", key_file.display()))?;
+fn read_pair(cert_file: &Path, key_file: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let cert = std::fs::read(cert_file).map_err(|source| TlsError::ReadCertificate {
+        path: cert_file.to_path_buf(),
+        source,
+    })?;
+    let key = std::fs::read(key_file).map_err(|source| TlsError::ReadKey {
+        path: key_file.to_path_buf(),
+        source,
+    })?;
     Ok((cert, key))
 }
 
@@ -189,25 +205,21 @@ pub fn chain_not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
-fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate PEM: {e}"))?;
+        .map_err(TlsError::CertificatePem)?;
     if chain.is_empty() {
-        return Err("no certificate in the certificate file".into());
+        return Err(TlsError::NoCertificate);
     }
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("bad private key PEM: {e}"))?;
-    let signing_key =
-        any_supported_type(&key).map_err(|e| format!("unsupported private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(TlsError::KeyPem)?;
+    let signing_key = any_supported_type(&key).map_err(TlsError::UnsupportedKey)?;
     let certified = CertifiedKey::new(chain, signing_key);
-    certified
-        .keys_match()
-        .map_err(|e| format!("certificate and key do not match: {e}"))?;
+    certified.keys_match().map_err(TlsError::KeyMismatch)?;
     Ok(certified)
 }
 
-pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
+pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
     let (cert, key) = read_pair(cert_file, key_file)?;
     certified_key(&cert, &key)
 }
@@ -221,7 +233,7 @@ pub struct ReloadingCert {
 }
 
 impl ReloadingCert {
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<ReloadingCert>, String> {
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<ReloadingCert>, TlsError> {
         let (cert, key) = read_pair(cert_file, key_file)?;
         let certified = certified_key(&cert, &key)?;
         Ok(Arc::new(ReloadingCert {
@@ -239,7 +251,7 @@ impl ReloadingCert {
 
     /// Reloads when the files' contents changed. A half-written pair (mid-rotation)
     /// keeps the current certificate and is tried again on the next poll.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let (cert, key) = read_pair(&self.cert_file, &self.key_file)?;
         let print = fingerprint(&cert, &key);
         if self.current.read().map(|c| c.1 == print).unwrap_or(false) {
@@ -276,7 +288,7 @@ impl ReloadingCert {
 /// a reload and, once per distinct error, a failure that keeps the current contents.
 fn spawn_poller<R>(what: &'static str, every: Duration, reload: R)
 where
-    R: Fn() -> Result<bool, String> + Send + Sync + 'static,
+    R: Fn() -> Result<bool, TlsError> + Send + Sync + 'static,
 {
     let reload = Arc::new(reload);
     tokio::spawn(async move {
@@ -293,6 +305,7 @@ where
                 }
                 Ok(Ok(false)) => last_error.clear(),
                 Ok(Err(e)) => {
+                    let e = e.to_string();
                     if e != last_error {
                         tracing::warn!(error = %e, "{what} not reloaded; keeping the current one");
                         last_error = e;
@@ -327,7 +340,7 @@ pub struct ReloadingClientCa {
 }
 
 impl ReloadingClientCa {
-    pub fn load(file: &Path) -> Result<Arc<ReloadingClientCa>, String> {
+    pub fn load(file: &Path) -> Result<Arc<ReloadingClientCa>, TlsError> {
         let pem = read_client_ca(file)?;
         let verifier = client_verifier(&pem, file)?;
         Ok(Arc::new(ReloadingClientCa {
@@ -338,7 +351,7 @@ impl ReloadingClientCa {
 
     /// Reloads when the file's contents changed; a file that does not parse keeps
     /// the current CAs.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let pem = read_client_ca(&self.file)?;
         let print = fingerprint(&pem, &[]);
         if self.current.read().map(|c| c.1 == print).unwrap_or(false) {
@@ -364,28 +377,38 @@ impl ReloadingClientCa {
     }
 }
 
-fn read_client_ca(file: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(file).map_err(|e| format!("cannot read client CA {}: {e}", file.display()))
+fn read_client_ca(file: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(file).map_err(|source| TlsError::ReadClientCa {
+        path: file.to_path_buf(),
+        source,
+    })
 }
 
-fn client_verifier(pem: &[u8], file: &Path) -> Result<Arc<dyn ClientCertVerifier>, String> {
+fn client_verifier(pem: &[u8], file: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let path = || file.to_path_buf();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| format!("client CA {}: bad PEM: {e}", file.display()))?;
+        let cert = cert.map_err(|source| TlsError::ClientCaPem {
+            path: path(),
+            source,
+        })?;
         roots
             .add(cert)
-            .map_err(|e| format!("client CA {}: {e}", file.display()))?;
+            .map_err(|source| TlsError::ClientCaCertificate {
+                path: path(),
+                source,
+            })?;
     }
     if roots.is_empty() {
-        return Err(format!(
-            "client CA {}: no certificate in it",
-            file.display()
-        ));
+        return Err(TlsError::ClientCaEmpty { path: path() });
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
-        .map_err(|e| format!("client CA {}: {e}", file.display()))
+        .map_err(|source| TlsError::ClientVerifier {
+            path: path(),
+            source,
+        })
 }
 
 impl ClientCertVerifier for ReloadingClientCa {
@@ -443,11 +466,11 @@ impl ClientCertVerifier for ReloadingClientCa {
 pub fn server_config(
     cert: Arc<ReloadingCert>,
     client_ca: Option<Arc<ReloadingClientCa>>,
-) -> Result<rustls::ServerConfig, String> {
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS configuration: {e}"))?;
+        .map_err(TlsError::Protocols)?;
     let builder = match client_ca {
         Some(ca) => builder.with_client_cert_verifier(ca),
         None => builder.with_no_client_auth(),

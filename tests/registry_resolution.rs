@@ -677,7 +677,7 @@ fn bad_registry_settings_are_start_up_errors() {
     ] {
         let cfg = config_from(dir.path(), &format!("{base}{extra}"));
         match RegistryResolver::from_config(&cfg, None) {
-            Err(e) => assert!(e.contains(expect), "{e}"),
+            Err(e) => assert!(e.to_string().contains(expect), "{e}"),
             Ok(_) => panic!("{extra} should be refused"),
         }
     }

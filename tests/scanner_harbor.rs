@@ -391,6 +391,7 @@ async fn config_errors_are_clear() {
         HarborScanner::new(&config)
             .err()
             .unwrap()
+            .to_string()
             .contains("expected http(s)")
     );
     let yaml = format!(
@@ -398,7 +399,7 @@ async fn config_errors_are_clear() {
         server.url()
     );
     let config: HarborConfig = serde_saphyr::from_str(&yaml).unwrap();
-    let err = HarborScanner::new(&config).err().unwrap();
+    let err = HarborScanner::new(&config).err().unwrap().to_string();
     assert!(
         err.contains("password") && err.contains("VULNGATE_TEST_UNSET"),
         "{err}"
@@ -409,7 +410,7 @@ async fn config_errors_are_clear() {
         robot.path.display()
     );
     let config: HarborConfig = serde_saphyr::from_str(&yaml).unwrap();
-    let err = HarborScanner::new(&config).err().unwrap();
+    let err = HarborScanner::new(&config).err().unwrap().to_string();
     assert!(err.contains("caFile /nonexistent/ca.pem"), "{err}");
     std::fs::write(robot.path.with_file_name("ca.pem"), "not a certificate").unwrap();
     let yaml = yaml.replace(
@@ -421,6 +422,7 @@ async fn config_errors_are_clear() {
         HarborScanner::new(&config)
             .err()
             .unwrap()
+            .to_string()
             .contains("caFile")
     );
     let yaml = "url: x\nusername: r\npassword: hunter2\n";

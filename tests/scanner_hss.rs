@@ -464,13 +464,14 @@ registries:
 
     // A typo in a key is refused with its path.
     let bad = yaml.replace("projectId", "projectID");
-    let err = Config::from_yaml(&bad, dir.path()).unwrap_err();
+    let err = Config::from_yaml(&bad, dir.path()).unwrap_err().to_string();
     assert!(err.contains("projectID"), "{err}");
     // A missing credential file stops start-up with a message naming it.
     std::fs::remove_file(dir.path().join("secrets/sk")).unwrap();
     let err = vulngate::app::scanners::build_scanner(&config.registries[0].scanner)
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(
         err.starts_with("hss: auth: secretKey") && err.contains("secrets/sk"),
         "{err}"
@@ -602,7 +603,7 @@ fn scanner_config(extra: &str) -> Result<HssScanner, String> {
     let config: HssConfig =
         serde_saphyr::from_str(&format!("region: {REGION}\nprojectId: {PROJECT}\n{extra}"))
             .map_err(|e| e.to_string())?;
-    HssScanner::new(&config)
+    HssScanner::new(&config).map_err(|e| e.to_string())
 }
 
 /// A published signing vector: method, path, query, signed headers, body, signature.

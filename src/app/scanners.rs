@@ -12,12 +12,14 @@ use crate::scan::rate_limit::RateLimited;
 use crate::scan::sas::SasScanner;
 use crate::scan::{Route, Scanner, ScannerRouter};
 
+use super::{RouteError, StartupError};
+
 /// Builds the scanner a route names. Errors say what to fix in the config
 /// (a missing credential file, a bad endpoint), prefixed by the kind.
-pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String> {
+pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, RouteError> {
     match config {
         ScannerConfig::File(f) => {
-            let scanner = Arc::new(FileScanner::load(&f.path).map_err(|e| e.to_string())?);
+            let scanner = Arc::new(FileScanner::load(&f.path)?);
             if !f.reload_interval.is_zero() {
                 scanner.watch(f.reload_interval);
             }
@@ -25,31 +27,36 @@ pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, String>
         }
         ScannerConfig::Hss(c) => HssScanner::new(c)
             .map(|s| Arc::new(s) as Arc<dyn Scanner>)
-            .map_err(|e| format!("hss: {e}")),
+            .map_err(RouteError::Hss),
         ScannerConfig::Harbor(c) => HarborScanner::new(c)
             .map(|s| Arc::new(s) as Arc<dyn Scanner>)
-            .map_err(|e| format!("harbor: {e}")),
+            .map_err(RouteError::Harbor),
         ScannerConfig::Acr(c) => {
-            let scanner = AcrScanner::new(c).map_err(|e| format!("acr scanner: {e}"))?;
+            let scanner = AcrScanner::new(c).map_err(RouteError::Acr)?;
             tracing::info!(
                 credentials = scanner.credential_source(),
                 "acr scanner ready"
             );
             Ok(Arc::new(scanner))
         }
-        ScannerConfig::Sas(c) => Ok(Arc::new(
-            SasScanner::new(c).map_err(|e| format!("sas scanner: {e}"))?,
-        )),
+        ScannerConfig::Sas(c) => Ok(Arc::new(SasScanner::new(c).map_err(RouteError::Sas)?)),
     }
 }
 
 /// The router of the config's `registries`: each route's scanner, rate limited.
-pub fn scanner_router(routes: &[RegistryRoute]) -> Result<ScannerRouter, String> {
+pub fn scanner_router(routes: &[RegistryRoute]) -> Result<ScannerRouter, StartupError> {
     let mut built = Vec::with_capacity(routes.len());
     for (index, route) in routes.iter().enumerate() {
         let scanner = build_scanner(&route.scanner)
-            .and_then(|s| RateLimited::wrap(s, route.max_requests_per_second, route.max_concurrent))
-            .map_err(|e| format!("registries[{index}] ({}): {e}", route.host_match.0))?;
+            .and_then(|s| {
+                RateLimited::wrap(s, route.max_requests_per_second, route.max_concurrent)
+                    .map_err(RouteError::Limits)
+            })
+            .map_err(|source| StartupError::Route {
+                index,
+                pattern: route.host_match.0.clone(),
+                source,
+            })?;
         built.push(Route {
             index,
             pattern: route.host_match.clone(),
@@ -100,16 +107,22 @@ registries:
         }
 
         let half = "registries:\n  - match: \"*\"\n    scanner: {acr: {region: cn-hangzhou, credentials: {accessKeyIdFile: id}}}\n";
-        let err = Config::from_yaml(half, Path::new("/")).unwrap_err();
+        let err = Config::from_yaml(half, Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("registries[0].scanner.acr.credentials"),
             "{err}"
         );
         let inline = "registries:\n  - match: \"*\"\n    scanner: {sas: {region: cn-hangzhou, accessKeySecret: oops}}\n";
-        let err = Config::from_yaml(inline, Path::new("/")).unwrap_err();
+        let err = Config::from_yaml(inline, Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("accessKeySecret"), "{err}");
         let bad_endpoint = "registries:\n  - match: \"*\"\n    scanner: {acr: {region: cn-hangzhou, endpoint: \"ftp://x\"}}\n";
-        let err = Config::from_yaml(bad_endpoint, Path::new("/")).unwrap_err();
+        let err = Config::from_yaml(bad_endpoint, Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("registries[0].scanner.acr.endpoint"), "{err}");
     }
 

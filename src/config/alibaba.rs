@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::{ConfigError, EndpointError};
+
 /// Which request signature to use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,21 +87,24 @@ pub struct ClientSettings {
 
 impl CredentialsConfig {
     /// Structural checks that need no environment.
-    pub fn validate(&self, at: &str) -> Result<(), String> {
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
         if self.access_key_id_file.is_some() != self.access_key_secret_file.is_some() {
-            return Err(format!(
-                "{at}.credentials: accessKeyIdFile and accessKeySecretFile go together"
+            return Err(ConfigError::invalid(
+                format!("{at}.credentials"),
+                "accessKeyIdFile and accessKeySecretFile go together",
             ));
         }
         if self.security_token_file.is_some() && self.access_key_id_file.is_none() {
-            return Err(format!(
-                "{at}.credentials.securityTokenFile: needs accessKeyIdFile and accessKeySecretFile"
+            return Err(ConfigError::invalid(
+                format!("{at}.credentials.securityTokenFile"),
+                "needs accessKeyIdFile and accessKeySecretFile",
             ));
         }
         if let Some(d) = self.rrsa.as_ref().and_then(|r| r.duration_seconds) {
             if !(900..=43200).contains(&d) {
-                return Err(format!(
-                    "{at}.credentials.rrsa.durationSeconds: {d} is outside 900..=43200"
+                return Err(ConfigError::invalid(
+                    format!("{at}.credentials.rrsa.durationSeconds"),
+                    format!("{d} is outside 900..=43200"),
                 ));
             }
         }
@@ -122,29 +127,36 @@ impl CredentialsConfig {
 }
 
 /// Checks an endpoint override: `host[:port]` or `http(s)://host[:port]`.
-pub fn validate_endpoint(at: &str, endpoint: &str) -> Result<(), String> {
+pub fn validate_endpoint(at: &str, endpoint: &str) -> Result<(), ConfigError> {
     normalize_endpoint(endpoint)
         .map(|_| ())
-        .map_err(|e| format!("{at}: {e}"))
+        .map_err(|source| ConfigError::Endpoint {
+            key: at.to_string(),
+            source,
+        })
 }
 
 /// `cr.cn-hangzhou.aliyuncs.com` -> `https://cr.cn-hangzhou.aliyuncs.com/`.
-pub fn normalize_endpoint(endpoint: &str) -> Result<url::Url, String> {
+pub fn normalize_endpoint(endpoint: &str) -> Result<url::Url, EndpointError> {
     let text = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
         format!("https://{endpoint}")
     };
-    let url = url::Url::parse(&text).map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+    let endpoint = || endpoint.to_string();
+    let url = url::Url::parse(&text).map_err(|source| EndpointError::Parse {
+        endpoint: endpoint(),
+        source,
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "endpoint {endpoint:?}: must be http(s)://host[:port]"
-        ));
+        return Err(EndpointError::NotHttp {
+            endpoint: endpoint(),
+        });
     }
     if url.path() != "/" || url.query().is_some() {
-        return Err(format!(
-            "endpoint {endpoint:?}: must not have a path or query"
-        ));
+        return Err(EndpointError::PathOrQuery {
+            endpoint: endpoint(),
+        });
     }
     Ok(url)
 }
@@ -186,14 +198,18 @@ fn default_per() -> Duration {
 }
 
 impl ScanRequestLimit {
-    pub fn validate(&self, at: &str) -> Result<(), String> {
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
         if self.max == 0 {
-            return Err(format!(
-                "{at}.scanRequests.max must be at least 1 (turn scanOnMissing off to ask for none)"
+            return Err(ConfigError::invalid(
+                format!("{at}.scanRequests.max"),
+                "must be at least 1 (turn scanOnMissing off to ask for none)",
             ));
         }
         if self.per.is_zero() || self.per > Duration::from_secs(86_400) {
-            return Err(format!("{at}.scanRequests.per must be between 1s and 24h"));
+            return Err(ConfigError::invalid(
+                format!("{at}.scanRequests.per"),
+                "must be between 1s and 24h",
+            ));
         }
         Ok(())
     }
@@ -323,15 +339,21 @@ impl<P: AlibabaProduct> AlibabaConfig<P> {
 
 impl<P> AlibabaConfig<P> {
     /// Checks the settings; `at` is the config path for messages.
-    pub fn validate(&self, at: &str) -> Result<(), String> {
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
         if self.region.trim().is_empty() {
-            return Err(format!("{at}.region: must not be empty"));
+            return Err(ConfigError::invalid(
+                format!("{at}.region"),
+                "must not be empty",
+            ));
         }
         if let Some(e) = self.endpoint.as_deref() {
             validate_endpoint(&format!("{at}.endpoint"), e)?;
         }
         if self.timeout.is_zero() {
-            return Err(format!("{at}.timeout: must be greater than zero"));
+            return Err(ConfigError::invalid(
+                format!("{at}.timeout"),
+                "must be greater than zero",
+            ));
         }
         self.credentials.validate(at)?;
         self.scan_requests.validate(at)
@@ -399,7 +421,12 @@ mod tests {
             access_key_id_file: Some("id".into()),
             ..Default::default()
         };
-        assert!(c.validate("x").unwrap_err().contains("go together"));
+        assert!(
+            c.validate("x")
+                .unwrap_err()
+                .to_string()
+                .contains("go together")
+        );
     }
 
     #[test]

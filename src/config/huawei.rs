@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ConfigError;
 use super::retry::RetryConfig;
 use crate::secret::SecretSource;
 
@@ -92,33 +93,32 @@ impl HssConfig {
             .unwrap_or_else(|| default_endpoint("hss", &self.region))
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let id_like = |s: &str| {
             !s.is_empty()
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
         if !id_like(&self.region) {
-            return Err(format!(
-                "region {:?}: expected an id such as cn-north-4",
-                self.region
+            return Err(ConfigError::invalid(
+                format!("region {:?}", self.region),
+                "expected an id such as cn-north-4",
             ));
         }
         if !id_like(&self.project_id) {
-            return Err(format!(
-                "projectId {:?}: expected the project id of the region (letters and digits)",
-                self.project_id
+            return Err(ConfigError::invalid(
+                format!("projectId {:?}", self.project_id),
+                "expected the project id of the region (letters and digits)",
             ));
         }
         if !IMAGE_TYPES.contains(&self.image_type.as_str()) {
-            return Err(format!(
-                "imageType {:?}: use one of {}",
-                self.image_type,
-                IMAGE_TYPES.join(", ")
+            return Err(ConfigError::invalid(
+                format!("imageType {:?}", self.image_type),
+                format!("use one of {}", IMAGE_TYPES.join(", ")),
             ));
         }
         if self.timeout.is_zero() {
-            return Err("timeout: must be greater than zero".into());
+            return Err(ConfigError::invalid("timeout", "must be greater than zero"));
         }
         Ok(())
     }
@@ -221,18 +221,25 @@ impl HuaweiAuthConfig {
 
     /// Reads every credential once, so that a missing file stops start-up
     /// with a message instead of failing every review.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let load = |key: &'static str, source: &SecretSource| {
+            source
+                .load()
+                .map(|_| ())
+                .map_err(|source| ConfigError::Credential {
+                    key: format!("auth: {key}"),
+                    source,
+                })
+        };
         match self {
             HuaweiAuthConfig::AkSk(c) => {
-                c.access_key.load().map_err(|e| format!("accessKey: {e}"))?;
-                c.secret_key.load().map_err(|e| format!("secretKey: {e}"))?;
+                load("accessKey", &c.access_key)?;
+                load("secretKey", &c.secret_key)?;
                 if let Some(t) = &c.security_token {
-                    t.load().map_err(|e| format!("securityToken: {e}"))?;
+                    load("securityToken", t)?;
                 }
             }
-            HuaweiAuthConfig::Password(c) => {
-                c.password.load().map_err(|e| format!("password: {e}"))?;
-            }
+            HuaweiAuthConfig::Password(c) => load("password", &c.password)?,
         }
         Ok(())
     }

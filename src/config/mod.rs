@@ -5,6 +5,7 @@
 //! resolvers and clients from it is the wiring's job (src/app.rs).
 
 pub mod alibaba;
+mod error;
 pub mod harbor;
 pub mod huawei;
 pub(crate) mod retry;
@@ -21,6 +22,8 @@ use serving::{ConnectionsConfig, OpsConfig, ShutdownConfig, TlsConfig};
 
 use crate::domain::rules::{ControllerPods, CountRule, Mode, OnError, UnscannedRule};
 use crate::pattern::ImagePattern;
+
+pub use error::{ConfigError, EndpointError};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -377,17 +380,6 @@ impl<'de> Deserialize<'de> for HostPattern {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 impl Config {
     /// Loads and validates a config file. Relative paths inside it are taken
     /// relative to the file's directory.
@@ -397,14 +389,14 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_yaml(&text, base).map_err(|message| ConfigError::Invalid {
+        Config::from_yaml(&text, base).map_err(|e| ConfigError::InFile {
             path: path.to_path_buf(),
-            message,
+            source: Box::new(e),
         })
     }
 
     /// Parses config text; errors name the offending key (`policy.defaults.limits: ...`).
-    pub fn from_yaml(text: &str, base: &Path) -> Result<Config, String> {
+    pub fn from_yaml(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut path = None;
         let parsed =
             serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
@@ -413,14 +405,13 @@ impl Config {
                     e.into_inner()
                 })
             });
-        let mut config: Config = parsed.map_err(|e| {
-            let inner = e.to_string();
-            match path {
-                // "." is the root, "?" a place serde_path_to_error could not follow.
-                Some(path) if path != "." && path != "?" && !inner.starts_with(&path) => {
-                    format!("{path}: {inner}")
-                }
-                _ => inner,
+        let mut config: Config = parsed.map_err(|source| {
+            let inner = source.to_string();
+            // "." is the root, "?" a place serde_path_to_error could not follow.
+            let key = path.filter(|path| path != "." && path != "?" && !inner.starts_with(path));
+            ConfigError::Yaml {
+                key,
+                source: Box::new(source),
             }
         })?;
         config.validate()?;
@@ -428,30 +419,42 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         for key in self.policy.defaults.limits.keys() {
             if !crate::domain::limits::LimitKey::is_known(key) {
-                return Err(format!(
-                    "policy.defaults.limits.{key}: unknown limit; use one of {}",
-                    crate::domain::limits::LimitKey::known_list()
+                return Err(ConfigError::invalid(
+                    format!("policy.defaults.limits.{key}"),
+                    format!(
+                        "unknown limit; use one of {}",
+                        crate::domain::limits::LimitKey::known_list()
+                    ),
                 ));
             }
         }
         for (i, entry) in self.policy.defaults.allow_cves.iter().enumerate() {
             crate::domain::accepted::parse_entry(entry)
-                .map_err(|e| format!("policy.defaults.allowCves[{i}]: {e}"))?;
+                .map_err(|e| ConfigError::invalid(format!("policy.defaults.allowCves[{i}]"), e))?;
         }
         if self.deadline.is_zero() {
-            return Err("deadline: must be greater than zero".into());
+            return Err(ConfigError::invalid(
+                "deadline",
+                "must be greater than zero",
+            ));
         }
         if self.cache.max_entries == 0 {
-            return Err("cache.maxEntries: must be greater than zero".into());
+            return Err(ConfigError::invalid(
+                "cache.maxEntries",
+                "must be greater than zero",
+            ));
         }
         if let Some(shared) = &self.cache.shared {
             shared.validate(self.deadline)?;
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err("tls: certFile and keyFile go together".into());
+            return Err(ConfigError::invalid(
+                "tls",
+                "certFile and keyFile go together",
+            ));
         }
         self.connections.validate()?;
         for (i, route) in self.registries.iter().enumerate() {
@@ -464,21 +467,31 @@ impl Config {
         }
         // Each run lists every pod: shorter periods would load the apiserver for nothing.
         if self.audit.interval < MIN_AUDIT_INTERVAL {
-            return Err(format!(
-                "audit.interval: {} is too short; use at least 1s (10m is a good start)",
-                humantime::format_duration(self.audit.interval)
+            return Err(ConfigError::invalid(
+                "audit.interval",
+                format!(
+                    "{} is too short; use at least 1s (10m is a good start)",
+                    humantime::format_duration(self.audit.interval)
+                ),
             ));
         }
         if self.review.max_images == 0 {
-            return Err("review.maxImages: must be greater than zero".into());
+            return Err(ConfigError::invalid(
+                "review.maxImages",
+                "must be greater than zero",
+            ));
         }
         if self.ops.purge.enabled && self.ops.purge.token_file.is_none() {
-            return Err(
-                "ops.purge: enabled needs tokenFile (a file holding the bearer token)".into(),
-            );
+            return Err(ConfigError::invalid(
+                "ops.purge",
+                "enabled needs tokenFile (a file holding the bearer token)",
+            ));
         }
         if self.registries.is_empty() {
-            return Err("registries: at least one route is needed (match: \"*\" for all)".into());
+            return Err(ConfigError::invalid(
+                "registries",
+                "at least one route is needed (match: \"*\" for all)",
+            ));
         }
         Ok(())
     }

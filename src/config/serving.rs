@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ConfigError;
+
 /// The ops port's optional endpoints.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -108,7 +110,7 @@ impl Default for ConnectionsConfig {
 
 impl ConnectionsConfig {
     /// hyper asserts a buffer of at least 8 KiB; anything else zero would refuse every client.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, value) in [
             ("firstRequestTimeout", self.first_request_timeout),
             ("idleTimeout", self.idle_timeout),
@@ -117,13 +119,16 @@ impl ConnectionsConfig {
             ("keepAliveTimeout", self.keep_alive_timeout),
         ] {
             if value.is_zero() {
-                return Err(format!("connections.{key}: must be greater than zero"));
+                return Err(ConfigError::invalid(
+                    format!("connections.{key}"),
+                    "must be greater than zero",
+                ));
             }
         }
         if self.max_header_bytes < 8192 {
-            return Err(format!(
-                "connections.maxHeaderBytes: {} is too small; use at least 8192",
-                self.max_header_bytes
+            return Err(ConfigError::invalid(
+                "connections.maxHeaderBytes",
+                format!("{} is too small; use at least 8192", self.max_header_bytes),
             ));
         }
         for (key, value) in [
@@ -137,7 +142,10 @@ impl ConnectionsConfig {
             ),
         ] {
             if value == 0 {
-                return Err(format!("connections.{key}: must be greater than zero"));
+                return Err(ConfigError::invalid(
+                    format!("connections.{key}"),
+                    "must be greater than zero",
+                ));
             }
         }
         Ok(())

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ConfigError;
+
 use crate::secret::SecretSource;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -79,33 +81,38 @@ pub enum Topology<'a> {
 
 impl RedisConfig {
     /// The one topology the config names, or an error naming the keys to fix.
-    pub fn topology(&self) -> Result<Topology<'_>, String> {
+    pub fn topology(&self) -> Result<Topology<'_>, ConfigError> {
         match (&self.url, &self.sentinel, &self.cluster) {
             (Some(url), None, None) => Ok(Topology::Single(url)),
             (None, Some(sentinel), None) => Ok(Topology::Sentinel(sentinel)),
             (None, None, Some(nodes)) => Ok(Topology::Cluster(nodes)),
-            (None, None, None) => Err(
-                "cache.shared.redis: one of url, sentinel or cluster is needed".into(),
-            ),
-            _ => Err(
-                "cache.shared.redis: only one of url, sentinel or cluster (they name different deployments)"
-                    .into(),
-            ),
+            (None, None, None) => Err(ConfigError::invalid(
+                "cache.shared.redis",
+                "one of url, sentinel or cluster is needed",
+            )),
+            _ => Err(ConfigError::invalid(
+                "cache.shared.redis",
+                "only one of url, sentinel or cluster (they name different deployments)",
+            )),
         }
     }
 
     /// The URLs the client is given, with the key each comes from.
-    fn urls(&self) -> Result<Vec<(String, &str)>, String> {
+    fn urls(&self) -> Result<Vec<(String, &str)>, ConfigError> {
         Ok(match self.topology()? {
             Topology::Single(url) => vec![("cache.shared.redis.url".to_string(), url)],
             Topology::Sentinel(sentinel) => {
                 if sentinel.addresses.is_empty() {
-                    return Err(
-                        "cache.shared.redis.sentinel.addresses: at least one sentinel".into(),
-                    );
+                    return Err(ConfigError::invalid(
+                        "cache.shared.redis.sentinel.addresses",
+                        "at least one sentinel",
+                    ));
                 }
                 if sentinel.master_name.is_empty() {
-                    return Err("cache.shared.redis.sentinel.masterName: must not be empty".into());
+                    return Err(ConfigError::invalid(
+                        "cache.shared.redis.sentinel.masterName",
+                        "must not be empty",
+                    ));
                 }
                 sentinel
                     .addresses
@@ -121,7 +128,10 @@ impl RedisConfig {
             }
             Topology::Cluster(nodes) => {
                 if nodes.is_empty() {
-                    return Err("cache.shared.redis.cluster: at least one node URL".into());
+                    return Err(ConfigError::invalid(
+                        "cache.shared.redis.cluster",
+                        "at least one node URL",
+                    ));
                 }
                 nodes
                     .iter()
@@ -133,23 +143,28 @@ impl RedisConfig {
     }
 
     /// Whether the nodes speak TLS (`rediss://`); every URL must say the same.
-    pub fn tls(&self) -> Result<bool, String> {
+    pub fn tls(&self) -> Result<bool, ConfigError> {
         let urls = self.urls()?;
         let mut tls = None;
         for (key, url) in &urls {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(format!("{key}: must start with redis:// or rediss://"));
+                return Err(ConfigError::invalid(
+                    key.clone(),
+                    "must start with redis:// or rediss://",
+                ));
             }
             // A password in the URL would end up in the ConfigMap and in error messages.
             if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
-                return Err(format!(
-                    "{key}: put the password in cache.shared.redis.password ({{file: ...}}), not in the URL"
+                return Err(ConfigError::invalid(
+                    key.clone(),
+                    "put the password in cache.shared.redis.password ({file: ...}), not in the URL",
                 ));
             }
             let this = url.starts_with("rediss://");
             if tls.is_some_and(|t| t != this) {
-                return Err(format!(
-                    "{key}: every URL uses the same scheme (all redis:// or all rediss://)"
+                return Err(ConfigError::invalid(
+                    key.clone(),
+                    "every URL uses the same scheme (all redis:// or all rediss://)",
                 ));
             }
             tls = Some(this);
@@ -168,36 +183,50 @@ pub struct HmacKeyConfig {
 
 impl SharedCacheConfig {
     /// Errors name the key to fix; `deadline` is the config's review deadline.
-    pub fn validate(&self, deadline: Duration) -> Result<(), String> {
+    pub fn validate(&self, deadline: Duration) -> Result<(), ConfigError> {
         let tls = self.redis.tls()?;
         if self.redis.ca_file.is_some() && !tls {
-            return Err("cache.shared.redis.caFile: only used with rediss:// URLs".into());
+            return Err(ConfigError::invalid(
+                "cache.shared.redis.caFile",
+                "only used with rediss:// URLs",
+            ));
         }
         if self.redis.timeout.is_zero() {
-            return Err("cache.shared.redis.timeout: must be greater than zero".into());
+            return Err(ConfigError::invalid(
+                "cache.shared.redis.timeout",
+                "must be greater than zero",
+            ));
         }
         if self.hmac_keys.is_empty() {
-            return Err(
-                "cache.shared.hmacKeys: at least one key is needed (entries are signed)".into(),
-            );
+            return Err(ConfigError::invalid(
+                "cache.shared.hmacKeys",
+                "at least one key is needed (entries are signed)",
+            ));
         }
         for (i, key) in self.hmac_keys.iter().enumerate() {
             if key.id.is_empty() || !key.id.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!(
-                    "cache.shared.hmacKeys[{i}].id: a short printable name such as k1"
+                return Err(ConfigError::invalid(
+                    format!("cache.shared.hmacKeys[{i}].id"),
+                    "a short printable name such as k1",
                 ));
             }
         }
         // The wait must leave the review time to ask the scanner itself.
         if self.lock_wait.saturating_add(self.redis.timeout) >= deadline {
-            return Err(format!(
-                "cache.shared.lockWait: {} plus the Redis timeout must stay below the deadline ({})",
-                humantime::format_duration(self.lock_wait),
-                humantime::format_duration(deadline)
+            return Err(ConfigError::invalid(
+                "cache.shared.lockWait",
+                format!(
+                    "{} plus the Redis timeout must stay below the deadline ({})",
+                    humantime::format_duration(self.lock_wait),
+                    humantime::format_duration(deadline)
+                ),
             ));
         }
         if self.lock_ttl < self.lock_wait {
-            return Err("cache.shared.lockTtl: must be at least lockWait".into());
+            return Err(ConfigError::invalid(
+                "cache.shared.lockTtl",
+                "must be at least lockWait",
+            ));
         }
         Ok(())
     }
@@ -244,7 +273,9 @@ mod tests {
     fn validated(redis: &str) -> Result<SharedCacheConfig, String> {
         let yaml = format!("redis: {redis}\nhmacKeys: [{{id: k1, secret: {{file: k}}}}]\n");
         let config: SharedCacheConfig = serde_saphyr::from_str(&yaml).map_err(|e| e.to_string())?;
-        config.validate(Duration::from_secs(10))?;
+        config
+            .validate(Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
         Ok(config)
     }
 

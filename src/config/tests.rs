@@ -5,7 +5,7 @@ use super::*;
 fn parse(extra: &str) -> Result<Config, String> {
     let text =
         format!("registries:\n  - match: \"*\"\n    scanner: {{file: {{path: scans}}}}\n{extra}");
-    Config::from_yaml(&text, Path::new("/etc/vulngate"))
+    Config::from_yaml(&text, Path::new("/etc/vulngate")).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -142,7 +142,9 @@ fn every_yaml_error_names_its_key_and_line() {
             "duplicate mapping key: deadline",
         ),
     ] {
-        let err = Config::from_yaml(&yaml, Path::new("/")).expect_err(&yaml);
+        let err = Config::from_yaml(&yaml, Path::new("/"))
+            .expect_err(&yaml)
+            .to_string();
         assert!(err.starts_with(named), "{yaml}: {err}");
         assert!(err.contains(" at line "), "{yaml}: {err}");
     }
@@ -192,7 +194,9 @@ fn alibaba_scanners_share_their_settings_and_refuse_unknown_keys_by_name() {
         ("sas", "vulnerabilityDetails"),
     ] {
         let yaml = format!("{}        {key}: x\n", route(scanner));
-        let err = Config::from_yaml(&yaml, Path::new("/")).expect_err(&yaml);
+        let err = Config::from_yaml(&yaml, Path::new("/"))
+            .expect_err(&yaml)
+            .to_string();
         assert!(
             err.starts_with(&format!(
                 "registries[0].scanner.{scanner}: unknown field `{key}`"
@@ -203,7 +207,9 @@ fn alibaba_scanners_share_their_settings_and_refuse_unknown_keys_by_name() {
     }
     // Keys of the shared settings keep their path in errors.
     let yaml = format!("{}        signatureVersion: v3\n", route("sas"));
-    let err = Config::from_yaml(&yaml, Path::new("/")).expect_err(&yaml);
+    let err = Config::from_yaml(&yaml, Path::new("/"))
+        .expect_err(&yaml)
+        .to_string();
     assert!(
         err.starts_with("registries[0].scanner.sas.signatureVersion: unknown variant `v3`"),
         "{err}"

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::file_error::NamespacesFileError;
+
 use super::{Annotations, NamespaceError, NamespaceSource};
 
 #[derive(Debug, Default)]
@@ -34,38 +36,44 @@ struct Meta {
 }
 
 impl FileNamespaces {
-    pub fn load(path: &Path) -> Result<FileNamespaces, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("namespaces file {}: {e}", path.display()))?;
-        FileNamespaces::parse(&text).map_err(|e| format!("namespaces file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<FileNamespaces, NamespacesFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| NamespacesFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        FileNamespaces::parse(&text).map_err(|e| NamespacesFileError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
-    pub fn parse(text: &str) -> Result<FileNamespaces, String> {
+    pub fn parse(text: &str) -> Result<FileNamespaces, NamespacesFileError> {
         let mut out = FileNamespaces::default();
         // Empty documents are skipped; a parse error names its line.
-        let documents: Vec<Doc> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+        let documents: Vec<Doc> =
+            serde_saphyr::from_multiple(text).map_err(NamespacesFileError::Yaml)?;
         for (i, doc) in documents.into_iter().enumerate() {
-            out.add(doc)
-                .map_err(|e| format!("document {}: {e}", i + 1))?;
+            out.add(doc).map_err(|e| NamespacesFileError::Document {
+                number: i + 1,
+                source: Box::new(e),
+            })?;
         }
         Ok(out)
     }
 
-    fn add(&mut self, doc: Doc) -> Result<(), String> {
+    fn add(&mut self, doc: Doc) -> Result<(), NamespacesFileError> {
         match doc.kind.as_str() {
             "Namespace" => {
-                let meta = doc.metadata.ok_or("a Namespace without metadata")?;
+                let meta = doc.metadata.ok_or(NamespacesFileError::NoMetadata)?;
                 if meta.name.is_empty() {
-                    return Err("a Namespace without metadata.name".into());
+                    return Err(NamespacesFileError::NoName);
                 }
                 self.by_name
                     .insert(meta.name, Arc::new(meta.annotations.unwrap_or_default()));
                 Ok(())
             }
             "List" | "NamespaceList" => doc.items.into_iter().try_for_each(|item| self.add(item)),
-            other => Err(format!(
-                "expected a Namespace or a List of them, found kind {other:?}"
-            )),
+            other => Err(NamespacesFileError::WrongKind(other.to_string())),
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 pub mod cluster;
 pub mod file;
+pub mod file_error;
 
 use async_trait::async_trait;
 

@@ -22,6 +22,7 @@ use crate::config::{Config, ScannerConfig};
 use crate::scan::ScanTarget;
 use crate::scan::acr::AcrScanner;
 use crate::scan::sas::region_of_acr_host;
+use crate::scan::setup_error::SetupError;
 
 use super::Pending;
 
@@ -153,6 +154,7 @@ impl<'a> Alibaba<'a> {
         let clients = AcrScanner::with_env(acr, self.env).and_then(|scanner| {
             RpcClient::new("cr", CR_VERSION, &acr.client_settings(), self.env)
                 .map(|client| (scanner, client))
+                .map_err(SetupError::from)
         });
         let (scanner, client) = match clients {
             Ok(c) => c,
@@ -302,7 +304,11 @@ fn named_requests<'p>(
         Some(ScannerConfig::Acr(acr)) => {
             (None, Some(acr.region.trim()), acr.instance_id.as_deref())
         }
-        Some(ScannerConfig::Sas(s)) => (s.product.repo_region.as_deref(), None, s.instance_id.as_deref()),
+        Some(ScannerConfig::Sas(s)) => (
+            s.product.repo_region.as_deref(),
+            None,
+            s.instance_id.as_deref(),
+        ),
         _ => (None, None, sas.instance_id.as_deref()),
     };
     let instance = instance.map(str::trim).filter(|i| !i.is_empty());

@@ -12,6 +12,7 @@ use oci_client::{Client, Reference};
 use serde::Deserialize;
 use std::time::Duration;
 
+use super::setup_error::RegistrySetupError;
 use crate::image::ImageRef;
 use crate::resolve::{ResolveError, Resolved};
 
@@ -98,7 +99,7 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn parse(s: &str) -> Result<Platform, String> {
+    pub fn parse(s: &str) -> Result<Platform, RegistrySetupError> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
@@ -110,9 +111,7 @@ impl Platform {
                     .map(|v| v.to_string())
                     .filter(|v| !v.is_empty()),
             }),
-            _ => Err(format!(
-                "resolution.platforms: {s:?} is not os/arch[/variant] such as linux/amd64"
-            )),
+            _ => Err(RegistrySetupError::Platform(s.to_string())),
         }
     }
 

@@ -11,6 +11,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use super::credentials_error::CredentialsError;
+
 pub use crate::secret::Secret;
 
 /// How to authenticate to one registry host.
@@ -121,7 +123,7 @@ struct AuthEntry {
 
 impl AuthEntry {
     /// The credential of one entry; errors never quote the entry's content.
-    fn credential(&self, host: &str) -> Result<Option<Credential>, String> {
+    fn credential(&self, host: &str) -> Result<Option<Credential>, CredentialsError> {
         if let Some(token) = self.registrytoken.as_deref().filter(|t| !t.is_empty()) {
             return Ok(Some(Credential::Bearer(Secret::new(token))));
         }
@@ -138,12 +140,18 @@ impl AuthEntry {
         };
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
-            .map_err(|_| format!("the auth field for {host} is not base64"))?;
-        let decoded = String::from_utf8(decoded)
-            .map_err(|_| format!("the auth field for {host} is not UTF-8"))?;
-        let (username, password) = decoded
-            .split_once(':')
-            .ok_or_else(|| format!("the auth field for {host} is not user:password"))?;
+            .map_err(|_| CredentialsError::AuthNotBase64 {
+                host: host.to_string(),
+            })?;
+        let decoded = String::from_utf8(decoded).map_err(|_| CredentialsError::AuthNotUtf8 {
+            host: host.to_string(),
+        })?;
+        let (username, password) =
+            decoded
+                .split_once(':')
+                .ok_or_else(|| CredentialsError::AuthNotPair {
+                    host: host.to_string(),
+                })?;
         Ok(Some(Credential::Basic {
             username: username.to_string(),
             password: Secret::new(password),
@@ -154,27 +162,40 @@ impl AuthEntry {
 impl DockerConfig {
     /// Parses a `config.json` (`{"auths": {...}}`, the `.dockerconfigjson` of a
     /// `kubernetes.io/dockerconfigjson` Secret).
-    pub fn from_config_json(bytes: &[u8]) -> Result<DockerConfig, String> {
-        let parsed: ConfigJson = serde_json::from_slice(bytes)
-            .map_err(|e| format!("not a docker config.json: {}", redact_serde(&e)))?;
+    pub fn from_config_json(bytes: &[u8]) -> Result<DockerConfig, CredentialsError> {
+        let parsed: ConfigJson =
+            serde_json::from_slice(bytes).map_err(|e| CredentialsError::NotConfigJson {
+                line: e.line(),
+                column: e.column(),
+            })?;
         Self::from_entries(parsed.auths)
     }
 
     /// Parses a legacy `.dockercfg` (hosts at the top level, the content of a
     /// `kubernetes.io/dockercfg` Secret).
-    pub fn from_dockercfg(bytes: &[u8]) -> Result<DockerConfig, String> {
-        let parsed: BTreeMap<String, AuthEntry> = serde_json::from_slice(bytes)
-            .map_err(|e| format!("not a .dockercfg: {}", redact_serde(&e)))?;
+    pub fn from_dockercfg(bytes: &[u8]) -> Result<DockerConfig, CredentialsError> {
+        let parsed: BTreeMap<String, AuthEntry> =
+            serde_json::from_slice(bytes).map_err(|e| CredentialsError::NotDockercfg {
+                line: e.line(),
+                column: e.column(),
+            })?;
         Self::from_entries(parsed)
     }
 
-    pub fn from_file(path: &Path) -> Result<DockerConfig, String> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read docker config {}: {e}", path.display()))?;
-        Self::from_config_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn from_file(path: &Path) -> Result<DockerConfig, CredentialsError> {
+        let bytes = std::fs::read(path).map_err(|source| CredentialsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_config_json(&bytes).map_err(|e| CredentialsError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
-    fn from_entries(entries: BTreeMap<String, AuthEntry>) -> Result<DockerConfig, String> {
+    fn from_entries(
+        entries: BTreeMap<String, AuthEntry>,
+    ) -> Result<DockerConfig, CredentialsError> {
         let mut by_host = BTreeMap::new();
         for (key, entry) in entries {
             let host = normalize_host(&key);
@@ -201,7 +222,7 @@ pub struct DockerConfigFile {
 }
 
 impl DockerConfigFile {
-    pub fn load(path: &Path) -> Result<DockerConfigFile, String> {
+    pub fn load(path: &Path) -> Result<DockerConfigFile, CredentialsError> {
         let modified = modified(path);
         let config = DockerConfig::from_file(path)?;
         Ok(DockerConfigFile {
@@ -241,12 +262,6 @@ impl DockerConfigFile {
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// serde_json errors can quote input (e.g. `invalid type: string "hunter2"`);
-/// keep only the position so a secret never reaches a message.
-fn redact_serde(e: &serde_json::Error) -> String {
-    format!("invalid JSON at line {} column {}", e.line(), e.column())
 }
 
 #[cfg(test)]
@@ -353,13 +368,18 @@ mod tests {
     #[test]
     fn bad_input_is_a_clear_error_without_the_secret() {
         let err = DockerConfig::from_config_json(br#"{"auths": {"h": {"auth": "%%hunter2"}}}"#)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not base64"), "{err}");
         assert!(!err.contains("hunter2"));
-        let err = DockerConfig::from_config_json(br#"{"auths": {"h": {"auth": 7}}}"#).unwrap_err();
+        let err = DockerConfig::from_config_json(br#"{"auths": {"h": {"auth": 7}}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a docker config.json"), "{err}");
         let no_colon = format!(r#"{{"auths": {{"h": {{"auth": "{}"}}}}}}"#, b64("hunter2"));
-        let err = DockerConfig::from_config_json(no_colon.as_bytes()).unwrap_err();
+        let err = DockerConfig::from_config_json(no_colon.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 

@@ -8,7 +8,9 @@
 pub(crate) mod cache;
 pub(crate) mod client;
 pub(crate) mod credentials;
+pub mod credentials_error;
 pub(crate) mod pull_secrets;
+pub mod setup_error;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use cache::ResolutionCache;
 use client::{Connection, Platform};
 use credentials::{DockerConfigFile, SourcedCredential};
 use pull_secrets::PullSecrets;
+use setup_error::RegistrySetupError;
 
 /// Used when a registry has no `timeout` of its own.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,7 +61,7 @@ impl RegistryResolver {
     pub fn from_config(
         config: &Config,
         kube: Option<kube::Client>,
-    ) -> Result<RegistryResolver, String> {
+    ) -> Result<RegistryResolver, RegistrySetupError> {
         let mut routes = Vec::new();
         for (i, route) in config.registries.iter().enumerate() {
             let access = route.registry.clone().unwrap_or(RegistryAccess {
@@ -67,23 +70,25 @@ impl RegistryResolver {
             });
             if let Some(m) = &access.mirror {
                 if m.is_empty() || m.contains(['/', ' ', '@']) {
-                    return Err(format!(
-                        "registries[{i}].registry.mirror: {m:?} must be a host[:port] such as mirror.local:5000"
-                    ));
+                    return Err(RegistrySetupError::Mirror {
+                        index: i,
+                        mirror: m.clone(),
+                    });
                 }
             }
             if access.timeout.is_some_and(|t| t.is_zero()) {
-                return Err(format!(
-                    "registries[{i}].registry.timeout: must be greater than zero"
-                ));
+                return Err(RegistrySetupError::ZeroTimeout { index: i });
             }
             let ca_pem = match &access.ca_file {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    format!(
-                        "registries[{i}].registry.caFile: cannot read {}: {e}",
-                        path.display()
+                Some(path) => {
+                    Some(
+                        std::fs::read(path).map_err(|source| RegistrySetupError::ReadCa {
+                            index: i,
+                            path: path.clone(),
+                            source,
+                        })?,
                     )
-                })?),
+                }
                 None => None,
             };
             routes.push(Route {
@@ -93,19 +98,16 @@ impl RegistryResolver {
             });
         }
         let docker_config = match &config.resolution.docker_config_file {
-            Some(path) => Some(
-                DockerConfigFile::load(path)
-                    .map_err(|e| format!("resolution.dockerConfigFile: {e}"))?,
-            ),
+            Some(path) => {
+                Some(DockerConfigFile::load(path).map_err(RegistrySetupError::DockerConfig)?)
+            }
             None => None,
         };
         let pull_secrets = match (config.resolution.use_image_pull_secrets, kube) {
             (false, _) => None,
             (true, Some(client)) => Some(PullSecrets::new(client, config.cache.tag_ttl)),
             (true, None) => {
-                return Err(
-                    "resolution.useImagePullSecrets needs access to the Kubernetes API".into(),
-                );
+                return Err(RegistrySetupError::NoKubernetesClient);
             }
         };
         let platforms = config

@@ -34,6 +34,7 @@ use crate::cloud::alibaba::{digest_hex, json_str, json_u64, same_digest};
 use crate::config::alibaba::AcrConfig;
 use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
+use crate::scan::setup_error::SetupError;
 
 pub const KIND: &str = "acr";
 const VERSION: &str = "2018-12-01";
@@ -132,7 +133,7 @@ struct Located {
 }
 
 impl AcrScanner {
-    pub fn new(config: &AcrConfig) -> Result<AcrScanner, String> {
+    pub fn new(config: &AcrConfig) -> Result<AcrScanner, SetupError> {
         Self::with_env(config, &|k| std::env::var(k).ok())
     }
 
@@ -140,7 +141,7 @@ impl AcrScanner {
     pub fn with_env(
         config: &AcrConfig,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<AcrScanner, String> {
+    ) -> Result<AcrScanner, SetupError> {
         config.validate("acr")?;
         let client = RpcClient::new("cr", VERSION, &config.client_settings(), env)?;
         Ok(AcrScanner {

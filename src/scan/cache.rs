@@ -418,7 +418,7 @@ impl SummaryCache {
         if let Some(shared) = &self.shared {
             match shared.purge(digest).await {
                 Ok(n) => tracing::info!(removed = n, "shared cache purged"),
-                Err(error) => tracing::warn!(error, "shared cache not purged"),
+                Err(error) => tracing::warn!(%error, "shared cache not purged"),
             }
         }
         keys.len() as u64

@@ -19,8 +19,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::backoff::{self, Attempt};
+use super::setup_error::SetupError;
 use super::vulnlist::{self, MAX_ENTRIES};
 use super::{ScanTarget, Scanner};
+use crate::config::ConfigError;
 use crate::config::harbor::HarborConfig;
 use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
@@ -253,40 +255,44 @@ pub struct HarborScanner {
 }
 
 impl HarborScanner {
-    pub fn new(config: &HarborConfig) -> Result<HarborScanner, String> {
+    pub fn new(config: &HarborConfig) -> Result<HarborScanner, SetupError> {
         let base = config.url.trim_end_matches('/').to_string();
-        let url = url::Url::parse(&base).map_err(|e| format!("url {:?}: {e}", config.url))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(format!(
-                "url {:?}: expected http(s)://host[:port]",
-                config.url
-            ));
-        }
+        SetupError::http_url("url", &config.url, &base)?;
         if config.username.trim().is_empty() {
-            return Err("username: the robot account name is empty".into());
+            return Err(ConfigError::invalid("username", "the robot account name is empty").into());
         }
         if config.timeout.is_zero() {
-            return Err("timeout: must be greater than zero".into());
+            return Err(ConfigError::invalid("timeout", "must be greater than zero").into());
         }
         config
             .password
             .load()
-            .map_err(|e| format!("password: {e}"))?;
+            .map_err(|source| SetupError::Credential {
+                key: "password",
+                source,
+            })?;
         let mut builder = crate::crypto::http_client()
             .timeout(config.timeout)
             .connect_timeout(config.timeout);
         if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("caFile {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("caFile {}: {e}", ca.display()))?;
+            let pem = std::fs::read(ca).map_err(|source| SetupError::ReadCa {
+                path: ca.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                SetupError::CaPem {
+                    path: ca.clone(),
+                    source,
+                }
+            })?;
             if certs.is_empty() {
-                return Err(format!("caFile {}: no certificate in it", ca.display()));
+                return Err(SetupError::NoCa { path: ca.clone() });
             }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        let http = builder.build().map_err(SetupError::HttpClient)?;
         Ok(HarborScanner {
             config: config.clone(),
             http,

@@ -30,6 +30,7 @@ use crate::cloud::query::{canonical_query, percent_encode};
 use crate::config::huawei::{HandleStatus, HssConfig};
 use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, SeverityCounts};
+use crate::scan::setup_error::SetupError;
 
 pub const KIND: &str = "hss";
 
@@ -169,25 +170,22 @@ fn same_digest(a: &str, b: &str) -> bool {
 }
 
 impl HssScanner {
-    pub fn new(config: &HssConfig) -> Result<HssScanner, String> {
+    pub fn new(config: &HssConfig) -> Result<HssScanner, SetupError> {
         config.validate()?;
         let endpoint = config.endpoint();
-        let url = url::Url::parse(&endpoint).map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
-        let (true, Some(h)) = (matches!(url.scheme(), "http" | "https"), url.host_str()) else {
-            return Err(format!(
-                "endpoint {endpoint:?}: expected http(s)://host[:port]"
-            ));
-        };
+        let url = SetupError::http_url("endpoint", &endpoint, &endpoint)?;
+        // http_url checked that there is a host.
+        let h = url.host_str().unwrap_or_default();
         let host = match url.port() {
             Some(p) => format!("{h}:{p}"),
             None => h.to_string(),
         };
-        config.auth.check().map_err(|e| format!("auth: {e}"))?;
+        config.auth.check()?;
         let http = crate::crypto::http_client()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(SetupError::HttpClient)?;
         let auth = Authenticator::new(
             &config.auth,
             http.clone(),
@@ -651,6 +649,13 @@ mod tests {
         assert!(!same_digest("sha256:abce", "sha256:abcd"));
     }
 
+    fn setup_error(config: &HssConfig) -> String {
+        HssScanner::new(config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
     fn config(yaml: &str) -> Result<HssConfig, String> {
         serde_saphyr::from_str::<HssConfig>(yaml).map_err(|e| e.to_string())
     }
@@ -671,9 +676,9 @@ mod tests {
                 .contains("unknown field")
         );
         let bad = config("region: cn-north-4\nprojectId: p\nimageType: docker\n").unwrap();
-        assert!(HssScanner::new(&bad).err().unwrap().contains("imageType"));
+        assert!(setup_error(&bad).contains("imageType"));
         let bad = config("region: cn-north-4\nprojectId: \"a/b\"\n").unwrap();
-        assert!(HssScanner::new(&bad).err().unwrap().contains("projectId"));
+        assert!(setup_error(&bad).contains("projectId"));
     }
 
     #[test]
@@ -682,7 +687,7 @@ mod tests {
             "region: cn-north-4\nprojectId: p1\nauth: {akSk: {accessKey: {file: /nonexistent/ak}, secretKey: {env: VULNGATE_TEST_UNSET_SK}}}\n",
         )
         .unwrap();
-        let err = HssScanner::new(&c).err().unwrap();
+        let err = setup_error(&c);
         assert!(
             err.contains("accessKey") && err.contains("/nonexistent/ak"),
             "{err}"

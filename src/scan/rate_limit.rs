@@ -5,6 +5,7 @@
 //! A call waits for a slot and a token instead of being throttled by the vendor;
 //! the review that asked stops waiting at its deadline like for any slow call.
 
+use crate::config::ConfigError;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ impl RateLimited {
         inner: Arc<dyn Scanner>,
         max_per_second: Option<f64>,
         max_concurrent: Option<u32>,
-    ) -> Result<Arc<dyn Scanner>, String> {
+    ) -> Result<Arc<dyn Scanner>, ConfigError> {
         if max_per_second.is_none() && max_concurrent.is_none() {
             return Ok(inner);
         }
@@ -41,19 +42,20 @@ impl RateLimited {
             Some(rate) if rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0 => {
                 let period = Duration::from_secs_f64(1.0 / rate);
                 let quota = Quota::with_period(period)
-                    .ok_or("maxRequestsPerSecond: too large")?
+                    .ok_or_else(|| ConfigError::invalid("maxRequestsPerSecond", "too large"))?
                     .allow_burst(NonZeroU32::MIN);
                 Some(RateLimiter::direct(quota))
             }
             Some(rate) => {
-                return Err(format!(
-                    "maxRequestsPerSecond: {rate} is not a positive number of requests per second"
+                return Err(ConfigError::invalid(
+                    "maxRequestsPerSecond",
+                    format!("{rate} is not a positive number of requests per second"),
                 ));
             }
         };
         let concurrent = match max_concurrent {
             None => None,
-            Some(0) => return Err("maxConcurrent: must be at least 1".into()),
+            Some(0) => return Err(ConfigError::invalid("maxConcurrent", "must be at least 1")),
             Some(n) => Some(Semaphore::new(n as usize)),
         };
         Ok(Arc::new(RateLimited {
@@ -181,7 +183,7 @@ mod tests {
             (None, Some(0), "maxConcurrent"),
         ] {
             let err = RateLimited::wrap(Arc::clone(&scanner), rate, slots).err();
-            assert!(err.is_some_and(|e| e.contains(key)));
+            assert!(err.is_some_and(|e| e.to_string().contains(key)));
         }
     }
 }

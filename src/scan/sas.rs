@@ -39,6 +39,7 @@ use crate::cloud::alibaba::{digest_hex, json_str, json_u64};
 use crate::config::alibaba::SasConfig;
 use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, Severity, SeverityCounts};
+use crate::scan::setup_error::SetupError;
 
 pub const KIND: &str = "sas";
 const VERSION: &str = "2018-12-03";
@@ -82,19 +83,23 @@ pub struct SasScanner {
 }
 
 impl SasScanner {
-    pub fn new(config: &SasConfig) -> Result<SasScanner, String> {
+    pub fn new(config: &SasConfig) -> Result<SasScanner, SetupError> {
         Self::with_env(config, &|k| std::env::var(k).ok())
     }
 
     pub fn with_env(
         config: &SasConfig,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<SasScanner, String> {
+    ) -> Result<SasScanner, SetupError> {
         config.validate("sas")?;
         Ok(SasScanner {
             client: RpcClient::new("Sas", VERSION, &config.client_settings(), env)?,
             instance_id: config.instance_id.clone().filter(|s| !s.trim().is_empty()),
-            repo_region: config.product.repo_region.clone().filter(|s| !s.trim().is_empty()),
+            repo_region: config
+                .product
+                .repo_region
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
             scan_on_missing: config.scan_on_missing,
             scan_requests: ScanRequestGate::new(config.scan_requests),
             count_handled: config.product.count_handled,

@@ -22,6 +22,8 @@ use redis::{Cmd, FromRedisValue, IntoConnectionInfo, RedisResult, TlsCertificate
 use crate::config::shared_cache::{RedisConfig, SentinelConfig, Topology};
 use crate::secret::SecretSource;
 
+use super::SharedCacheError;
+
 pub enum Connection {
     Single(ConnectionManager),
     Sentinel(Box<SentinelMaster>),
@@ -30,7 +32,7 @@ pub enum Connection {
 
 impl Connection {
     /// Reads the credentials and the CA and prepares the client; connects on first use.
-    pub fn new(config: &RedisConfig) -> Result<Connection, String> {
+    pub fn new(config: &RedisConfig) -> Result<Connection, SharedCacheError> {
         let credentials = Credentials::load(
             &config.username,
             &config.password,
@@ -41,8 +43,10 @@ impl Connection {
             Some(ca) => Some(TlsCertificates {
                 client_tls: None,
                 root_cert: Some(
-                    std::fs::read(ca)
-                        .map_err(|e| format!("cache.shared.redis.caFile {}: {e}", ca.display()))?,
+                    std::fs::read(ca).map_err(|source| SharedCacheError::ReadCa {
+                        path: ca.clone(),
+                        source,
+                    })?,
                 ),
             }),
             None => None,
@@ -54,12 +58,12 @@ impl Connection {
             .set_response_timeout(Some(config.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let failed = |e: redis::RedisError| format!("cache.shared.redis: {e}");
+        let failed = |source| client_error("cache.shared.redis", source);
         match config.topology()? {
             Topology::Single(url) => {
                 let mut info = url
                     .into_connection_info()
-                    .map_err(|e| format!("cache.shared.redis.url: {e}"))?;
+                    .map_err(|source| client_error("cache.shared.redis.url", source))?;
                 let settings = credentials.apply(info.redis_settings().clone());
                 info = info.set_redis_settings(settings);
                 let client = match certificates {
@@ -113,7 +117,7 @@ impl Connection {
         &'a self,
         cmd: &'a Cmd,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<T, String>> {
+    ) -> BoxFuture<'a, Result<T, SharedCacheError>> {
         Box::pin(self.query_unboxed(cmd, timeout))
     }
 
@@ -121,7 +125,7 @@ impl Connection {
         &self,
         cmd: &Cmd,
         timeout: Duration,
-    ) -> Result<T, String> {
+    ) -> Result<T, SharedCacheError> {
         let outcome = match self {
             Connection::Single(manager) => {
                 let mut manager = manager.clone();
@@ -271,7 +275,7 @@ impl SentinelMaster {
         &self,
         cmd: &Cmd,
         timeout: Duration,
-    ) -> Result<T, String> {
+    ) -> Result<T, SharedCacheError> {
         let attempt = async {
             let (generation, mut manager) = self.master().await?;
             let answer = cmd.query_async::<T>(&mut manager).await;
@@ -328,14 +332,18 @@ impl SentinelMaster {
 fn flatten<T>(
     outcome: Result<RedisResult<T>, tokio::time::error::Elapsed>,
     timeout: Duration,
-) -> Result<T, String> {
+) -> Result<T, SharedCacheError> {
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "no answer within {}",
-            humantime::format_duration(timeout)
-        )),
+        Ok(Err(e)) => Err(SharedCacheError::Redis(e)),
+        Err(_) => Err(SharedCacheError::Timeout(timeout)),
+    }
+}
+
+fn client_error(key: impl Into<String>, source: redis::RedisError) -> SharedCacheError {
+    SharedCacheError::Client {
+        key: key.into(),
+        source,
     }
 }
 
@@ -346,7 +354,7 @@ fn sentinel_client(
     tls: bool,
     nodes: &Credentials,
     certificates: Option<TlsCertificates>,
-) -> Result<SentinelClient, String> {
+) -> Result<SentinelClient, SharedCacheError> {
     let own = Credentials::load(
         &sentinel.username,
         &sentinel.password,
@@ -361,10 +369,15 @@ fn sentinel_client(
             a.as_str()
                 .into_connection_info()
                 .map(|info| info.addr().clone())
-                .map_err(|e| format!("cache.shared.redis.sentinel.addresses[{i}]: {e}"))
+                .map_err(|source| {
+                    client_error(
+                        format!("cache.shared.redis.sentinel.addresses[{i}]"),
+                        source,
+                    )
+                })
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    let failed = |e: redis::RedisError| format!("cache.shared.redis.sentinel: {e}");
+        .collect::<Result<Vec<_>, _>>()?;
+    let failed = |source| client_error("cache.shared.redis.sentinel", source);
     let mut builder =
         SentinelClientBuilder::new(addresses, &sentinel.master_name, SentinelServerType::Master)
             .map_err(failed)?;
@@ -401,13 +414,16 @@ impl Credentials {
     fn load(
         username: &Option<SecretSource>,
         password: &Option<SecretSource>,
-        username_key: &str,
-        password_key: &str,
-    ) -> Result<Credentials, String> {
-        let load = |source: &Option<SecretSource>, key: &str| {
+        username_key: &'static str,
+        password_key: &'static str,
+    ) -> Result<Credentials, SharedCacheError> {
+        let load = |source: &Option<SecretSource>, key: &'static str| {
             source
                 .as_ref()
-                .map(|s| s.load().map_err(|e| format!("{key}: {e}")))
+                .map(|s| {
+                    s.load()
+                        .map_err(|source| SharedCacheError::Credential { key, source })
+                })
                 .transpose()
         };
         Ok(Credentials {

@@ -15,6 +15,7 @@
 //! process's ring provider; Redis 6+/7 and Valkey.
 
 mod connection;
+mod error;
 pub(crate) mod signed;
 pub(crate) mod wire;
 
@@ -33,6 +34,7 @@ use crate::domain::summary::ScanSummary;
 use crate::metrics::{Metrics, SharedEvent};
 use crate::resolve::{Resolved, TagKey};
 use connection::Connection;
+pub use error::SharedCacheError;
 use signed::{Signer, SigningKey};
 
 /// After a failed operation, Redis is left alone this long: a review does not pay
@@ -80,7 +82,7 @@ impl SharedTier {
         cache: &CacheConfig,
         routes: &[RegistryRoute],
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<SharedTier>, String> {
+    ) -> Result<Arc<SharedTier>, SharedCacheError> {
         let keys = shared
             .hmac_keys
             .iter()
@@ -90,10 +92,13 @@ impl SharedTier {
                     secret: k
                         .secret
                         .load()
-                        .map_err(|e| format!("hmacKeys {}: {e}", k.id))?,
+                        .map_err(|source| SharedCacheError::HmacKey {
+                            id: k.id.clone(),
+                            source,
+                        })?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, SharedCacheError>>()?;
         let signer = Signer::new(keys)?;
         let redis = Connection::new(&shared.redis)?;
         let route_ids = routes
@@ -258,7 +263,7 @@ impl SharedTier {
 
     /// Deletes one digest's summaries (every route) or all of vulngate's keys;
     /// returns how many were deleted.
-    pub async fn purge(&self, digest: Option<&str>) -> Result<u64, String> {
+    pub async fn purge(&self, digest: Option<&str>) -> Result<u64, SharedCacheError> {
         let pattern = match digest {
             Some(d) if d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':') => {
                 format!("{}summary:*:{d}", self.prefix)
@@ -272,11 +277,12 @@ impl SharedTier {
         let walk = self.redis.delete_matching(&pattern);
         match tokio::time::timeout(bound, walk).await {
             Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(format!("shared cache purge: {e}")),
-            Err(_) => Err(format!(
-                "shared cache purge: no answer within {}",
-                humantime::format_duration(bound)
-            )),
+            Ok(Err(e)) => Err(SharedCacheError::Purge(Box::new(SharedCacheError::Redis(
+                e,
+            )))),
+            Err(_) => Err(SharedCacheError::Purge(Box::new(
+                SharedCacheError::Timeout(bound),
+            ))),
         }
     }
 
@@ -357,7 +363,7 @@ impl SharedTier {
                 Some(value)
             }
             Err(e) => {
-                self.failed(&e);
+                self.failed(&e.to_string());
                 None
             }
         }

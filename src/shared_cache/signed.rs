@@ -10,6 +10,8 @@ use sha2::Sha256;
 
 use crate::secret::Secret;
 
+use super::SharedCacheError;
+
 type HmacSha256 = hmac::Hmac<Sha256>;
 
 pub struct SigningKey {
@@ -50,15 +52,14 @@ pub struct Signer {
 }
 
 impl Signer {
-    pub fn new(keys: Vec<SigningKey>) -> Result<Signer, String> {
+    pub fn new(keys: Vec<SigningKey>) -> Result<Signer, SharedCacheError> {
         if keys.is_empty() {
-            return Err("no HMAC key".into());
+            return Err(SharedCacheError::NoHmacKey);
         }
         if let Some(short) = keys.iter().find(|k| k.secret.expose().len() < 16) {
-            return Err(format!(
-                "HMAC key {} is shorter than 16 bytes; use a random key (e.g. openssl rand -hex 32)",
-                short.id
-            ));
+            return Err(SharedCacheError::ShortHmacKey {
+                id: short.id.clone(),
+            });
         }
         Ok(Signer { keys })
     }
@@ -204,6 +205,8 @@ mod tests {
             id: "k1".into(),
             secret: Secret::new("xyz9"),
         }]);
-        assert!(err.is_err_and(|e| e.contains("k1") && !e.contains("xyz9")));
+        assert!(
+            err.is_err_and(|e| e.to_string().contains("k1") && !e.to_string().contains("xyz9"))
+        );
     }
 }

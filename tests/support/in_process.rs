@@ -53,7 +53,7 @@ pub struct InProcess {
     pub client: Client,
     pub ops: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), vulngate::server::ServeError>>,
     _dir: tempfile::TempDir,
 }
 

@@ -151,9 +151,10 @@ impl Served {
         let runtime = vulngate::server::runtime()?;
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
+                let engine = make()?;
                 serve(
                     options,
-                    AppState::new(Arc::new(make()?)),
+                    AppState::new(Arc::new(engine)),
                     cert,
                     async move {
                         let _ = stop_rx.await;
@@ -163,6 +164,7 @@ impl Served {
                     },
                 )
                 .await
+                .map_err(|e| e.to_string())
             })
         });
         let addr = addr_rx.await?;

@@ -94,12 +94,10 @@ fn with_tier(
 ) -> std::result::Result<vulngate::engine::Engine, String> {
     if let Some(shared) = &config.cache.shared {
         let metrics = Arc::clone(engine.metrics());
-        engine.set_shared_cache(SharedTier::new(
-            shared,
-            &config.cache,
-            &config.registries,
-            metrics,
-        )?);
+        engine.set_shared_cache(
+            SharedTier::new(shared, &config.cache, &config.registries, metrics)
+                .map_err(|e| e.to_string())?,
+        );
     }
     Ok(engine)
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::credentials::{self, CredentialProvider, Credentials, transport_text};
 use super::error::{ApiError, RpcError, rpc_outcome_label};
+use super::setup_error::ClientSetupError;
 use super::{sign_v1, sign_v3};
 use crate::cloud::query::{canonical_query, percent_encode};
 use crate::config::alibaba::{ClientSettings, SignatureVersion, normalize_endpoint};
@@ -79,19 +80,19 @@ impl RpcClient {
         version: &'static str,
         settings: &ClientSettings,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<RpcClient, String> {
-        let base = normalize_endpoint(&settings.endpoint).map_err(|e| format!("endpoint: {e}"))?;
+    ) -> Result<RpcClient, ClientSetupError> {
+        let base = normalize_endpoint(&settings.endpoint).map_err(ClientSetupError::Endpoint)?;
         let host = match (base.host_str(), base.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
-            (None, _) => return Err(format!("endpoint {:?} has no host", settings.endpoint)),
+            (None, _) => return Err(ClientSetupError::NoHost(settings.endpoint.clone())),
         };
         let http = crate::crypto::http_client()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .user_agent(concat!("vulngate/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(ClientSetupError::HttpClient)?;
         let credentials = credentials::from_config(&settings.credentials, env, http.clone())?;
         Ok(RpcClient {
             http,

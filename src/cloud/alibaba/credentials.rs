@@ -15,6 +15,8 @@ use crate::cloud::query::percent_encode;
 use crate::config::alibaba::{CredentialsConfig, normalize_endpoint};
 use crate::secret::Secret;
 
+use super::setup_error::ClientSetupError;
+
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
 pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
@@ -70,7 +72,7 @@ pub fn from_config(
     config: &CredentialsConfig,
     env: &dyn Fn(&str) -> Option<String>,
     http: reqwest::Client,
-) -> Result<Arc<dyn CredentialProvider>, String> {
+) -> Result<Arc<dyn CredentialProvider>, ClientSetupError> {
     if let (Some(id), Some(secret)) = (&config.access_key_id_file, &config.access_key_secret_file) {
         return Ok(Arc::new(FileCredentials {
             access_key_id_file: id.clone(),
@@ -102,14 +104,16 @@ pub fn from_config(
                 })));
             }
             (Some(_), None) | (None, Some(_)) => {
-                return Err(format!(
-                    "credentials: {id_var} and {secret_var} must both be set"
-                ));
+                return Err(ClientSetupError::HalfKeyPair {
+                    id_var: id_var.to_string(),
+                    secret_var: secret_var.to_string(),
+                });
             }
             (None, None) if explicit_env => {
-                return Err(format!(
-                    "credentials: {id_var} and {secret_var} are not set"
-                ));
+                return Err(ClientSetupError::KeyPairUnset {
+                    id_var: id_var.to_string(),
+                    secret_var: secret_var.to_string(),
+                });
             }
             (None, None) => {}
         }
@@ -132,8 +136,8 @@ pub fn from_config(
                 .or_else(|| env(ENV_STS_ENDPOINT))
                 .or_else(|| env(ENV_STS_REGION).map(|r| format!("sts.{r}.aliyuncs.com")))
                 .unwrap_or_else(|| "sts.aliyuncs.com".to_string());
-            let sts_endpoint = normalize_endpoint(&endpoint)
-                .map_err(|e| format!("credentials.rrsa.stsEndpoint: {e}"))?;
+            let sts_endpoint =
+                normalize_endpoint(&endpoint).map_err(ClientSetupError::StsEndpoint)?;
             Ok(Arc::new(RrsaCredentials {
                 role_arn,
                 oidc_provider_arn,
@@ -147,11 +151,7 @@ pub fn from_config(
                 cached: tokio::sync::Mutex::new(None),
             }))
         }
-        (None, None, None) if config.rrsa.is_none() => Err(format!(
-            "credentials: none found; set credentials.accessKeyIdFile and accessKeySecretFile, \
-             the {ENV_ACCESS_KEY_ID}/{ENV_ACCESS_KEY_SECRET} variables, or RRSA \
-             (credentials.rrsa or {ENV_ROLE_ARN}, {ENV_OIDC_PROVIDER_ARN}, {ENV_OIDC_TOKEN_FILE})"
-        )),
+        (None, None, None) if config.rrsa.is_none() => Err(ClientSetupError::NoCredentials),
         (role, provider, file) => {
             let mut missing = Vec::new();
             if role.is_none() {
@@ -163,7 +163,7 @@ pub fn from_config(
             if file.is_none() {
                 missing.push(format!("tokenFile ({ENV_OIDC_TOKEN_FILE})"));
             }
-            Err(format!("credentials.rrsa: missing {}", missing.join(", ")))
+            Err(ClientSetupError::RrsaIncomplete { missing })
         }
     }
 }
@@ -458,10 +458,14 @@ mod tests {
 
     #[test]
     fn nothing_configured_is_a_clear_error() {
-        let err = from_config(&CredentialsConfig::default(), &env_of(&[]), http()).unwrap_err();
+        let err = from_config(&CredentialsConfig::default(), &env_of(&[]), http())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("accessKeyIdFile"), "{err}");
         let half = env_of(&[(ENV_ACCESS_KEY_ID, "x")]);
-        let err = from_config(&CredentialsConfig::default(), &half, http()).unwrap_err();
+        let err = from_config(&CredentialsConfig::default(), &half, http())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("must both be set"), "{err}");
         let config = CredentialsConfig {
             rrsa: Some(RrsaConfig {
@@ -470,7 +474,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        let err = from_config(&config, &env_of(&[]), http()).unwrap_err();
+        let err = from_config(&config, &env_of(&[]), http())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("oidcProviderArn") && err.contains("tokenFile"),
             "{err}"

@@ -7,6 +7,7 @@ pub mod client;
 pub(crate) mod credentials;
 pub(crate) mod error;
 pub(crate) mod scan_requests;
+pub mod setup_error;
 pub(crate) mod sign_v1;
 pub(crate) mod sign_v3;
 

@@ -166,6 +166,7 @@ mod tests {
         assert!(
             zero.validate("sas")
                 .unwrap_err()
+                .to_string()
                 .contains("sas.scanRequests.max")
         );
         let never = ScanRequestLimit {

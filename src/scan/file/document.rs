@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::KIND;
+use super::report_error::ReportError;
 use super::trivy::{self, TrivyReport};
 use crate::domain::digest_key::DigestKey;
 use crate::domain::summary::{ScanStatus, ScanSummary, SeverityCounts};
@@ -36,7 +37,7 @@ impl FileContent {
 }
 
 /// Reads the file at `path`.
-pub(super) fn read_file(path: &Path) -> Result<FileContent, String> {
+pub(super) fn read_file(path: &Path) -> Result<FileContent, ReportError> {
     read_document(|| std::fs::File::open(path))
 }
 
@@ -44,9 +45,9 @@ pub(super) fn read_file(path: &Path) -> Result<FileContent, String> {
 /// then, from a fresh reader, a Trivy report.
 pub(super) fn read_document<R: Read>(
     open: impl Fn() -> std::io::Result<R>,
-) -> Result<FileContent, String> {
-    let mut reader = BufReader::with_capacity(64 * 1024, open().map_err(|e| e.to_string())?);
-    let head = String::from_utf8_lossy(reader.fill_buf().map_err(|e| e.to_string())?)
+) -> Result<FileContent, ReportError> {
+    let mut reader = BufReader::with_capacity(64 * 1024, open()?);
+    let head = String::from_utf8_lossy(reader.fill_buf()?)
         .chars()
         .take(256)
         .collect::<String>();
@@ -56,31 +57,28 @@ pub(super) fn read_document<R: Read>(
         Ok(()) => return Ok(content),
         Err(e) => e,
     };
-    let reader = BufReader::with_capacity(64 * 1024, open().map_err(|e| e.to_string())?);
+    let reader = BufReader::with_capacity(64 * 1024, open()?);
     let trivy_error = match read_with(reader, json, std::marker::PhantomData::<TrivyReport>) {
         Ok(report) => return trivy::into_content(report),
         Err(e) => e,
     };
     // Report the error of the shape the document was meant to have.
-    let error = if looks_like_summaries(&head) {
-        format!("summaries file: {summaries_error}")
+    Err(if looks_like_summaries(&head) {
+        ReportError::NotSummaries(Box::new(summaries_error))
     } else {
-        format!("Trivy report: {trivy_error}")
-    };
-    Err(format!(
-        "neither a summaries file nor a Trivy JSON report: {error}"
-    ))
+        ReportError::NotTrivy(Box::new(trivy_error))
+    })
 }
 
 /// One document of `reader`, as JSON or as YAML, through `seed`.
-fn read_with<R: Read, S, T>(reader: BufReader<R>, json: bool, seed: S) -> Result<T, String>
+fn read_with<R: Read, S, T>(reader: BufReader<R>, json: bool, seed: S) -> Result<T, ReportError>
 where
     S: for<'de> DeserializeSeed<'de, Value = T>,
 {
     if json {
         let mut de = serde_json::Deserializer::from_reader(reader);
-        let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
-        de.end().map_err(|e| e.to_string())?;
+        let value = seed.deserialize(&mut de)?;
+        de.end()?;
         Ok(value)
     } else {
         // serde-saphyr parses as it deserializes: a whole-file parser would hold every
@@ -88,7 +86,7 @@ where
         serde_saphyr::with_deserializer_from_reader_with_options(reader, yaml_options(), |de| {
             seed.deserialize(de)
         })
-        .map_err(|e| e.to_string())
+        .map_err(ReportError::from)
     }
 }
 
@@ -115,10 +113,10 @@ fn looks_like_summaries(head: &str) -> bool {
         .starts_with("summaries")
 }
 
-pub(super) fn check_digest(d: &str) -> Result<(), String> {
+pub(super) fn check_digest(d: &str) -> Result<(), ReportError> {
     match d.strip_prefix("sha256:") {
         Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(()),
-        _ => Err(format!("digest {d:?} is not sha256:<64 hex digits>")),
+        _ => Err(ReportError::Digest(d.to_string())),
     }
 }
 
@@ -185,17 +183,20 @@ impl<'de> Visitor<'de> for SummaryEntries<'_> {
     }
 }
 
-fn add_entry(content: &mut FileContent, entry: SummaryEntry) -> Result<(), String> {
+fn add_entry(content: &mut FileContent, entry: SummaryEntry) -> Result<(), ReportError> {
     check_digest(&entry.digest)?;
-    let finished_at = match &entry.finished_at {
-        Some(t) => Some(
-            OffsetDateTime::parse(t, &Rfc3339)
-                .map_err(|e| format!("finishedAt {t:?} is not an RFC 3339 time: {e}"))?,
-        ),
-        None => None,
-    };
+    let finished_at =
+        match &entry.finished_at {
+            Some(t) => Some(OffsetDateTime::parse(t, &Rfc3339).map_err(|source| {
+                ReportError::FinishedAt {
+                    value: t.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
     if let Some(image) = &entry.image {
-        let parsed = ImageRef::parse(image).map_err(|e| e.to_string())?;
+        let parsed = ImageRef::parse(image)?;
         if parsed.tag.is_some() && image.contains(':') {
             content.add_tag(&parsed, &entry.digest);
         }

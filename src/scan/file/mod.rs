@@ -7,6 +7,7 @@
 //! that becomes unreadable keeps its last good content until it reads again.
 
 mod document;
+pub mod report_error;
 mod trivy;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ScanStatus, ScanSummary};
 use crate::image::ImageRef;
 use document::FileContent;
+use report_error::ReportError;
 
 pub const KIND: &str = "file";
 
@@ -97,7 +99,7 @@ impl ReadFile {
                     path,
                     stamp,
                     content: previous,
-                    problem: Some(problem),
+                    problem: Some(problem.to_string()),
                 }
             }
         }
@@ -247,7 +249,7 @@ impl FileScanner {
     }
 
     /// Adds a summaries document or a Trivy report (JSON or YAML).
-    pub fn add_document(&mut self, text: &str) -> Result<(), String> {
+    pub fn add_document(&mut self, text: &str) -> Result<(), ReportError> {
         let content = document::read_document(|| Ok(text.as_bytes()))?;
         let tables = self.tables.get_mut().unwrap_or_else(|e| e.into_inner());
         Arc::make_mut(tables).add(&content);
@@ -378,11 +380,13 @@ mod tests {
         let mut s = FileScanner::default();
         let e = s
             .add_document("summaries:\n- {digest: \"sha256:abc\"}\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sha256:<64 hex digits>"), "{e}");
         let e = s
             .add_document("summaries:\n- {digest: x, hihg: 1}\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("neither"), "{e}");
         assert!(s.add_document("[1, 2").is_err());
     }

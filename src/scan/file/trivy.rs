@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::KIND;
 use super::document::{FileContent, check_digest};
+use super::report_error::ReportError;
 use crate::domain::digest_key::DigestKey;
 use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 use crate::image::ImageRef;
@@ -75,7 +76,7 @@ impl TrivyVulnerability {
 }
 
 /// The summary of a report, under every digest it names.
-pub(super) fn into_content(report: TrivyReport) -> Result<FileContent, String> {
+pub(super) fn into_content(report: TrivyReport) -> Result<FileContent, ReportError> {
     let digests: Vec<&str> = report
         .metadata
         .repo_digests
@@ -87,9 +88,9 @@ pub(super) fn into_content(report: TrivyReport) -> Result<FileContent, String> {
             .artifact_name
             .as_deref()
             .unwrap_or("an unnamed artifact");
-        return Err(format!(
-            "the Trivy report of {artifact} has no Metadata.RepoDigests (it was scanned from a tarball or a local image, not pulled from a registry), so it cannot be matched to an image digest"
-        ));
+        return Err(ReportError::NoRepoDigests {
+            artifact: artifact.to_string(),
+        });
     }
     for d in &digests {
         check_digest(d)?;
