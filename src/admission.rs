@@ -452,7 +452,7 @@ pub fn encode(api_version: &str, uid: &str, response: &Response) -> Vec<u8> {
 
 /// [`encode`] with a JSON Patch (`patch`: the JSON array of operations) for the
 /// apiserver to apply, as a mutating webhook answers.
-pub fn encode_patched(
+pub(crate) fn encode_patched(
     api_version: &str,
     uid: &str,
     response: &Response,

@@ -49,7 +49,7 @@ const EMBEDDED: &[(&str, &str)] = &[
 
 /// Writes the embedded default into `dir` (keeping files already there) and
 /// returns the path of its config file.
-pub fn write_embedded(dir: &Path) -> Result<PathBuf, StartupError> {
+pub(crate) fn write_embedded(dir: &Path) -> Result<PathBuf, StartupError> {
     for (name, content) in EMBEDDED {
         let path = dir.join(name);
         if path.exists() {
@@ -96,7 +96,7 @@ impl KubeClient {
     }
 }
 
-pub async fn namespace_source(
+pub(crate) async fn namespace_source(
     config: &Config,
     kube: &KubeClient,
 ) -> Result<Arc<dyn NamespaceSource>, StartupError> {

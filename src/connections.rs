@@ -65,7 +65,7 @@ pub fn raise_open_file_limit() -> usize {
 
 /// Webhook connection slots: what the open-file limit leaves after the ops port's
 /// slots and the reserve, unless `maxConnections` says otherwise.
-pub fn webhook_slots(config: &ConnectionsConfig, open_file_limit: usize) -> usize {
+pub(crate) fn webhook_slots(config: &ConnectionsConfig, open_file_limit: usize) -> usize {
     config.max_connections.unwrap_or_else(|| {
         open_file_limit
             .saturating_sub(RESERVED_FDS + config.ops_max_connections)
@@ -125,7 +125,7 @@ struct PeerBudget {
 
 /// One connection counted against its address until dropped.
 #[derive(Debug)]
-pub struct PeerSlot {
+pub(crate) struct PeerSlot {
     budget: Arc<PeerBudget>,
     ip: IpAddr,
 }
@@ -227,7 +227,7 @@ impl Port {
 
     /// Draining: answers close their HTTP/1.1 connections, so keep-alive clients
     /// reconnect (to another replica) instead of sending more here.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 

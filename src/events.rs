@@ -14,7 +14,7 @@ pub struct Events {
 
 /// The object an Event is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Regarding {
+pub(crate) struct Regarding {
     pub api_version: &'static str,
     pub kind: &'static str,
     pub namespace: Option<String>,
@@ -41,7 +41,7 @@ impl Events {
     }
 
     /// Publishes a Warning event from the background audit of running pods.
-    pub fn audit_warn(&self, regarding: Regarding, reason: &'static str, note: String) {
+    pub(crate) fn audit_warn(&self, regarding: Regarding, reason: &'static str, note: String) {
         self.publish(regarding, reason, "Audit", note);
     }
 

@@ -10,7 +10,7 @@ pub fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
 
 /// What went wrong on the way: `timed out after 5s`, `connection failed: ...`,
 /// with the causes that say what happened. `timeout` is the client's own.
-pub fn transport_error(e: &reqwest::Error, timeout: std::time::Duration) -> String {
+pub(crate) fn transport_error(e: &reqwest::Error, timeout: std::time::Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {}", humantime::format_duration(timeout));
     }
@@ -29,7 +29,7 @@ pub fn transport_error(e: &reqwest::Error, timeout: std::time::Duration) -> Stri
 
 /// Removes known secret values from text that came from outside (a vendor's
 /// error message could echo what it was sent).
-pub fn scrub(text: &str, secrets: &[&str]) -> String {
+pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     secrets
         .iter()
         .filter(|s| s.len() >= 4)

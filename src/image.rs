@@ -116,7 +116,7 @@ impl ImageRef {
 /// map: a review then takes no lock and touches no reference count that another
 /// thread writes, where a shared map cost every image a cache line bounced between
 /// cores.
-pub struct ParseCache<T: Send> {
+pub(crate) struct ParseCache<T: Send> {
     by_written: PerThreadMap<Box<str>, Result<T, InvalidImage>>,
 }
 

@@ -3,14 +3,14 @@
 //! both look for the first of them.
 
 /// Whether `b` cannot stand for itself inside a JSON string.
-pub fn needs_escape(b: u8) -> bool {
+pub(crate) fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
 /// How many bytes from the start are plain string text. 16-byte chunks are checked
 /// whole: a byte-by-byte loop was half the cost of a review's log line, and most of
 /// the cost of reading a review.
-pub fn plain_len(bytes: &[u8]) -> usize {
+pub(crate) fn plain_len(bytes: &[u8]) -> usize {
     let mut checked = 0;
     for chunk in bytes.chunks_exact(16) {
         let mask = special_bytes(chunk);

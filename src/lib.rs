@@ -38,4 +38,4 @@ pub mod tls;
 /// The hasher of the maps every review reads (cached summaries, parsed references,
 /// policies, namespaces). Keyed at random per process like std's SipHash, so request
 /// data cannot be chosen to collide, and several times cheaper for short keys.
-pub type FastHashState = ahash::RandomState;
+pub(crate) type FastHashState = ahash::RandomState;

@@ -15,7 +15,7 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::json_text::plain_len;
 
 /// The JSON line format of the server's logs.
-pub struct JsonLines;
+pub(crate) struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
 where

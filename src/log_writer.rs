@@ -45,18 +45,18 @@ impl Shared {
 
 /// Gathers log lines for the writer thread (a `MakeWriter` for tracing-subscriber).
 #[derive(Clone)]
-pub struct BatchedStderr {
+pub(crate) struct BatchedStderr {
     shared: Arc<Shared>,
 }
 
 /// Stops the writer thread when dropped, after it has written every gathered line.
-pub struct WriterGuard {
+pub(crate) struct WriterGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// Starts the writer thread.
-pub fn batched_stderr() -> std::io::Result<(BatchedStderr, WriterGuard)> {
+pub(crate) fn batched_stderr() -> std::io::Result<(BatchedStderr, WriterGuard)> {
     start(std::io::stderr())
 }
 
@@ -132,7 +132,7 @@ impl Drop for WriterGuard {
 }
 
 /// One log event's bytes, appended whole so lines of concurrent reviews never mix.
-pub struct LineSink<'a> {
+pub(crate) struct LineSink<'a> {
     shared: &'a Shared,
 }
 

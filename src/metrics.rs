@@ -24,7 +24,7 @@ pub use shared::{SharedEvent, SharedMetrics};
 static SKIPPED_FILES: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// The counter of skipped scan files, which the file scanner adds to.
-pub fn skipped_files_counter() -> Counter {
+pub(crate) fn skipped_files_counter() -> Counter {
     SKIPPED_FILES.clone()
 }
 
@@ -47,7 +47,7 @@ struct RefreshLabels {
 
 /// What a check of a cached summary against its scanner found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshResult {
+pub(crate) enum RefreshResult {
     Unchanged,
     Changed,
     Failed,
@@ -81,7 +81,7 @@ struct ResultLabel {
 
 /// Running pods over their limits in one namespace, by the verdict admission would give.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OverLimit {
+pub(crate) struct OverLimit {
     pub denied: i64,
     pub warned: i64,
 }
@@ -238,21 +238,21 @@ impl Metrics {
     }
 
     /// A body that is not an AdmissionReview: kind `other`, result `invalid`.
-    pub fn invalid_review(&self, elapsed: Duration) {
+    pub(crate) fn invalid_review(&self, elapsed: Duration) {
         self.reviews.review("other", "invalid", elapsed);
     }
 
-    pub fn cache_hits(&self, hits: u64) {
+    pub(crate) fn cache_hits(&self, hits: u64) {
         if hits > 0 {
             self.reviews.cache_hits(hits);
         }
     }
 
-    pub fn cache_miss(&self) {
+    pub(crate) fn cache_miss(&self) {
         self.cache_misses.inc();
     }
 
-    pub fn cache_refresh(&self, result: RefreshResult) {
+    pub(crate) fn cache_refresh(&self, result: RefreshResult) {
         self.cache_refreshes
             .get_or_create(&RefreshLabels {
                 result: result.as_str(),
@@ -260,7 +260,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn scanner_call<T>(
+    pub(crate) fn scanner_call<T>(
         &self,
         scanner: &'static str,
         result: &Result<T, ScanError>,
@@ -281,7 +281,7 @@ impl Metrics {
     }
 
     /// How many times a scanner was asked for a summary, over every scanner.
-    pub fn scanner_calls_total(&self) -> u64 {
+    pub(crate) fn scanner_calls_total(&self) -> u64 {
         self.scanner_calls_total
             .load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -291,21 +291,21 @@ impl Metrics {
         &self.shared
     }
 
-    pub fn controller_pod_warned(&self) {
+    pub(crate) fn controller_pod_warned(&self) {
         self.controller_pods_warned.inc();
     }
 
     /// Images one `POST /mutate` answer pinned to their digests.
-    pub fn images_pinned(&self, count: usize) {
+    pub(crate) fn images_pinned(&self, count: usize) {
         self.images_pinned.inc_by(count as u64);
     }
 
-    pub fn tls_reloaded(&self) {
+    pub(crate) fn tls_reloaded(&self) {
         self.tls_reloads.inc();
     }
 
     /// The notAfter of the serving certificate in use, in unix seconds.
-    pub fn tls_certificate_expires_at(&self, unix_seconds: i64) {
+    pub(crate) fn tls_certificate_expires_at(&self, unix_seconds: i64) {
         self.tls_certificate_expiry.set(unix_seconds);
     }
 
@@ -316,7 +316,10 @@ impl Metrics {
 
     /// The result of one background audit: every namespace with running pods is set
     /// (0 when none offends), and namespaces no longer running any pod are removed.
-    pub fn audit_succeeded(&self, by_namespace: &std::collections::BTreeMap<String, OverLimit>) {
+    pub(crate) fn audit_succeeded(
+        &self,
+        by_namespace: &std::collections::BTreeMap<String, OverLimit>,
+    ) {
         let mut known = self
             .audited_namespaces
             .lock()
@@ -350,7 +353,7 @@ impl Metrics {
     }
 
     /// A background audit that could not list pods: the gauges keep the last result.
-    pub fn audit_failed(&self) {
+    pub(crate) fn audit_failed(&self) {
         self.audit_runs
             .get_or_create(&ResultLabel { result: "error" })
             .inc();

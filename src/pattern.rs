@@ -28,7 +28,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
 }
 
 /// Longest image pattern accepted.
-pub const MAX_PATTERN_LEN: usize = 512;
+pub(crate) const MAX_PATTERN_LEN: usize = 512;
 
 /// An image exemption pattern such as `registry.k8s.io/*` or `docker.io/library/nginx`.
 /// It is matched against the normalized image (`nginx:1.25` is

@@ -104,7 +104,7 @@ pub(crate) fn pins(request: &Request<'_>, judged: &[ContainerDecision<'_>]) -> V
 
 /// `written` with the judged digest appended, or `None` when it already names a
 /// digest (pinned before, or written so): what is pinned stays as it is.
-pub fn pinned_reference(written: &str, digest: &str) -> Option<String> {
+pub(crate) fn pinned_reference(written: &str, digest: &str) -> Option<String> {
     if written.contains('@') {
         return None;
     }

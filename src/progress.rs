@@ -31,16 +31,11 @@ impl Progress {
         Progress { bar }
     }
 
-    /// Whether anything is drawn (stderr is a terminal).
-    pub fn is_visible(&self) -> bool {
-        !self.bar.is_hidden()
-    }
-
     pub fn step(&self) {
         self.bar.inc(1);
     }
 
-    pub fn set_message(&self, what: &'static str) {
+    pub(crate) fn set_message(&self, what: &'static str) {
         self.bar.set_message(what);
     }
 }

@@ -21,7 +21,7 @@ impl Secret {
     }
 
     /// The value, for the one place that must send it (a signature, a header).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -93,7 +93,7 @@ impl SecretSource {
     }
 
     /// `file /path` or `env NAME`, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             SecretSource::File(path) => format!("file {}", path.display()),
             SecretSource::Env(name) => format!("environment variable {name}"),
@@ -101,7 +101,7 @@ impl SecretSource {
     }
 
     /// Rebases a relative file path onto the config file's directory.
-    pub fn rebase(&mut self, base: &std::path::Path) {
+    pub(crate) fn rebase(&mut self, base: &std::path::Path) {
         if let SecretSource::File(path) = self {
             if path.is_relative() {
                 *path = base.join(&*path);

@@ -65,7 +65,7 @@ impl AppState {
         AppState::with_purge(engine, None)
     }
 
-    pub fn with_purge(engine: Arc<Engine>, purge: Option<PurgeAccess>) -> Arc<AppState> {
+    pub(crate) fn with_purge(engine: Arc<Engine>, purge: Option<PurgeAccess>) -> Arc<AppState> {
         AppState::with_pinning(engine, purge, false)
     }
 
@@ -83,7 +83,7 @@ impl AppState {
         })
     }
 
-    pub fn purge_access(&self) -> Option<&PurgeAccess> {
+    pub(crate) fn purge_access(&self) -> Option<&PurgeAccess> {
         self.purge.as_ref()
     }
 
@@ -93,7 +93,7 @@ impl AppState {
 }
 
 /// `POST /validate`; `POST /mutate` only when pinning is on (else a 404).
-pub fn webhook_router(state: Arc<AppState>, request_timeout: Duration) -> Router {
+pub(crate) fn webhook_router(state: Arc<AppState>, request_timeout: Duration) -> Router {
     let router = Router::new().route("/validate", post(validate));
     let router = if state.pin_digests {
         router.route("/mutate", post(mutate))
@@ -111,7 +111,7 @@ pub fn webhook_router(state: Arc<AppState>, request_timeout: Duration) -> Router
 }
 
 /// Health and metrics; `POST /cache/purge` only when configured (else a 404).
-pub fn ops_router(state: Arc<AppState>) -> Router {
+pub(crate) fn ops_router(state: Arc<AppState>) -> Router {
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -10,7 +10,7 @@ use std::hash::Hash;
 use thread_local::ThreadLocal;
 
 #[derive(Debug)]
-pub struct PerThreadMap<K: Send, V: Send> {
+pub(crate) struct PerThreadMap<K: Send, V: Send> {
     maps: ThreadLocal<RefCell<HashMap<K, V, crate::FastHashState>>>,
     /// More keys than this in one thread's map and that map starts over.
     max_entries: usize,

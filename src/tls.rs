@@ -28,9 +28,9 @@ use crate::metrics::Metrics;
 mod error;
 pub use error::TlsError;
 
-pub const CA_FILE: &str = "ca.crt";
-pub const CERT_FILE: &str = "tls.crt";
-pub const KEY_FILE: &str = "tls.key";
+pub(crate) const CA_FILE: &str = "ca.crt";
+pub(crate) const CERT_FILE: &str = "tls.crt";
+pub(crate) const KEY_FILE: &str = "tls.key";
 
 /// Paths of a generated CA and serving certificate.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ pub fn generate(dir: &Path, extra_names: &[String]) -> Result<GeneratedTls, TlsE
 
 /// [`generate`], keeping a set already there only if it loads and does not expire
 /// within `renew_before`.
-pub fn generate_valid_for(
+pub(crate) fn generate_valid_for(
     dir: &Path,
     extra_names: &[String],
     renew_before: Duration,
@@ -200,7 +200,7 @@ fn read_pair(cert_file: &Path, key_file: &Path) -> Result<(Vec<u8>, Vec<u8>), Tl
 }
 
 /// The notAfter (unix seconds) of the first certificate of a chain: the serving one.
-pub fn chain_not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
+pub(crate) fn chain_not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
     let (_, cert) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
     Some(cert.validity().not_after.timestamp())
 }
@@ -219,7 +219,10 @@ fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsErr
     Ok(certified)
 }
 
-pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
+pub(crate) fn load_certified_key(
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<CertifiedKey, TlsError> {
     let (cert, key) = read_pair(cert_file, key_file)?;
     certified_key(&cert, &key)
 }
@@ -251,7 +254,7 @@ impl ReloadingCert {
 
     /// Reloads when the files' contents changed. A half-written pair (mid-rotation)
     /// keeps the current certificate and is tried again on the next poll.
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let (cert, key) = read_pair(&self.cert_file, &self.key_file)?;
         let print = fingerprint(&cert, &key);
         if self.current.read().map(|c| c.1 == print).unwrap_or(false) {
@@ -351,7 +354,7 @@ impl ReloadingClientCa {
 
     /// Reloads when the file's contents changed; a file that does not parse keeps
     /// the current CAs.
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let pem = read_client_ca(&self.file)?;
         let print = fingerprint(&pem, &[]);
         if self.current.read().map(|c| c.1 == print).unwrap_or(false) {

@@ -44,7 +44,7 @@ pub fn build_scanner(config: &ScannerConfig) -> Result<Arc<dyn Scanner>, RouteEr
 }
 
 /// The router of the config's `registries`: each route's scanner, rate limited.
-pub fn scanner_router(routes: &[RegistryRoute]) -> Result<ScannerRouter, StartupError> {
+pub(crate) fn scanner_router(routes: &[RegistryRoute]) -> Result<ScannerRouter, StartupError> {
     let mut built = Vec::with_capacity(routes.len());
     for (index, route) in routes.iter().enumerate() {
         let scanner = build_scanner(&route.scanner)

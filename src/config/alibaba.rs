@@ -111,7 +111,7 @@ impl CredentialsConfig {
         Ok(())
     }
 
-    pub fn rebase_paths(&mut self, base: &Path) {
+    pub(crate) fn rebase_paths(&mut self, base: &Path) {
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -127,7 +127,7 @@ impl CredentialsConfig {
 }
 
 /// Checks an endpoint override: `host[:port]` or `http(s)://host[:port]`.
-pub fn validate_endpoint(at: &str, endpoint: &str) -> Result<(), ConfigError> {
+pub(crate) fn validate_endpoint(at: &str, endpoint: &str) -> Result<(), ConfigError> {
     normalize_endpoint(endpoint)
         .map(|_| ())
         .map_err(|source| ConfigError::Endpoint {
@@ -137,7 +137,7 @@ pub fn validate_endpoint(at: &str, endpoint: &str) -> Result<(), ConfigError> {
 }
 
 /// `cr.cn-hangzhou.aliyuncs.com` -> `https://cr.cn-hangzhou.aliyuncs.com/`.
-pub fn normalize_endpoint(endpoint: &str) -> Result<url::Url, EndpointError> {
+pub(crate) fn normalize_endpoint(endpoint: &str) -> Result<url::Url, EndpointError> {
     let text = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
@@ -161,11 +161,11 @@ pub fn normalize_endpoint(endpoint: &str) -> Result<url::Url, EndpointError> {
     Ok(url)
 }
 
-pub fn default_timeout() -> Duration {
+pub(crate) fn default_timeout() -> Duration {
     Duration::from_secs(3)
 }
 
-pub fn default_retry_budget() -> Duration {
+pub(crate) fn default_retry_budget() -> Duration {
     Duration::from_secs(3)
 }
 
@@ -214,7 +214,7 @@ impl ScanRequestLimit {
         Ok(())
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} scan request(s) per {}",
             self.max,
@@ -323,7 +323,7 @@ impl AlibabaProduct for SasKeys {
 
 impl<P: AlibabaProduct> AlibabaConfig<P> {
     /// Where and how the scanner (and `vulngate precheck`) calls the product.
-    pub fn client_settings(&self) -> ClientSettings {
+    pub(crate) fn client_settings(&self) -> ClientSettings {
         ClientSettings {
             endpoint: self
                 .endpoint
@@ -359,7 +359,7 @@ impl<P> AlibabaConfig<P> {
         self.scan_requests.validate(at)
     }
 
-    pub fn rebase_paths(&mut self, base: &Path) {
+    pub(crate) fn rebase_paths(&mut self, base: &Path) {
         self.credentials.rebase_paths(base);
     }
 }

@@ -35,7 +35,7 @@ fn default_timeout() -> Duration {
 }
 
 impl HarborConfig {
-    pub fn rebase_paths(&mut self, base: &std::path::Path) {
+    pub(crate) fn rebase_paths(&mut self, base: &std::path::Path) {
         self.password.rebase(base);
         if let Some(ca) = self.ca_file.as_mut() {
             if ca.is_relative() {

@@ -22,7 +22,7 @@ const IMAGE_TYPES: &[&str] = &[
 /// The default endpoint of a Huawei Cloud service in a region, as the SDK's region
 /// tables give it: `https://<service>.<region>.myhuaweicloud.com`, except the regions
 /// of Huawei Cloud Europe, served under `myhuaweicloud.eu`.
-pub fn default_endpoint(service: &str, region: &str) -> String {
+pub(crate) fn default_endpoint(service: &str, region: &str) -> String {
     const EU_REGIONS: &[&str] = &["eu-west-101"];
     let domain = if EU_REGIONS.contains(&region) {
         "myhuaweicloud.eu"
@@ -83,7 +83,7 @@ fn default_timeout() -> Duration {
 }
 
 impl HssConfig {
-    pub fn rebase_paths(&mut self, base: &std::path::Path) {
+    pub(crate) fn rebase_paths(&mut self, base: &std::path::Path) {
         self.auth.rebase(base);
     }
 
@@ -206,7 +206,7 @@ pub struct PasswordConfig {
 }
 
 impl HuaweiAuthConfig {
-    pub fn rebase(&mut self, base: &std::path::Path) {
+    pub(crate) fn rebase(&mut self, base: &std::path::Path) {
         match self {
             HuaweiAuthConfig::AkSk(c) => {
                 c.access_key.rebase(base);

@@ -129,7 +129,7 @@ impl AuditConfig {
 
 /// Limits by key: `critical`, `high`, `medium`, `low`, `unknown`, `total`, and the
 /// extra counts some scanners have (`malicious-files`, `baseline-risks`, ...).
-pub type LimitsConfig = std::collections::BTreeMap<String, u64>;
+pub(crate) type LimitsConfig = std::collections::BTreeMap<String, u64>;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -231,7 +231,7 @@ impl SharedCacheConfig {
         Ok(())
     }
 
-    pub fn rebase_paths(&mut self, base: &Path) {
+    pub(crate) fn rebase_paths(&mut self, base: &Path) {
         if let Some(ca) = self.redis.ca_file.as_mut().filter(|p| p.is_relative()) {
             *ca = base.join(&*ca);
         }

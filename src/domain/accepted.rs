@@ -4,7 +4,7 @@ use time::Date;
 use time::macros::format_description;
 
 /// Parses one entry: an id, optionally followed by `until YYYY-MM-DD`.
-pub fn parse_entry(text: &str) -> Result<(String, Option<Date>), String> {
+pub(crate) fn parse_entry(text: &str) -> Result<(String, Option<Date>), String> {
     let mut words = text.split_whitespace();
     let id = words.next().ok_or("empty entry")?;
     if !id

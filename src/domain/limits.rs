@@ -38,11 +38,11 @@ impl LimitKey {
         LimitKey::ALL.into_iter().find(|k| k.as_str() == key)
     }
 
-    pub fn is_known(key: &str) -> bool {
+    pub(crate) fn is_known(key: &str) -> bool {
         LimitKey::parse(key).is_some()
     }
 
-    pub fn known_list() -> String {
+    pub(crate) fn known_list() -> String {
         LimitKey::ALL.map(LimitKey::as_str).join(", ")
     }
 

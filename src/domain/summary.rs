@@ -35,7 +35,7 @@ impl Severity {
     }
 
     /// Parses the spellings scanners use (`CRITICAL`, `High`, `negligible`...).
-    pub fn parse_loose(s: &str) -> Severity {
+    pub(crate) fn parse_loose(s: &str) -> Severity {
         match s.trim().to_ascii_lowercase().as_str() {
             "critical" => Severity::Critical,
             "high" => Severity::High,
@@ -166,7 +166,7 @@ impl ScanStatus {
     }
 
     /// A scan that may still finish: cached only briefly.
-    pub fn is_pending(self) -> bool {
+    pub(crate) fn is_pending(self) -> bool {
         !matches!(self, ScanStatus::Complete)
     }
 }
@@ -215,7 +215,11 @@ impl ScanSummary {
     }
 
     /// A status with what the response should add to it.
-    pub fn status_with_note(scanner: &'static str, status: ScanStatus, note: String) -> Self {
+    pub(crate) fn status_with_note(
+        scanner: &'static str,
+        status: ScanStatus,
+        note: String,
+    ) -> Self {
         ScanSummary {
             note: Some(note),
             ..ScanSummary::status_only(scanner, status)

@@ -1,12 +1,12 @@
 //! Request data quoted back in answers and logs.
 
 /// Longest piece of request data quoted back in a message or a log line.
-pub const MAX_QUOTED: usize = 256;
+pub(crate) const MAX_QUOTED: usize = 256;
 
 /// `s` cut to at most `max` bytes (on a character boundary), saying how long it was.
 /// Request data quoted in answers and logs goes through here, so a 7 MiB value
 /// never becomes a 7 MiB message or log line.
-pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub(crate) fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
         return std::borrow::Cow::Borrowed(s);
     }

@@ -187,7 +187,7 @@ impl Engine {
 
     /// When a review must be answered: the configured deadline, shortened by the
     /// apiserver's `?timeout=` (already less its margin).
-    pub fn deadline_from(&self, apiserver: Option<Duration>) -> TokioInstant {
+    pub(crate) fn deadline_from(&self, apiserver: Option<Duration>) -> TokioInstant {
         TokioInstant::now() + apiserver.map_or(self.deadline, |d| d.min(self.deadline))
     }
 

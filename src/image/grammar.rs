@@ -22,7 +22,7 @@
 
 /// A reference's parts as written, before normalization.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Written<'a> {
+pub(crate) struct Written<'a> {
     pub name: &'a str,
     pub tag: Option<&'a str>,
     pub digest: Option<&'a str>,

@@ -18,7 +18,7 @@ use super::ReviewLabels;
 /// Object kinds with a series of their own (the kinds vulngate judges), then
 /// `other`. Metrics sit below the admission wire format, so the list is written
 /// here; tests/metrics_kinds.rs checks it against `admission::JUDGED_KINDS`.
-pub const KINDS_WITH_SERIES: [&str; 8] = [
+pub(crate) const KINDS_WITH_SERIES: [&str; 8] = [
     "Pod",
     "Deployment",
     "ReplicaSet",
@@ -35,7 +35,7 @@ fn kind_name(index: usize) -> &'static str {
     KINDS_WITH_SERIES.get(index).copied().unwrap_or("other")
 }
 
-pub const RESULTS: [&str; 4] = ["allowed", "denied", "warned", "invalid"];
+pub(crate) const RESULTS: [&str; 4] = ["allowed", "denied", "warned", "invalid"];
 
 /// Upper bounds of the decision histogram's buckets in seconds (then +Inf):
 /// 50 µs doubling 18 times, up to about 6.5 s.
@@ -79,7 +79,7 @@ impl Slots {
 
 /// The review metrics, shared by the engine and the registry's encoders.
 #[derive(Clone)]
-pub struct ReviewMetrics(Arc<Slots>);
+pub(crate) struct ReviewMetrics(Arc<Slots>);
 
 impl Default for ReviewMetrics {
     fn default() -> Self {
@@ -129,7 +129,7 @@ impl ReviewMetrics {
         slot.seconds_sum.store(sum.to_bits(), Relaxed);
     }
 
-    pub fn cache_hits(&self, hits: u64) {
+    pub(crate) fn cache_hits(&self, hits: u64) {
         add(&self.0.mine().cache_hits, hits);
     }
 
@@ -146,7 +146,7 @@ impl ReviewMetrics {
     }
 
     /// One of the review metrics, for the registry.
-    pub fn encoder(
+    pub(crate) fn encoder(
         &self,
         series: Series,
     ) -> impl EncodeMetric + fmt::Debug + Send + Sync + 'static + use<> {
@@ -163,7 +163,7 @@ impl Drop for InFlight<'_> {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Series {
+pub(crate) enum Series {
     Reviews,
     Decision,
     InFlight,

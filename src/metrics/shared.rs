@@ -51,7 +51,7 @@ pub struct SharedMetrics {
 }
 
 impl SharedMetrics {
-    pub fn register(registry: &mut Registry) -> SharedMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> SharedMetrics {
         let events = Family::<EventLabel, Counter>::default();
         registry.register(
             "shared_cache_events",
@@ -89,7 +89,7 @@ impl SharedMetrics {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    pub fn set_up(&self, up: bool) {
+    pub(crate) fn set_up(&self, up: bool) {
         self.up.set(i64::from(up));
     }
 }

@@ -39,7 +39,7 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One cached namespace: its name and its `vulngate.io/` annotations.
 #[derive(Debug, Clone)]
-pub struct NamespaceEntry {
+pub(crate) struct NamespaceEntry {
     name: String,
     resource_version: Option<String>,
     uid: Option<String>,
@@ -149,14 +149,6 @@ impl ClusterNamespaces {
             fetched,
             task,
         }
-    }
-
-    /// Waits until the first full list has been loaded (see the type's doc on readiness).
-    pub async fn wait_until_ready(&self) -> Result<(), NamespaceError> {
-        self.store
-            .wait_until_ready()
-            .await
-            .map_err(|_| NamespaceError("namespace watch stopped before syncing".into()))
     }
 
     /// How many namespaces the store holds.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 pub mod cluster;
 pub mod file;
-pub mod file_error;
+pub(crate) mod file_error;
 
 use async_trait::async_trait;
 
@@ -27,6 +27,6 @@ pub trait NamespaceSource: Send + Sync {
 
 /// Namespaces from the cluster: a watch-backed cache on `client`. Returns at once;
 /// the source reports ready when its first list has synced.
-pub fn cluster_source(client: kube::Client) -> Arc<dyn NamespaceSource> {
+pub(crate) fn cluster_source(client: kube::Client) -> Arc<dyn NamespaceSource> {
     Arc::new(cluster::ClusterNamespaces::new(client))
 }

@@ -14,13 +14,13 @@ pub struct AllowEntry {
 }
 
 impl AllowEntry {
-    pub fn is_active(&self, today: Date) -> bool {
+    pub(crate) fn is_active(&self, today: Date) -> bool {
         self.until.is_none_or(|until| today <= until)
     }
 }
 
 /// Parses a list separated by commas or new lines; bad entries are returned as problems.
-pub fn parse_list(text: &str, source: &Source) -> (Vec<AllowEntry>, Vec<String>) {
+pub(crate) fn parse_list(text: &str, source: &Source) -> (Vec<AllowEntry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for part in text

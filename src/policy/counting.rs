@@ -10,7 +10,7 @@ use crate::domain::summary::{ScanSummary, SeverityCounts};
 
 /// Counts of a summary under the namespace's counting rules; `notes` gets what was
 /// left out and what could not be applied.
-pub fn effective_counts(
+pub(crate) fn effective_counts(
     policy: &NamespacePolicy,
     summary: &ScanSummary,
     now: OffsetDateTime,

@@ -272,7 +272,7 @@ impl NamespacePolicy {
 /// the hot path does not parse annotations per review. Each thread keeps its own
 /// map, so that a review takes no lock shared with other threads.
 #[derive(Debug)]
-pub struct PolicyCache {
+pub(crate) struct PolicyCache {
     by_namespace: PerThreadMap<String, CachedPolicy>,
 }
 

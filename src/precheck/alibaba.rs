@@ -60,7 +60,7 @@ pub struct Estimate {
 
 /// The scan requests made for one group.
 #[derive(Debug, Default)]
-pub struct ScanOutcome {
+pub(crate) struct ScanOutcome {
     /// One line per request or skipped image, for people.
     pub lines: Vec<String>,
     pub requested: usize,
@@ -74,7 +74,7 @@ pub struct Alibaba<'a> {
 }
 
 /// Whether a scanner kind is one of Alibaba Cloud's (has a quota estimate).
-pub fn is_alibaba(scanner: &str) -> bool {
+pub(crate) fn is_alibaba(scanner: &str) -> bool {
     scanner == crate::scan::acr::KIND || scanner == crate::scan::sas::KIND
 }
 
@@ -141,7 +141,7 @@ impl<'a> Alibaba<'a> {
     }
 
     /// Asks the route's scanner to scan the images.
-    pub async fn request_scans(&self, route: usize, images: &[Pending]) -> ScanOutcome {
+    pub(crate) async fn request_scans(&self, route: usize, images: &[Pending]) -> ScanOutcome {
         match self.scanner(route) {
             Some(ScannerConfig::Acr(acr)) => self.acr_scans(acr, images).await,
             Some(ScannerConfig::Sas(_)) => self.sas_scans(route, images).await,

@@ -33,7 +33,7 @@ pub struct Pending {
 }
 
 /// (registry, scanner kind or `none`) -> the images there without a finished scan.
-pub type Groups = BTreeMap<(String, String), Vec<Pending>>;
+pub(crate) type Groups = BTreeMap<(String, String), Vec<Pending>>;
 
 pub fn pending(engine: &Engine, report: &Report) -> Groups {
     let mut by_key: BTreeMap<String, (String, String, Pending)> = BTreeMap::new();
@@ -91,7 +91,7 @@ pub enum Estimated {
 }
 
 /// Estimates by group; groups on scanners without quota have none.
-pub type Estimates = BTreeMap<(String, String), Estimated>;
+pub(crate) type Estimates = BTreeMap<(String, String), Estimated>;
 
 pub fn render(
     groups: &Groups,

@@ -10,7 +10,7 @@ use moka::future::Cache;
 use crate::resolve::{ResolveError, Resolved, TagKey};
 
 #[derive(Clone)]
-pub struct ResolutionCache {
+pub(crate) struct ResolutionCache {
     tags: Cache<TagKey, Resolved>,
     by_digest: Cache<String, Resolved>,
 }
@@ -49,7 +49,7 @@ impl ResolutionCache {
         self.by_digest.get(digest).await
     }
 
-    pub async fn remember_digest(&self, resolved: Resolved) {
+    pub(crate) async fn remember_digest(&self, resolved: Resolved) {
         self.by_digest
             .insert(resolved.digest().to_string(), resolved)
             .await;

@@ -18,7 +18,7 @@ use crate::resolve::{ResolveError, Resolved};
 
 /// What the HEAD and GET of a manifest accept: OCI manifest and index, Docker v2
 /// manifest and manifest list, as the container runtimes ask.
-pub const ACCEPT: &[&str] = &[
+pub(crate) const ACCEPT: &[&str] = &[
     OCI_IMAGE_INDEX_MEDIA_TYPE,
     IMAGE_MANIFEST_LIST_MEDIA_TYPE,
     OCI_IMAGE_MEDIA_TYPE,
@@ -26,11 +26,11 @@ pub const ACCEPT: &[&str] = &[
 ];
 
 /// Docker Hub's API is served by `registry-1.docker.io`, not by `docker.io`.
-pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 
 /// The host asked for `image`: the mirror when one is set, Docker Hub's API host for
 /// `docker.io`, else the registry as written (with its port).
-pub fn api_host(image: &ImageRef, mirror: Option<&str>) -> String {
+pub(crate) fn api_host(image: &ImageRef, mirror: Option<&str>) -> String {
     match mirror {
         Some(m) => m.to_string(),
         None if image.registry == "docker.io" => DOCKER_HUB_API_HOST.to_string(),
@@ -39,7 +39,7 @@ pub fn api_host(image: &ImageRef, mirror: Option<&str>) -> String {
 }
 
 /// The oci-client reference of `image`'s tag, asked at `host` (same repository path).
-pub fn tag_reference(image: &ImageRef, host: &str) -> Reference {
+pub(crate) fn tag_reference(image: &ImageRef, host: &str) -> Reference {
     let tag = image.tag.clone().unwrap_or_else(|| "latest".to_string());
     let mut reference = Reference::with_tag(image.registry.clone(), image.repository.clone(), tag);
     if host != image.registry {
@@ -91,7 +91,7 @@ impl Connection {
 
 /// A platform `os/arch[/variant]` as written in `resolution.platforms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
+pub(crate) struct Platform {
     pub written: String,
     os: String,
     arch: String,
@@ -153,7 +153,7 @@ struct IndexPlatform {
 
 /// Reads a manifest body: an index lists the digests of the wanted platforms (in
 /// the configured order, only those present); anything else is a single manifest.
-pub fn classify_manifest(
+pub(crate) fn classify_manifest(
     digest: String,
     body: &[u8],
     platforms: &[Platform],
@@ -181,7 +181,7 @@ pub fn classify_manifest(
 }
 
 /// HEAD the tag for its digest (GET when the header is missing, hashing the body).
-pub async fn fetch_digest(
+pub(crate) async fn fetch_digest(
     client: &Client,
     reference: &Reference,
     auth: &RegistryAuth,
@@ -190,7 +190,7 @@ pub async fn fetch_digest(
 }
 
 /// GET the manifest by digest, to tell an index from a manifest.
-pub async fn fetch_by_digest(
+pub(crate) async fn fetch_by_digest(
     client: &Client,
     reference: &Reference,
     digest: &str,
@@ -203,7 +203,7 @@ pub async fn fetch_by_digest(
 
 /// What an oci-client error means for admission. Messages name the image and the
 /// host, never a credential (oci-client's own errors carry only URLs and codes).
-pub fn map_error(
+pub(crate) fn map_error(
     e: OciDistributionError,
     image: &ImageRef,
     host: &str,

@@ -35,7 +35,7 @@ impl fmt::Debug for Credential {
 }
 
 impl Credential {
-    pub fn to_registry_auth(&self) -> oci_client::secrets::RegistryAuth {
+    pub(crate) fn to_registry_auth(&self) -> oci_client::secrets::RegistryAuth {
         use oci_client::secrets::RegistryAuth;
         match self {
             Credential::Basic { username, password } => {
@@ -47,7 +47,7 @@ impl Credential {
 
     /// A one-way fingerprint, so caches can keep results of different credentials
     /// apart without keeping another copy of the secret around.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
         match self {
             Credential::Basic { username, password } => {
@@ -67,7 +67,7 @@ impl Credential {
 
 /// A credential and where it came from (for messages: never the secret itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourcedCredential {
+pub(crate) struct SourcedCredential {
     pub credential: Credential,
     /// e.g. `docker config file /etc/vulngate/config.json` or `Secret team-a/pull`.
     pub source: String,
@@ -79,7 +79,7 @@ pub struct SourcedCredential {
 ///
 /// `https://index.docker.io/v1/` -> `docker.io`; `http://localhost:5000/v2/` ->
 /// `localhost:5000`; `registry-1.docker.io` -> `docker.io`.
-pub fn normalize_host(key: &str) -> String {
+pub(crate) fn normalize_host(key: &str) -> String {
     let key = key.trim();
     let without_scheme = key
         .strip_prefix("https://")
@@ -91,7 +91,7 @@ pub fn normalize_host(key: &str) -> String {
 
 /// The credentials of one docker config, by normalized host.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct DockerConfig {
+pub(crate) struct DockerConfig {
     by_host: BTreeMap<String, Credential>,
 }
 
@@ -162,7 +162,7 @@ impl AuthEntry {
 impl DockerConfig {
     /// Parses a `config.json` (`{"auths": {...}}`, the `.dockerconfigjson` of a
     /// `kubernetes.io/dockerconfigjson` Secret).
-    pub fn from_config_json(bytes: &[u8]) -> Result<DockerConfig, CredentialsError> {
+    pub(crate) fn from_config_json(bytes: &[u8]) -> Result<DockerConfig, CredentialsError> {
         let parsed: ConfigJson =
             serde_json::from_slice(bytes).map_err(|e| CredentialsError::NotConfigJson {
                 line: e.line(),
@@ -173,7 +173,7 @@ impl DockerConfig {
 
     /// Parses a legacy `.dockercfg` (hosts at the top level, the content of a
     /// `kubernetes.io/dockercfg` Secret).
-    pub fn from_dockercfg(bytes: &[u8]) -> Result<DockerConfig, CredentialsError> {
+    pub(crate) fn from_dockercfg(bytes: &[u8]) -> Result<DockerConfig, CredentialsError> {
         let parsed: BTreeMap<String, AuthEntry> =
             serde_json::from_slice(bytes).map_err(|e| CredentialsError::NotDockercfg {
                 line: e.line(),
@@ -182,7 +182,7 @@ impl DockerConfig {
         Self::from_entries(parsed)
     }
 
-    pub fn from_file(path: &Path) -> Result<DockerConfig, CredentialsError> {
+    pub(crate) fn from_file(path: &Path) -> Result<DockerConfig, CredentialsError> {
         let bytes = std::fs::read(path).map_err(|source| CredentialsError::Read {
             path: path.to_path_buf(),
             source,
@@ -216,7 +216,7 @@ impl DockerConfig {
 
 /// A docker config file that is read again when it changes on disk (a mounted
 /// Secret is updated in place); a broken new version keeps the last good one.
-pub struct DockerConfigFile {
+pub(crate) struct DockerConfigFile {
     path: PathBuf,
     state: RwLock<(Option<SystemTime>, Arc<DockerConfig>)>,
 }

@@ -8,9 +8,9 @@
 pub(crate) mod cache;
 pub(crate) mod client;
 pub(crate) mod credentials;
-pub mod credentials_error;
+pub(crate) mod credentials_error;
 pub(crate) mod pull_secrets;
-pub mod setup_error;
+pub(crate) mod setup_error;
 
 use std::sync::Arc;
 use std::time::Duration;

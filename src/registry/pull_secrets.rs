@@ -12,7 +12,7 @@ use super::credentials::DockerConfig;
 /// Reads pull secrets, keeping each (and each ServiceAccount's list) for a short while so
 /// a burst of pods does not become a burst of API reads.
 #[derive(Clone)]
-pub struct PullSecrets {
+pub(crate) struct PullSecrets {
     client: kube::Client,
     secrets: Cache<(String, String), Arc<Option<DockerConfig>>>,
     accounts: Cache<(String, String), Arc<Vec<String>>>,
@@ -38,7 +38,7 @@ impl PullSecrets {
     ///
     /// A Secret that does not exist or has another type is skipped, as the kubelet
     /// does; an API failure is an error (the caller reports it without secrets).
-    pub async fn configs(
+    pub(crate) async fn configs(
         &self,
         namespace: &str,
         pod_secrets: &[String],

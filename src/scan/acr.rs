@@ -36,7 +36,7 @@ use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 use crate::scan::setup_error::SetupError;
 
-pub const KIND: &str = "acr";
+pub(crate) const KIND: &str = "acr";
 const VERSION: &str = "2018-12-01";
 /// How long host -> instance and name -> repository ids are kept.
 const ID_CACHE_TTL: Duration = Duration::from_secs(3600);
@@ -614,7 +614,7 @@ impl Scanner for AcrScanner {
 impl AcrScanner {
     /// `[InstanceId, RepoId, Tag, Digest as ACR writes it]` of an image, or `None`
     /// when ACR does not hold it.
-    pub async fn scan_task_ids(
+    pub(crate) async fn scan_task_ids(
         &self,
         target: &ScanTarget<'_>,
     ) -> Result<Option<[String; 4]>, ScanError> {

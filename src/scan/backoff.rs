@@ -40,7 +40,7 @@ fn jitter() -> f64 {
 }
 
 /// What one try of a call gave.
-pub enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     Done(Result<T, ScanError>),
     /// Throttled: worth another try after a delay. The error is what is reported
     /// when the budget runs out.
@@ -51,7 +51,10 @@ pub enum Attempt<T> {
 }
 
 /// Runs `op` until it is done or throttled more often than the budget allows.
-pub async fn retry_throttled<T, F, Fut>(policy: &RetryConfig, mut op: F) -> Result<T, ScanError>
+pub(crate) async fn retry_throttled<T, F, Fut>(
+    policy: &RetryConfig,
+    mut op: F,
+) -> Result<T, ScanError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Attempt<T>>,
@@ -89,7 +92,7 @@ fn with_suffix(error: ScanError, suffix: &str) -> ScanError {
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is ignored: backoff applies).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

@@ -175,13 +175,13 @@ impl SummaryCache {
 
     /// Misses (and checks of old entries) ask `shared` before the scanner, and
     /// purges reach it too.
-    pub fn set_shared(&mut self, shared: Arc<SharedTier>) {
+    pub(crate) fn set_shared(&mut self, shared: Arc<SharedTier>) {
         self.shared = Some(shared);
     }
 
     /// The cached summary, or one fetched from the scanner (one call for many
     /// concurrent callers of the same key).
-    pub async fn get_or_fetch(
+    pub(crate) async fn get_or_fetch(
         &self,
         route: usize,
         scanner: &Arc<dyn Scanner>,
@@ -424,7 +424,8 @@ impl SummaryCache {
         keys.len() as u64
     }
 
-    pub async fn entry_count(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) async fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
     }

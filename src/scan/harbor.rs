@@ -27,10 +27,10 @@ use crate::config::harbor::HarborConfig;
 use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ScanStatus, ScanSummary, Severity, SeverityCounts, Vulnerability};
 
-pub const KIND: &str = "harbor";
+pub(crate) const KIND: &str = "harbor";
 
 /// Report types vulngate reads, most preferred first (Harbor's own default list).
-pub const ACCEPT_VULNERABILITIES: &str = "application/vnd.security.vulnerability.report; version=1.1, application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0";
+pub(crate) const ACCEPT_VULNERABILITIES: &str = "application/vnd.security.vulnerability.report; version=1.1, application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0";
 
 /// `scanner: {harbor: {...}}`
 /// Path segment encoding: everything but unreserved characters (and `:` of digests).
@@ -53,14 +53,14 @@ fn encode(s: &str) -> String {
 }
 
 /// `<project>/<repository...>` -> (project, repository).
-pub fn split_repository(repository: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_repository(repository: &str) -> Option<(&str, &str)> {
     repository
         .split_once('/')
         .filter(|(p, r)| !p.is_empty() && !r.is_empty())
 }
 
 /// The artifact path of a repository and reference; `a/b` becomes `a%252Fb`.
-pub fn artifact_path(project: &str, repository: &str, reference: &str) -> String {
+pub(crate) fn artifact_path(project: &str, repository: &str, reference: &str) -> String {
     format!(
         "/api/v2.0/projects/{}/repositories/{}/artifacts/{}",
         encode(project),

@@ -32,7 +32,7 @@ use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, SeverityCounts};
 use crate::scan::setup_error::SetupError;
 
-pub const KIND: &str = "hss";
+pub(crate) const KIND: &str = "hss";
 
 /// Versions of one repository looked through for a digest (200 a page).
 const MAX_PAGES: u64 = 10;
@@ -155,7 +155,7 @@ pub fn counts_from_totals(high: u64, medium: u64, low: u64, all: u64) -> Severit
 }
 
 /// `<org>/<repo...>` -> (namespace, image name). SWR names always have an organization.
-pub fn split_repository(repository: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_repository(repository: &str) -> Option<(&str, &str)> {
     repository
         .split_once('/')
         .filter(|(org, name)| !org.is_empty() && !name.is_empty())

@@ -9,7 +9,7 @@ pub mod harbor;
 pub mod hss;
 pub mod rate_limit;
 pub mod sas;
-pub mod setup_error;
+pub(crate) mod setup_error;
 pub mod vulnlist;
 
 use std::sync::Arc;

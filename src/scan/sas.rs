@@ -41,7 +41,7 @@ use crate::domain::scan_error::ScanError;
 use crate::domain::summary::{ExtraCount, ScanStatus, ScanSummary, Severity, SeverityCounts};
 use crate::scan::setup_error::SetupError;
 
-pub const KIND: &str = "sas";
+pub(crate) const KIND: &str = "sas";
 const VERSION: &str = "2018-12-03";
 
 static DESCRIBE_IMAGE_LATEST_SCAN_TASK: Api = Api {
@@ -190,7 +190,7 @@ impl SasScanner {
 }
 
 /// `name-registry[-vpc].cn-hangzhou.cr.aliyuncs.com` -> `cn-hangzhou`.
-pub fn region_of_acr_host(host: &str) -> Option<String> {
+pub(crate) fn region_of_acr_host(host: &str) -> Option<String> {
     let rest = host.to_ascii_lowercase();
     let rest = rest.strip_suffix(".cr.aliyuncs.com")?;
     let region = rest.rsplit('.').next()?;

@@ -46,7 +46,11 @@ pub enum SetupError {
 impl SetupError {
     /// `text` as an `http(s)://host[:port]` URL; errors quote `written`, the value of
     /// `key` as the config has it.
-    pub fn http_url(key: &'static str, written: &str, text: &str) -> Result<url::Url, SetupError> {
+    pub(crate) fn http_url(
+        key: &'static str,
+        written: &str,
+        text: &str,
+    ) -> Result<url::Url, SetupError> {
         let url = written.to_string();
         let parsed = url::Url::parse(text).map_err(|source| SetupError::Url {
             key,

@@ -28,7 +28,7 @@ fn zero_like(counts: &SeverityCounts) -> SeverityCounts {
 }
 
 /// Fixable counts of a summary that has no vulnerability at all.
-pub fn no_fixable(counts: &SeverityCounts) -> SeverityCounts {
+pub(crate) fn no_fixable(counts: &SeverityCounts) -> SeverityCounts {
     zero_like(counts)
 }
 

@@ -143,7 +143,10 @@ impl Connection {
     }
 
     /// Deletes every key matching `pattern` on every master; returns how many.
-    pub fn delete_matching<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, RedisResult<u64>> {
+    pub(crate) fn delete_matching<'a>(
+        &'a self,
+        pattern: &'a str,
+    ) -> BoxFuture<'a, RedisResult<u64>> {
         Box::pin(self.delete_matching_unboxed(pattern))
     }
 
@@ -261,7 +264,7 @@ fn masters(slots: Value) -> RedisResult<Vec<(String, u16)>> {
 /// dropped after a failure: the next command asks the sentinels again, so a failover
 /// (the old master gone, or demoted and answering READONLY) is followed without a
 /// restart.
-pub struct SentinelMaster {
+pub(crate) struct SentinelMaster {
     sentinel: tokio::sync::Mutex<SentinelClient>,
     /// The current master's manager, with a generation so that a failure reported by a
     /// command sent to an older one does not drop a newer one.

@@ -224,7 +224,7 @@ impl SharedTier {
         None
     }
 
-    pub async fn remember_tag(&self, key: &TagKey, resolved: &Resolved) {
+    pub(crate) async fn remember_tag(&self, key: &TagKey, resolved: &Resolved) {
         let key = self.tag_key(key);
         let value = self.signer.seal(&key, &wire::encode_resolved(resolved));
         let _: Option<()> = self

@@ -14,14 +14,14 @@ use super::SharedCacheError;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
-pub struct SigningKey {
+pub(crate) struct SigningKey {
     pub id: String,
     pub secret: Secret,
 }
 
 /// Why an entry was not used. Never carries the entry or a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejected {
+pub(crate) enum Rejected {
     /// Not in the entry format at all.
     Malformed,
     /// Signed with a key id this replica does not have.
@@ -46,7 +46,7 @@ impl Rejected {
 /// Clocks of replicas differ a little; an entry this far "in the future" is still fine.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
-pub struct Signer {
+pub(crate) struct Signer {
     /// The first key signs; all are accepted.
     keys: Vec<SigningKey>,
 }
@@ -64,7 +64,7 @@ impl Signer {
         Ok(Signer { keys })
     }
 
-    pub fn seal(&self, redis_key: &str, body: &str) -> String {
+    pub(crate) fn seal(&self, redis_key: &str, body: &str) -> String {
         self.seal_at(redis_key, body, now_ms())
     }
 

@@ -77,7 +77,7 @@ impl From<CountsWire> for SeverityCounts {
     }
 }
 
-pub fn encode_summary(summary: &ScanSummary) -> String {
+pub(crate) fn encode_summary(summary: &ScanSummary) -> String {
     let wire = SummaryWire {
         scanner: summary.scanner.to_string(),
         status: summary.status.as_str().to_string(),
@@ -107,7 +107,7 @@ pub fn encode_summary(summary: &ScanSummary) -> String {
 
 /// A summary of the route's scanner `kind` from its JSON; `None` for anything this
 /// version would not have written, or a summary of another scanner.
-pub fn decode_summary(text: &str, kind: &'static str) -> Option<Arc<ScanSummary>> {
+pub(crate) fn decode_summary(text: &str, kind: &'static str) -> Option<Arc<ScanSummary>> {
     let wire: SummaryWire = serde_json::from_str(text).ok()?;
     let scanner = (wire.scanner == kind).then_some(kind)?;
     let status = [
@@ -169,7 +169,7 @@ struct ResolvedWire {
     platforms: Option<Vec<(String, String)>>,
 }
 
-pub fn encode_resolved(resolved: &Resolved) -> String {
+pub(crate) fn encode_resolved(resolved: &Resolved) -> String {
     let wire = match resolved {
         Resolved::Manifest { digest } => ResolvedWire {
             digest: digest.clone(),
@@ -184,7 +184,7 @@ pub fn encode_resolved(resolved: &Resolved) -> String {
 }
 
 /// A resolution from its JSON; `None` unless every digest is `sha256:` and 64 hex.
-pub fn decode_resolved(text: &str) -> Option<Resolved> {
+pub(crate) fn decode_resolved(text: &str) -> Option<Resolved> {
     let wire: ResolvedWire = serde_json::from_str(text).ok()?;
     let is_digest = |d: &str| {
         d.strip_prefix("sha256:")

@@ -363,7 +363,7 @@ fn throttle_time_left(headers: &reqwest::header::HeaderMap) -> Option<Duration> 
 
 /// Exponential backoff (100 ms doubling, capped at 2 s) with jitter over its upper
 /// half, or the service's own `TimeLeft` hint when it is longer.
-pub fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
+pub(crate) fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
     let base = Duration::from_millis(100)
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(5))
         .min(Duration::from_secs(2));

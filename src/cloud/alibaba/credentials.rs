@@ -17,18 +17,18 @@ use crate::secret::Secret;
 
 use super::setup_error::ClientSetupError;
 
-pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
-pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
-pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
-pub const ENV_ROLE_ARN: &str = "ALIBABA_CLOUD_ROLE_ARN";
-pub const ENV_OIDC_PROVIDER_ARN: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
-pub const ENV_OIDC_TOKEN_FILE: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
-pub const ENV_STS_ENDPOINT: &str = "ALIBABA_CLOUD_STS_ENDPOINT";
-pub const ENV_STS_REGION: &str = "ALIBABA_CLOUD_STS_REGION";
+pub(crate) const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
+pub(crate) const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
+pub(crate) const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
+pub(crate) const ENV_ROLE_ARN: &str = "ALIBABA_CLOUD_ROLE_ARN";
+pub(crate) const ENV_OIDC_PROVIDER_ARN: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
+pub(crate) const ENV_OIDC_TOKEN_FILE: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
+pub(crate) const ENV_STS_ENDPOINT: &str = "ALIBABA_CLOUD_STS_ENDPOINT";
+pub(crate) const ENV_STS_REGION: &str = "ALIBABA_CLOUD_STS_REGION";
 
 /// STS credentials are renewed when fewer than this many seconds remain (as the
 /// vendor's credentials-go does).
-pub const REFRESH_MARGIN: Duration = Duration::from_secs(180);
+pub(crate) const REFRESH_MARGIN: Duration = Duration::from_secs(180);
 
 #[derive(Clone, Debug)]
 pub struct Credentials {
@@ -59,7 +59,7 @@ fn config_error(message: String) -> CredentialError {
 }
 
 #[async_trait]
-pub trait CredentialProvider: Send + Sync + fmt::Debug {
+pub(crate) trait CredentialProvider: Send + Sync + fmt::Debug {
     /// `files`, `env` or `rrsa`, for logs.
     fn source(&self) -> &'static str;
     async fn credentials(&self) -> Result<Credentials, CredentialError>;
@@ -170,7 +170,7 @@ pub fn from_config(
 
 /// Keys set once (environment variables).
 #[derive(Debug)]
-pub struct StaticCredentials(pub Credentials);
+pub(crate) struct StaticCredentials(pub Credentials);
 
 #[async_trait]
 impl CredentialProvider for StaticCredentials {
@@ -185,7 +185,7 @@ impl CredentialProvider for StaticCredentials {
 /// Keys in files (a mounted Secret), re-read at every call so a rotated Secret is
 /// picked up without a restart.
 #[derive(Debug)]
-pub struct FileCredentials {
+pub(crate) struct FileCredentials {
     access_key_id_file: PathBuf,
     access_key_secret_file: PathBuf,
     security_token_file: Option<PathBuf>,
@@ -226,7 +226,7 @@ impl CredentialProvider for FileCredentials {
 }
 
 /// RRSA: `AssumeRoleWithOIDC` (anonymous call) with the token file's content.
-pub struct RrsaCredentials {
+pub(crate) struct RrsaCredentials {
     role_arn: String,
     oidc_provider_arn: String,
     token_file: PathBuf,
@@ -373,7 +373,7 @@ impl CredentialProvider for RrsaCredentials {
 }
 
 /// A reqwest error as text without the URL (which could carry query secrets).
-pub fn transport_text(e: &reqwest::Error) -> String {
+pub(crate) fn transport_text(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -26,7 +26,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn is_throttling(&self) -> bool {
+    pub(crate) fn is_throttling(&self) -> bool {
         self.http_status == 429
             || self.http_status == 503
             || self.code.starts_with("Throttling")
@@ -34,7 +34,7 @@ impl ApiError {
     }
 
     /// The access key, secret, token or clock is wrong.
-    pub fn is_credential(&self) -> bool {
+    pub(crate) fn is_credential(&self) -> bool {
         let c = self.code.as_str();
         c == "SignatureDoesNotMatch"
             || c == "IncompleteSignature"
@@ -47,7 +47,7 @@ impl ApiError {
 
     /// The service failed, whatever the HTTP status: ACR answers `SystemError` (and
     /// other services `ServerError`) in an HTTP 200 body with `IsSuccess=false`.
-    pub fn is_server_fault(&self) -> bool {
+    pub(crate) fn is_server_fault(&self) -> bool {
         self.http_status >= 500
             || matches!(
                 self.code.as_str(),
@@ -56,17 +56,17 @@ impl ApiError {
     }
 
     /// Alibaba Cloud's risk control refused the call: not a RAM permission.
-    pub fn is_risk_control(&self) -> bool {
+    pub(crate) fn is_risk_control(&self) -> bool {
         self.code == "Forbidden.RiskControl"
     }
 
     /// The nonce was seen before: the call may be sent again with a new one.
-    pub fn is_nonce_reused(&self) -> bool {
+    pub(crate) fn is_nonce_reused(&self) -> bool {
         self.code == "SignatureNonceUsed"
     }
 
     /// The caller lacks a RAM permission.
-    pub fn is_permission(&self) -> bool {
+    pub(crate) fn is_permission(&self) -> bool {
         !self.is_credential()
             && !self.is_risk_control()
             && (self.http_status == 403
@@ -76,7 +76,7 @@ impl ApiError {
     }
 
     /// The named resource (instance, repository, tag) does not exist.
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         if self.is_credential() {
             return false;
         }
@@ -87,7 +87,7 @@ impl ApiError {
     }
 
     /// Product, action, status, code, message and request id, for error messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut text = format!(
             "{} {}: HTTP {} {}",
             self.product, self.action, self.http_status, self.code
@@ -171,7 +171,7 @@ impl fmt::Display for RpcError {
 }
 
 /// The label of one RPC outcome, for per-call metrics.
-pub fn rpc_outcome_label(result: &Result<Value, RpcError>) -> &'static str {
+pub(crate) fn rpc_outcome_label(result: &Result<Value, RpcError>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(RpcError::Api(e)) if e.is_throttling() => "throttled",

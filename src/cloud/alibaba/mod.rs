@@ -7,7 +7,7 @@ pub mod client;
 pub(crate) mod credentials;
 pub(crate) mod error;
 pub(crate) mod scan_requests;
-pub mod setup_error;
+pub(crate) mod setup_error;
 pub(crate) mod sign_v1;
 pub(crate) mod sign_v3;
 
@@ -26,7 +26,7 @@ pub fn timestamp(t: time::OffsetDateTime) -> String {
 }
 
 /// A fresh random value: nonces and retry jitter. Not for key material.
-pub fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,13 +48,13 @@ pub fn nonce() -> String {
 }
 
 /// A JSON field as text.
-pub fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+pub(crate) fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(serde_json::Value::as_str)
 }
 
 /// A JSON count that may come as a number or as a numeric string (ACR's
 /// `ListRepoTag.TotalCount` is a string).
-pub fn json_u64(v: &serde_json::Value, key: &str) -> Option<u64> {
+pub(crate) fn json_u64(v: &serde_json::Value, key: &str) -> Option<u64> {
     match v.get(key)? {
         serde_json::Value::Number(n) => n.as_u64(),
         serde_json::Value::String(s) => s.trim().parse().ok(),
@@ -63,11 +63,11 @@ pub fn json_u64(v: &serde_json::Value, key: &str) -> Option<u64> {
 }
 
 /// `sha256:abc` and `abc` name the same digest (ACR examples use both forms).
-pub fn digest_hex(digest: &str) -> &str {
+pub(crate) fn digest_hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
-pub fn same_digest(a: &str, b: &str) -> bool {
+pub(crate) fn same_digest(a: &str, b: &str) -> bool {
     digest_hex(a).eq_ignore_ascii_case(digest_hex(b))
 }
 

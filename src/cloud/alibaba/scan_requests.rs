@@ -25,7 +25,7 @@ const HOLD_AFTER_UNSUPPORTED: Duration = Duration::from_secs(3600);
 /// is about, with how long to wait before asking again; `None` when it was created.
 /// `Data.CanCreate=false` is its running-task cap, `Data.Result` other than
 /// `SUCCESS` (`TASK_NOT_SUPPORT_REGION`) a task it will not run.
-pub fn sas_task_refusal(answer: &Value) -> Option<(String, Duration)> {
+pub(crate) fn sas_task_refusal(answer: &Value) -> Option<(String, Duration)> {
     let data = answer.get("Data").unwrap_or(&Value::Null);
     let request_id = json_str(answer, "RequestId").unwrap_or("none");
     if data.get("CanCreate").and_then(Value::as_bool) == Some(false) {
@@ -56,7 +56,7 @@ pub fn sas_task_refusal(answer: &Value) -> Option<(String, Duration)> {
 }
 
 /// The gate every scan request of one scanner passes.
-pub struct ScanRequestGate {
+pub(crate) struct ScanRequestGate {
     limit: ScanRequestLimit,
     limiter: DefaultDirectRateLimiter,
     /// After a refusal: no request before this instant, and why.
@@ -86,7 +86,7 @@ impl ScanRequestGate {
     }
 
     /// `Ok` when a scan may be asked for now (and counts it), else why not.
-    pub fn permit(&self) -> Result<(), String> {
+    pub(crate) fn permit(&self) -> Result<(), String> {
         if let Some((until, why)) = self.held.lock().map_or(None, |held| held.clone()) {
             let now = Instant::now();
             if now < until {

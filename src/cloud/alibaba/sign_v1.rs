@@ -10,7 +10,7 @@ use sha1::Sha1;
 
 use crate::cloud::query::{canonical_query, percent_encode};
 
-pub fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
+pub(crate) fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
     format!(
         "{method}&{}&{}",
         percent_encode("/"),
@@ -19,7 +19,7 @@ pub fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
 }
 
 /// Base64 HMAC-SHA1 of `data` under `key` (credentials-go's `ShaHmac1`).
-pub fn hmac_sha1_base64(key: &str, data: &str) -> String {
+pub(crate) fn hmac_sha1_base64(key: &str, data: &str) -> String {
     match Hmac::<Sha1>::new_from_slice(key.as_bytes()) {
         Ok(mut mac) => {
             mac.update(data.as_bytes());

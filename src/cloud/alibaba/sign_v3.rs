@@ -12,12 +12,12 @@ use sha2::{Digest, Sha256};
 
 use crate::cloud::query::canonical_query;
 
-pub const ALGORITHM: &str = "ACS3-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "ACS3-HMAC-SHA256";
 /// `x-acs-content-sha256` of an empty body (every RPC call vulngate makes).
-pub const EMPTY_BODY_SHA256: &str =
+pub(crate) const EMPTY_BODY_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
@@ -51,7 +51,7 @@ pub fn canonical_headers<N: AsRef<str>, V: AsRef<str>>(headers: &[(N, V)]) -> (S
 }
 
 /// The canonical request of an RPC-style call (path always `/`).
-pub fn canonical_request<N: AsRef<str>, V: AsRef<str>>(
+pub(crate) fn canonical_request<N: AsRef<str>, V: AsRef<str>>(
     method: &str,
     query: &[(String, String)],
     headers: &[(N, V)],
@@ -65,7 +65,7 @@ pub fn canonical_request<N: AsRef<str>, V: AsRef<str>>(
     (request, signed)
 }
 
-pub fn string_to_sign(canonical_request: &str) -> String {
+pub(crate) fn string_to_sign(canonical_request: &str) -> String {
     format!("{ALGORITHM}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 

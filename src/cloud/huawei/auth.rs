@@ -11,7 +11,7 @@ use crate::config::huawei::{AkSkConfig, HuaweiAuthConfig, default_endpoint};
 
 /// Why a request could not be authenticated. The scanner maps it to its own error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// A credential is missing or unreadable, or IAM refused it: an operator must act.
     #[error("{0}")]
     Config(String),
@@ -21,13 +21,13 @@ pub enum AuthError {
 }
 
 /// The runtime side of [`HuaweiAuthConfig`].
-pub enum Authenticator {
+pub(crate) enum Authenticator {
     AkSk(AkSkConfig),
     Token(Arc<IamTokens>),
 }
 
 /// A request about to be sent, with every header but the auth ones.
-pub struct Outgoing<'a> {
+pub(crate) struct Outgoing<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: &'a [(String, String)],
@@ -111,7 +111,7 @@ impl Authenticator {
 
     /// After a 401: a token may have been revoked early; fetch a new one next time.
     /// Returns whether another try can help.
-    pub async fn on_unauthorized(&self) -> bool {
+    pub(crate) async fn on_unauthorized(&self) -> bool {
         match self {
             Authenticator::AkSk(_) => false,
             Authenticator::Token(tokens) => {
@@ -121,7 +121,7 @@ impl Authenticator {
         }
     }
 
-    pub fn is_token(&self) -> bool {
+    pub(crate) fn is_token(&self) -> bool {
         matches!(self, Authenticator::Token(_))
     }
 }

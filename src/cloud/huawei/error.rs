@@ -5,11 +5,11 @@ use serde_json::Value;
 
 /// Throttling codes of API Gateway (`APIGW.*` today, `APIG.*` on older gateways),
 /// recognized whatever the HTTP status; 429 is recognized whatever the code.
-pub const THROTTLING_CODES: &[&str] = &["APIGW.0308", "APIG.0308"];
+pub(crate) const THROTTLING_CODES: &[&str] = &["APIGW.0308", "APIG.0308"];
 
 /// HSS's documented codes for a caller without the right (HTTP 400, not 403):
 /// `HSS.0010` "Access denied", `HSS.0013` "Insufficient permissions".
-pub const PERMISSION_CODES: &[&str] = &["HSS.0010", "HSS.0013"];
+pub(crate) const PERMISSION_CODES: &[&str] = &["HSS.0010", "HSS.0013"];
 
 /// What an error response said, reduced to what a message needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn from_response(status: u16, request_id: Option<String>, body: &[u8]) -> ApiError {
+    pub(crate) fn from_response(status: u16, request_id: Option<String>, body: &[u8]) -> ApiError {
         let (code, message) = parse_body(body);
         ApiError {
             status,
@@ -32,7 +32,7 @@ impl ApiError {
         }
     }
 
-    pub fn is_throttling(&self) -> bool {
+    pub(crate) fn is_throttling(&self) -> bool {
         self.status == 429
             || self
                 .code
@@ -41,7 +41,7 @@ impl ApiError {
     }
 
     /// A missing permission: HTTP 403, or a documented HSS permission code.
-    pub fn is_permission_denied(&self) -> bool {
+    pub(crate) fn is_permission_denied(&self) -> bool {
         self.status == 403
             || self
                 .code
@@ -50,7 +50,7 @@ impl ApiError {
     }
 
     /// `HTTP 400 (HSS.0013: Insufficient permissions.), request id abc`
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut out = format!("HTTP {}", self.status);
         match (&self.code, &self.message) {
             (Some(c), Some(m)) => out.push_str(&format!(" ({c}: {})", clip(m))),

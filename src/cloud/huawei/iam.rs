@@ -14,7 +14,7 @@ use crate::secret::{Secret, SecretSource};
 /// Tokens live 24 h; a new one is fetched this long before expiry.
 const REFRESH_MARGIN: Duration = Duration::from_secs(15 * 60);
 
-pub struct IamTokens {
+pub(crate) struct IamTokens {
     http: reqwest::Client,
     /// The client's timeout, for messages.
     timeout: Duration,
@@ -71,7 +71,7 @@ impl IamTokens {
     }
 
     /// Drops the cached token (the service answered 401: revoked early).
-    pub async fn invalidate(&self) {
+    pub(crate) async fn invalidate(&self) {
         *self.cached.lock().await = None;
     }
 

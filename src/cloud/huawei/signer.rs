@@ -15,14 +15,14 @@ use time::OffsetDateTime;
 use crate::cloud::query::{canonical_query, percent_encode};
 use crate::secret::Secret;
 
-pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
-pub const DATE_HEADER: &str = "X-Sdk-Date";
+pub(crate) const ALGORITHM: &str = "SDK-HMAC-SHA256";
+pub(crate) const DATE_HEADER: &str = "X-Sdk-Date";
 
 /// One request as it will be sent. `path` is decoded (`/v5/p/image/x`), query
 /// pairs are decoded; the caller sends [`canonical_query`] (shared with Alibaba Cloud) as the query string so
 /// that what is signed is what goes on the wire.
 #[derive(Debug, Clone)]
-pub struct SignRequest<'a> {
+pub(crate) struct SignRequest<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: &'a [(String, String)],
@@ -32,7 +32,7 @@ pub struct SignRequest<'a> {
 }
 
 /// `X-Sdk-Date` value: `YYYYMMDDTHHMMSSZ` in UTC.
-pub fn sdk_date(at: OffsetDateTime) -> String {
+pub(crate) fn sdk_date(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
@@ -58,7 +58,7 @@ pub fn canonical_uri(path: &str) -> String {
 }
 
 /// Whether a header takes part in the signature (Go SDK rule).
-pub fn is_signed_header(name: &str) -> bool {
+pub(crate) fn is_signed_header(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     !lower.starts_with("content-type") && !lower.contains('_')
 }
@@ -78,7 +78,7 @@ fn signed_headers(headers: &[(String, String)]) -> (Vec<String>, String) {
     (signed.into_iter().map(|(n, _)| n).collect(), lines)
 }
 
-pub fn canonical_request(req: &SignRequest<'_>) -> String {
+pub(crate) fn canonical_request(req: &SignRequest<'_>) -> String {
     let (names, lines) = signed_headers(req.headers);
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
@@ -91,7 +91,7 @@ pub fn canonical_request(req: &SignRequest<'_>) -> String {
     )
 }
 
-pub fn string_to_sign(date: &str, canonical_request: &str) -> String {
+pub(crate) fn string_to_sign(date: &str, canonical_request: &str) -> String {
     format!(
         "{ALGORITHM}\n{date}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))

@@ -7,7 +7,7 @@
 //! that becomes unreadable keeps its last good content until it reads again.
 
 mod document;
-pub mod report_error;
+pub(crate) mod report_error;
 mod trivy;
 
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ use crate::image::ImageRef;
 use document::FileContent;
 use report_error::ReportError;
 
-pub const KIND: &str = "file";
+pub(crate) const KIND: &str = "file";
 
 /// What the files held when they were read, merged in file name order.
 #[derive(Debug, Default, Clone)]
@@ -168,7 +168,7 @@ impl FileScanner {
 
     /// Reads again the files that changed (and new ones); a file that no longer reads
     /// keeps its previous content. `Ok(Some(n))`: reloaded, `n` digests.
-    pub fn reload_if_changed(&self) -> Result<Option<usize>, FileScanError> {
+    pub(crate) fn reload_if_changed(&self) -> Result<Option<usize>, FileScanError> {
         let Some(path) = &self.path else {
             return Ok(None);
         };
