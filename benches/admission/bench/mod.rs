@@ -93,8 +93,10 @@ impl Options {
             audit_images: env_or("VULNGATE_BENCH_AUDIT_IMAGES", 2_000),
             audit_rate: 10.0,
             out: out_path("admission.json"),
-            vulngate_bin: std::env::var_os("VULNGATE_BENCH_BIN")
-                .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vulngate")), PathBuf::from),
+            vulngate_bin: std::env::var_os("VULNGATE_BENCH_BIN").map_or_else(
+                || PathBuf::from(env!("CARGO_BIN_EXE_vulngate")),
+                PathBuf::from,
+            ),
             filter: std::env::var("VULNGATE_BENCH_FILTER").ok(),
             only: std::env::var("VULNGATE_BENCH_ONLY").ok(),
         }
