@@ -4,7 +4,7 @@
 mod error;
 pub mod scanners;
 
-pub use error::{KubeClientError, RouteError, StartupError};
+pub use error::{RouteError, StartupError};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::{Config, LogConfig};
 use crate::engine::{Engine, EngineParts};
+use crate::kube_client::KubeClient;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceSource;
 use crate::namespaces::file::FileNamespaces;
@@ -76,24 +77,6 @@ pub fn load_config(path: Option<&Path>, state_dir: &Path) -> Result<Config, Star
         None => write_embedded(state_dir)?,
     };
     Ok(Config::load(&path)?)
-}
-
-/// The process's one Kubernetes API client (in-cluster config or kubeconfig), made
-/// at first use: a config that reads namespaces from a file, resolves no pull
-/// secrets and audits nothing never needs one. Clones share the client.
-#[derive(Clone, Default)]
-pub struct KubeClient(Arc<tokio::sync::OnceCell<kube::Client>>);
-
-impl KubeClient {
-    pub async fn get(&self) -> Result<kube::Client, KubeClientError> {
-        self.0
-            .get_or_try_init(|| async {
-                crate::crypto::install_default_provider();
-                kube::Client::try_default().await.map_err(KubeClientError)
-            })
-            .await
-            .cloned()
-    }
 }
 
 pub(crate) async fn namespace_source(

@@ -17,6 +17,7 @@ use crate::audit::{self, AuditOptions, Row};
 use crate::decision::text::{ViolationForm, violation_text};
 use crate::engine::Engine;
 use crate::events::{Events, Regarding};
+use crate::kube_client::KubeClient;
 use crate::metrics::OverLimit;
 
 /// The Event reason on a running pod over its limits.
@@ -29,6 +30,7 @@ pub struct BackgroundAudit {
     engine: Arc<Engine>,
     /// The cluster's API, made on the first run that can (no kubeconfig or in-cluster
     /// config yet is a failed run like any other, not a reason to stop the webhook).
+    kube: KubeClient,
     cluster: Option<(kube::Client, Events)>,
     interval: Duration,
 }
@@ -52,9 +54,10 @@ struct Offender<'a> {
 }
 
 impl BackgroundAudit {
-    pub fn new(engine: Arc<Engine>, interval: Duration) -> BackgroundAudit {
+    pub fn new(engine: Arc<Engine>, interval: Duration, kube: KubeClient) -> BackgroundAudit {
         BackgroundAudit {
             engine,
+            kube,
             cluster: None,
             interval,
         }
@@ -64,9 +67,11 @@ impl BackgroundAudit {
         if let Some(cluster) = &self.cluster {
             return Ok(cluster.clone());
         }
-        let client = kube::Client::try_default()
+        let client = self
+            .kube
+            .get()
             .await
-            .map_err(|e| format!("no Kubernetes API client to list pods with: {e}"))?;
+            .map_err(|e| format!("cannot list pods: {e}"))?;
         let cluster = (client.clone(), Events::new(client));
         self.cluster = Some(cluster.clone());
         Ok(cluster)

@@ -16,6 +16,7 @@ pub(crate) mod events;
 pub(crate) mod httputil;
 pub mod image;
 pub(crate) mod json_text;
+pub mod kube_client;
 pub(crate) mod log_format;
 pub mod log_writer;
 pub mod metrics;

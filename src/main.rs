@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use vulngate::app::{self, KubeClientError, StartupError};
+use vulngate::app::{self, StartupError};
 use vulngate::audit;
 use vulngate::background_audit::BackgroundAudit;
 use vulngate::config::Config;
 use vulngate::decision::Effect;
 use vulngate::domain::summary::Severity;
 use vulngate::engine::Engine;
+use vulngate::kube_client::{KubeClient, KubeClientError};
 use vulngate::metrics::Metrics;
 use vulngate::server::{self, AppState, ServeOptions};
 use vulngate::tls::Origin;
@@ -129,7 +130,7 @@ impl ConfigArgs {
 
     /// The config and engine of a one-shot command, which logs only warnings (stdout
     /// is kept for its answer).
-    async fn one_shot(&self, kube: &app::KubeClient) -> Result<(Config, Engine), StartupError> {
+    async fn one_shot(&self, kube: &KubeClient) -> Result<(Config, Engine), StartupError> {
         let config = self.load()?;
         let _direct = app::init_logging(&config.log, Some("warn"), app::LogWriter::Direct);
         let engine = app::build_engine_with(&config, Arc::new(Metrics::new()), kube).await?;
@@ -209,7 +210,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         } => Ok(serve(source, listen, ops_listen).await?),
         Command::Review { source, file } => {
             let body = read_input(&file)?;
-            let (_, engine) = source.one_shot(&app::KubeClient::default()).await?;
+            let (_, engine) = source.one_shot(&KubeClient::default()).await?;
             let out = engine.review(&body, None).await?;
             println!("{}", String::from_utf8_lossy(&out));
             Ok(ExitCode::SUCCESS)
@@ -272,7 +273,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
             namespace,
             images,
         } => {
-            let (_, engine) = source.one_shot(&app::KubeClient::default()).await?;
+            let (_, engine) = source.one_shot(&KubeClient::default()).await?;
             let response = engine.decide_images(&namespace, &images).await;
             for w in &response.warnings {
                 println!("warning: {w}");
@@ -300,7 +301,7 @@ struct AuditArgs {
 }
 
 async fn audit_command(args: AuditArgs) -> Result<ExitCode, CommandError> {
-    let kube = app::KubeClient::default();
+    let kube = KubeClient::default();
     let (config, engine) = args.source.one_shot(&kube).await?;
     let client = kube.get().await?;
     let pods = audit::running_pods(client, args.options.namespace.as_deref())
@@ -365,7 +366,8 @@ async fn serve(
     let _log = app::init_logging(&config.log, None, app::LogWriter::Batched);
     let open_file_limit = vulngate::connections::raise_open_file_limit();
     let metrics = Arc::new(Metrics::new());
-    let engine = Arc::new(app::build_engine(&config, Arc::clone(&metrics)).await?);
+    let kube = KubeClient::default();
+    let engine = Arc::new(app::build_engine_with(&config, Arc::clone(&metrics), &kube).await?);
     let (cert, generated) = app::serving_cert(&config, state_dir)?;
     cert.spawn_reloader(Duration::from_secs(1), Arc::clone(&metrics));
     let client_ca = match &config.tls.client_ca_file {
@@ -380,7 +382,7 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut audit_task = None;
     if let Some(interval) = vulngate::config::AuditConfig::period(&config) {
-        let audit = BackgroundAudit::new(Arc::clone(&engine), interval);
+        let audit = BackgroundAudit::new(Arc::clone(&engine), interval, kube.clone());
         audit_task = Some(tokio::spawn(audit.run(stop_rx)));
         tracing::info!(interval = %humantime::format_duration(interval), "background audit on");
     }

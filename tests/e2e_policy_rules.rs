@@ -308,3 +308,37 @@ async fn pods_recreated_by_controllers_warn_but_forged_owners_do_not() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_controller_pod_seen_by_the_pinning_and_the_validating_webhook_counts_once() {
+    let webhook = Webhook::start(
+        &basic_config("pinDigests: {enabled: true}\n"),
+        &files(&[("prod", "")]),
+    );
+    let client = webhook.client(false);
+    let pod = controller_pod(
+        "prod",
+        "system:serviceaccount:kube-system:replicaset-controller",
+    );
+
+    // The API server calls the mutating webhook first, then the validating one.
+    let pinned = client
+        .post(format!("{}/mutate?timeout=10s", webhook.base))
+        .header("Content-Type", "application/json")
+        .body(pod.to_string())
+        .send()
+        .await
+        .expect("send to /mutate");
+    assert_eq!(pinned.status(), 200);
+    let pinned: Value = pinned.json().await.expect("/mutate answer");
+    assert_eq!(pinned["response"]["allowed"], true, "{pinned}");
+    let validated = webhook.review(&client, &pod).await;
+    assert_eq!(validated["allowed"], true, "{validated}");
+    assert!(text(&validated).contains("the replicaset-controller created this pod"));
+
+    let metrics = webhook.ops_get("/metrics").1;
+    assert!(
+        metrics.contains("vulngate_controller_pods_warned_total 1\n"),
+        "one pod, one count: {metrics}"
+    );
+}

@@ -37,6 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "admission",
             "tls",
             "connections",
+            "kube_client",
         ],
     ),
     ("the shared cache tier", &["shared_cache"]),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
+use crate::kube_client::KubeClientError;
 use crate::namespaces::file_error::NamespacesFileError;
 use crate::registry::setup_error::RegistrySetupError;
 use crate::scan::file::FileScanError;
@@ -77,7 +78,3 @@ pub enum RouteError {
     #[error(transparent)]
     Limits(#[from] ConfigError),
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("no Kubernetes API client: {0}")]
-pub struct KubeClientError(#[source] pub kube::Error);

@@ -390,14 +390,15 @@ impl Engine {
             image_of_container: &image_of_container,
             outcomes: &outcomes,
         });
-        self.apply(&decided);
+        self.apply(&decided, pod.origin);
         decided
     }
 
     /// The decision's side effects: its Events, and the count of controller pods
-    /// allowed over their limits.
-    fn apply(&self, decided: &Decision<'_>) {
-        if decided.relief == Some(Relief::ControllerPod) {
+    /// allowed over their limits. A dry run (the pinning pass included: the
+    /// validating review of the same object counts it) creates no pod to count.
+    fn apply(&self, decided: &Decision<'_>, origin: &Origin) {
+        if decided.relief == Some(Relief::ControllerPod) && !origin.dry_run {
             self.metrics.controller_pod_warned();
         }
         if let Some(events) = &self.events {
