@@ -13,10 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::domain::scan_error::ScanError;
 
-mod per_thread;
 mod shared;
-pub use per_thread::InFlight;
-use per_thread::{ReviewMetrics, Series};
 pub use shared::{SharedEvent, SharedMetrics};
 
 /// Scan files skipped because they could not be read. Process-wide, as scanners are
@@ -32,6 +29,28 @@ pub(crate) fn skipped_files_counter() -> Counter {
 struct ReviewLabels {
     kind: &'static str,
     result: &'static str,
+}
+
+/// Object kinds with a series of their own (the kinds vulngate judges), else
+/// `other`. Metrics sit below the admission wire format, so the list is written
+/// here; tests/metrics_kinds.rs checks it against `admission::JUDGED_KINDS`.
+const KINDS_WITH_SERIES: [&str; 8] = [
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+];
+
+fn kind_label(kind: &str) -> &'static str {
+    KINDS_WITH_SERIES
+        .iter()
+        .find(|judged| **judged == kind)
+        .copied()
+        .unwrap_or("other")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,8 +107,9 @@ pub(crate) struct OverLimit {
 
 pub struct Metrics {
     registry: Registry,
-    /// Reviews by kind and result, decision durations, in flight, cache hits.
-    reviews: ReviewMetrics,
+    reviews: Family<ReviewLabels, Counter>,
+    decision_seconds: Histogram,
+    cache_hits: Counter,
     cache_misses: Counter,
     cache_refreshes: Family<RefreshLabels, Counter>,
     scanner_calls: Family<ScannerLabels, Counter>,
@@ -98,6 +118,7 @@ pub struct Metrics {
     tls_certificate_expiry: Gauge,
     controller_pods_warned: Counter,
     images_pinned: Counter,
+    in_flight: Gauge,
     pods_over_limit: Family<NamespaceVerdictLabels, Gauge>,
     /// Namespaces with a `pods_over_limit` series, so a namespace gone is removed.
     audited_namespaces: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -117,21 +138,24 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("vulngate");
-        let reviews = ReviewMetrics::default();
+        let reviews = Family::<ReviewLabels, Counter>::default();
         registry.register(
             "reviews",
             "Admission reviews by object kind and result (allowed, denied, warned, invalid)",
-            reviews.encoder(Series::Reviews),
+            reviews.clone(),
         );
+        // 50 µs doubling 18 times, up to about 6.5 s.
+        let decision_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 18));
         registry.register(
             "decision_duration_seconds",
             "Time from a received review to its response",
-            reviews.encoder(Series::Decision),
+            decision_seconds.clone(),
         );
+        let cache_hits = Counter::default();
         registry.register(
             "summary_cache_hits",
             "Scan summary cache hits",
-            reviews.encoder(Series::CacheHits),
+            cache_hits.clone(),
         );
         let cache_misses = Counter::default();
         registry.register(
@@ -188,10 +212,11 @@ impl Metrics {
             "Images rewritten by POST /mutate to the digest their tag resolved to when judged",
             images_pinned.clone(),
         );
+        let in_flight = Gauge::default();
         registry.register(
             "reviews_in_flight",
             "Reviews being decided",
-            reviews.encoder(Series::InFlight),
+            in_flight.clone(),
         );
         let pods_over_limit = Family::<NamespaceVerdictLabels, Gauge>::default();
         registry.register(
@@ -220,6 +245,8 @@ impl Metrics {
             audit_runs,
             audit_last_success,
             reviews,
+            decision_seconds,
+            cache_hits,
             cache_misses,
             cache_refreshes,
             scanner_calls,
@@ -228,23 +255,30 @@ impl Metrics {
             tls_certificate_expiry,
             controller_pods_warned,
             images_pinned,
+            in_flight,
             scanner_calls_total: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// A review answered: its object kind, result and how long it took.
     pub fn review(&self, kind: &str, result: &'static str, elapsed: Duration) {
-        self.reviews.review(kind, result, elapsed);
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                kind: kind_label(kind),
+                result,
+            })
+            .inc();
+        self.decision_seconds.observe(elapsed.as_secs_f64());
     }
 
     /// A body that is not an AdmissionReview: kind `other`, result `invalid`.
     pub(crate) fn invalid_review(&self, elapsed: Duration) {
-        self.reviews.review("other", "invalid", elapsed);
+        self.review("other", "invalid", elapsed);
     }
 
     pub(crate) fn cache_hits(&self, hits: u64) {
         if hits > 0 {
-            self.reviews.cache_hits(hits);
+            self.cache_hits.inc_by(hits);
         }
     }
 
@@ -311,7 +345,8 @@ impl Metrics {
 
     /// Counts a review in flight until the guard drops.
     pub fn in_flight(&self) -> InFlight<'_> {
-        self.reviews.in_flight()
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
     }
 
     /// The result of one background audit: every namespace with running pods is set
@@ -367,10 +402,78 @@ impl Metrics {
     }
 }
 
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn reviews_from_every_thread_are_counted_by_kind_and_result() {
+        let metrics = Metrics::new();
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let metrics = &metrics;
+                scope.spawn(move || {
+                    for i in 0..200u64 {
+                        let kind = if t == 0 { "Deployment" } else { "Pod" };
+                        let result = if i % 4 == 0 { "denied" } else { "allowed" };
+                        metrics.review(kind, result, Duration::from_micros(i * i * 7));
+                        metrics.cache_hits(5);
+                    }
+                });
+            }
+        });
+        metrics.review("Widget", "allowed", Duration::from_millis(1));
+        metrics.invalid_review(Duration::from_millis(1));
+        let text = metrics.encode();
+        for line in [
+            "vulngate_reviews_total{kind=\"Pod\",result=\"allowed\"} 450",
+            "vulngate_reviews_total{kind=\"Pod\",result=\"denied\"} 150",
+            "vulngate_reviews_total{kind=\"Deployment\",result=\"allowed\"} 150",
+            "vulngate_reviews_total{kind=\"Deployment\",result=\"denied\"} 50",
+            "vulngate_reviews_total{kind=\"other\",result=\"allowed\"} 1",
+            "vulngate_reviews_total{kind=\"other\",result=\"invalid\"} 1",
+            "vulngate_summary_cache_hits_total 4000",
+            "vulngate_decision_duration_seconds_count 802",
+            "vulngate_decision_duration_seconds_bucket{le=\"0.0001\"} 16",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("result=\"warned\""),
+            "no warned series yet:\n{text}"
+        );
+    }
+
+    #[test]
+    fn a_review_in_flight_is_counted_until_its_guard_drops_on_any_thread() {
+        let metrics = Metrics::new();
+        let gauge = |metrics: &Metrics| {
+            metrics
+                .encode()
+                .lines()
+                .find_map(|l| l.strip_prefix("vulngate_reviews_in_flight "))
+                .map(str::to_string)
+        };
+        std::thread::scope(|scope| {
+            let first = metrics.in_flight();
+            let second = metrics.in_flight();
+            assert_eq!(gauge(&metrics).as_deref(), Some("2"));
+            // Dropped by another thread than the one that counted it.
+            scope.spawn(move || drop(first)).join().unwrap();
+            assert_eq!(gauge(&metrics).as_deref(), Some("1"));
+            drop(second);
+        });
+        assert_eq!(gauge(&metrics).as_deref(), Some("0"));
+    }
 
     fn over(denied: i64, warned: i64) -> OverLimit {
         OverLimit { denied, warned }
