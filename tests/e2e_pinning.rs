@@ -95,20 +95,8 @@ fn pod(namespace: &str, spec: Value) -> Value {
 
 /// POSTs a review to `/mutate`; returns the `response` part, checked for its uid.
 async fn mutate(webhook: &Webhook, client: &reqwest::Client, review: &Value) -> Value {
-    let response = client
-        .post(format!("{}/mutate?timeout=10s", webhook.base))
-        .header("Content-Type", "application/json")
-        .body(review.to_string())
-        .send()
-        .await
-        .expect("send review");
-    let status = response.status().as_u16();
-    let body = response.text().await.expect("body");
-    assert_eq!(status, 200, "/mutate answered {status}: {body}");
-    let out: Value = serde_json::from_str(&body).expect("response JSON");
+    let out = webhook.answer(client, "/mutate", review).await;
     assert_eq!(out["apiVersion"], review["apiVersion"], "{out}");
-    assert_eq!(out["kind"], "AdmissionReview");
-    assert_eq!(out["response"]["uid"], review["request"]["uid"]);
     out["response"].clone()
 }
 

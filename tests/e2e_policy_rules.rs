@@ -322,15 +322,7 @@ async fn a_controller_pod_seen_by_the_pinning_and_the_validating_webhook_counts_
     );
 
     // The API server calls the mutating webhook first, then the validating one.
-    let pinned = client
-        .post(format!("{}/mutate?timeout=10s", webhook.base))
-        .header("Content-Type", "application/json")
-        .body(pod.to_string())
-        .send()
-        .await
-        .expect("send to /mutate");
-    assert_eq!(pinned.status(), 200);
-    let pinned: Value = pinned.json().await.expect("/mutate answer");
+    let pinned = webhook.answer(&client, "/mutate", &pod).await;
     assert_eq!(pinned["response"]["allowed"], true, "{pinned}");
     let validated = webhook.review(&client, &pod).await;
     assert_eq!(validated["allowed"], true, "{validated}");

@@ -255,8 +255,18 @@ impl Webhook {
         client: &reqwest::Client,
         body: impl Into<reqwest::Body>,
     ) -> (u16, reqwest::Version, String) {
+        self.post_to(client, "/validate", body).await
+    }
+
+    /// POSTs a body to `path` (`/validate` or `/mutate`) as the API server does.
+    pub async fn post_to(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, reqwest::Version, String) {
         let response = client
-            .post(format!("{}/validate?timeout=10s", self.base))
+            .post(format!("{}{path}?timeout=10s", self.base))
             .header("Content-Type", "application/json")
             .body(body)
             .send()
@@ -269,12 +279,18 @@ impl Webhook {
 
     /// POSTs a review and returns the `response` part of the AdmissionReview.
     pub async fn review(&self, client: &reqwest::Client, review: &Value) -> Value {
-        let (status, _, body) = self.post(client, review.to_string()).await;
-        assert_eq!(status, 200, "review answered {status}: {body}");
+        self.answer(client, "/validate", review).await["response"].clone()
+    }
+
+    /// POSTs a review to `path`; returns the whole AdmissionReview answered, checked
+    /// for its status, kind and uid.
+    pub async fn answer(&self, client: &reqwest::Client, path: &str, review: &Value) -> Value {
+        let (status, _, body) = self.post_to(client, path, review.to_string()).await;
+        assert_eq!(status, 200, "{path} answered {status}: {body}");
         let out: Value = serde_json::from_str(&body).expect("response JSON");
         assert_eq!(out["kind"], "AdmissionReview");
         assert_eq!(out["response"]["uid"], review["request"]["uid"]);
-        out["response"].clone()
+        out
     }
 
     pub fn ops_get(&self, path: &str) -> (u16, String) {
